@@ -1,0 +1,155 @@
+//! Typed configuration read once from the environment (and an optional `.env` file).
+//!
+//! Every service reads its variables through [`Env`], so a missing or malformed variable stops
+//! the start with a message that names the variable and what it expects.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+pub use secrecy::{ExposeSecret, SecretString};
+
+/// A variable that is present but cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}: {problem} (expected {expected})")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub name: String,
+    /// What is wrong with it.
+    pub problem: String,
+    /// What it should hold.
+    pub expected: String,
+}
+
+/// Loads `.env` from the working directory if there is one; variables already set win.
+pub fn load_dotenv() {
+    // A missing .env is the normal case; a malformed one is reported by the variable readers.
+    let _ = dotenvy::dotenv();
+}
+
+/// A source of configuration variables: the process environment, or a map in tests.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    overrides: Option<HashMap<String, String>>,
+}
+
+impl Env {
+    /// Reads from the process environment.
+    pub fn process() -> Self {
+        Self { overrides: None }
+    }
+
+    /// Reads only from the given pairs (for tests and for `hub up`).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            overrides: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The raw value of a variable; empty values count as unset.
+    pub fn raw(&self, name: &str) -> Option<String> {
+        let value = match &self.overrides {
+            Some(map) => map.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        };
+        value.filter(|v| !v.trim().is_empty())
+    }
+
+    /// A parsed variable, or `default` when unset.
+    pub fn parse_or<T>(&self, name: &str, default: T, expected: &str) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        Ok(self.parse(name, expected)?.unwrap_or(default))
+    }
+
+    /// A parsed variable, or `None` when unset.
+    pub fn parse<T>(&self, name: &str, expected: &str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.raw(name) {
+            None => Ok(None),
+            Some(raw) => raw.trim().parse().map(Some).map_err(|e: T::Err| ConfigError {
+                name: name.to_owned(),
+                problem: format!("cannot parse {raw:?}: {e}"),
+                expected: expected.to_owned(),
+            }),
+        }
+    }
+
+    /// A string variable, or `default` when unset.
+    pub fn string_or(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// A secret variable; it never prints.
+    pub fn secret(&self, name: &str) -> Option<SecretString> {
+        self.raw(name).map(SecretString::from)
+    }
+
+    /// A secret that must be at least `min_len` characters long when set.
+    pub fn secret_min_len(
+        &self,
+        name: &str,
+        min_len: usize,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        match self.raw(name) {
+            None => Ok(None),
+            Some(value) if value.len() >= min_len => Ok(Some(SecretString::from(value))),
+            Some(_) => Err(ConfigError {
+                name: name.to_owned(),
+                problem: "too short".to_owned(),
+                expected: format!("a secret of at least {min_len} characters"),
+            }),
+        }
+    }
+
+    /// The data directory of the embedded mode (`HUB_DATA_DIR`, default `./data`).
+    pub fn data_dir(&self) -> PathBuf {
+        PathBuf::from(self.string_or("HUB_DATA_DIR", "./data"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_variable_names_itself_and_what_it_expects() {
+        let env = Env::from_pairs([("CORE_ADDR", "not an address")]);
+        let err = env
+            .parse::<std::net::SocketAddr>("CORE_ADDR", "host:port, e.g. 127.0.0.1:3002")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CORE_ADDR"), "{err}");
+        assert!(err.contains("host:port"), "{err}");
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let env = Env::from_pairs([("X", "  ")]);
+        assert_eq!(env.parse_or::<u16>("X", 7, "a port").unwrap(), 7);
+        assert!(env.secret("X").is_none());
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let env = Env::from_pairs([("HUB_INTERNAL_TOKEN", "short")]);
+        assert!(env.secret_min_len("HUB_INTERNAL_TOKEN", 32).is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! Who is calling, as the gateway vouches for it.
+//!
+//! The core trusts identity headers only beside the internal credential (`X-Hub-Internal`),
+//! which only the gateway and the hub's own tools hold. Beside it:
+//! - `X-Hub-Caller`: `user` (an end user acting as themselves), `service` (a service key) or
+//!   `system` (the operator's tools, every permission);
+//! - `X-User-ID`: the user acted for (for `user`, the caller themselves);
+//! - for `service`: `X-Hub-Service-Key` (the key's id, never its secret) and `X-Hub-Scopes`
+//!   (space- or comma-separated scopes).
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::CoreError;
+
+/// The internal credential's header.
+pub const INTERNAL_HEADER: &str = "x-hub-internal";
+/// The caller kind's header.
+pub const CALLER_HEADER: &str = "x-hub-caller";
+/// The service key id's header.
+pub const SERVICE_KEY_HEADER: &str = "x-hub-service-key";
+/// The service key scopes' header.
+pub const SCOPES_HEADER: &str = "x-hub-scopes";
+/// The acted-for user's header.
+pub const USER_ID_HEADER: &str = "x-user-id";
+
+/// A permission over credits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Read balances and history; check a cost.
+    Check,
+    /// Debit.
+    Deduct,
+    /// Refund a debit.
+    Refund,
+    /// Grant credits.
+    Grant,
+}
+
+impl Scope {
+    /// The scope's name, as in service keys and the `permissions` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Check => "credits:check",
+            Self::Deduct => "credits:deduct",
+            Self::Refund => "credits:refund",
+            Self::Grant => "credits:grant",
+        }
+    }
+}
+
+/// The principal behind a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// An end user, acting as themselves.
+    User(Uuid),
+    /// A service key with its scopes.
+    ServiceKey {
+        /// The key's id.
+        id: String,
+        /// Its scopes.
+        scopes: Vec<String>,
+    },
+    /// The operator's tools.
+    System,
+}
+
+/// An authenticated caller and the user it acts for.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub principal: Principal,
+    /// For whom (`X-User-ID`).
+    pub user_id: Option<Uuid>,
+}
+
+/// SHA-256 of the internal credential, compared in constant time.
+pub fn credential_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Caller {
+    /// Reads the caller from the headers, given the digest of the internal credential.
+    pub fn from_headers(headers: &HeaderMap, credential: &[u8; 32]) -> Result<Self, CoreError> {
+        let presented = headers
+            .get(INTERNAL_HEADER)
+            .ok_or(CoreError::Unauthenticated("This service is internal: call it through the gateway."))?;
+        let digest = credential_digest(presented.to_str().unwrap_or_default());
+        if !bool::from(digest.ct_eq(credential)) {
+            return Err(CoreError::Unauthenticated("The internal credential is not valid."));
+        }
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let user_id = match text(USER_ID_HEADER) {
+            None if headers.contains_key(USER_ID_HEADER) => {
+                return Err(CoreError::BadUserId("X-User-ID must be a UUID."));
+            }
+            None | Some("") => None,
+            Some(raw) => Some(
+                Uuid::parse_str(raw).map_err(|_| CoreError::BadUserId("X-User-ID must be a UUID."))?,
+            ),
+        };
+        let principal = match text(CALLER_HEADER) {
+            Some("user") => Principal::User(
+                user_id.ok_or(CoreError::BadUserId("X-User-ID is required for an end user."))?,
+            ),
+            Some("service") => Principal::ServiceKey {
+                id: text(SERVICE_KEY_HEADER)
+                    .filter(|id| !id.is_empty())
+                    .ok_or(CoreError::Unauthenticated("A service caller needs its key id."))?
+                    .to_owned(),
+                scopes: text(SCOPES_HEADER)
+                    .unwrap_or_default()
+                    .split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            },
+            Some("system") => Principal::System,
+            _ => return Err(CoreError::Unauthenticated("The caller is not identified.")),
+        };
+        Ok(Self { principal, user_id })
+    }
+
+    /// The user a credit operation acts for, if the caller may do `scope` for them.
+    ///
+    /// End users may check and spend their own credits; service keys need the scope.
+    pub fn acting_user(&self, scope: Scope) -> Result<Uuid, CoreError> {
+        match &self.principal {
+            Principal::User(id) => match scope {
+                Scope::Check | Scope::Deduct => Ok(*id),
+                Scope::Refund | Scope::Grant => Err(self.missing(scope)),
+            },
+            Principal::ServiceKey { scopes, .. } => {
+                if !scopes.iter().any(|s| s == scope.as_str()) {
+                    return Err(self.missing(scope));
+                }
+                self.user_id
+                    .ok_or(CoreError::BadUserId("X-User-ID is required: name the user acted for."))
+            }
+            Principal::System => self
+                .user_id
+                .ok_or(CoreError::BadUserId("X-User-ID is required: name the user acted for.")),
+        }
+    }
+
+    /// Checks a permission for an operator's operation (refund, grant): service keys by scope,
+    /// end users by the permissions of their roles.
+    pub async fn authorize(&self, state: &AppState, scope: Scope) -> Result<(), CoreError> {
+        let allowed = match &self.principal {
+            Principal::System => true,
+            Principal::ServiceKey { scopes, .. } => scopes.iter().any(|s| s == scope.as_str()),
+            Principal::User(id) => state
+                .store
+                .permissions(*id)
+                .await?
+                .iter()
+                .any(|p| p == scope.as_str()),
+        };
+        if allowed { Ok(()) } else { Err(self.missing(scope)) }
+    }
+
+    /// Keys of different callers, or of one service key acting for different users, never meet.
+    pub fn idempotency_scope(&self) -> String {
+        let acted_for = self.user_id.map(|u| u.to_string()).unwrap_or_default();
+        match &self.principal {
+            Principal::User(id) => format!("user:{id}"),
+            Principal::ServiceKey { id, .. } => format!("key:{id}:{acted_for}"),
+            Principal::System => format!("system:{acted_for}"),
+        }
+    }
+
+    fn missing(&self, scope: Scope) -> CoreError {
+        CoreError::Forbidden(format!("This caller lacks the permission {}.", scope.as_str()))
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = CoreError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Caller::from_headers(&parts.headers, &state.credential)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn without_the_internal_credential_nobody_is_trusted() {
+        let digest = credential_digest(TOKEN);
+        let user = Uuid::now_v7().to_string();
+        let err = Caller::from_headers(&headers(&[("x-hub-caller", "system"), ("x-user-id", &user)]), &digest)
+            .unwrap_err();
+        assert!(matches!(err, CoreError::Unauthenticated(_)));
+        let err = Caller::from_headers(
+            &headers(&[("x-hub-internal", "wrong"), ("x-hub-caller", "system")]),
+            &digest,
+        )
+        .unwrap_err();
+        assert!(matches!(err, CoreError::Unauthenticated(_)));
+    }
+
+    #[test]
+    fn service_keys_need_the_scope_and_a_user() {
+        let digest = credential_digest(TOKEN);
+        let user = Uuid::now_v7();
+        let caller = Caller::from_headers(
+            &headers(&[
+                ("x-hub-internal", TOKEN),
+                ("x-hub-caller", "service"),
+                ("x-hub-service-key", "k1"),
+                ("x-hub-scopes", "credits:check,credits:deduct"),
+                ("x-user-id", &user.to_string()),
+            ]),
+            &digest,
+        )
+        .unwrap();
+        assert_eq!(caller.acting_user(Scope::Deduct).unwrap(), user);
+        assert!(matches!(caller.acting_user(Scope::Refund), Err(CoreError::Forbidden(_))));
+    }
+
+    #[test]
+    fn end_users_cannot_refund_or_grant_by_default() {
+        let digest = credential_digest(TOKEN);
+        let user = Uuid::now_v7();
+        let caller = Caller::from_headers(
+            &headers(&[("x-hub-internal", TOKEN), ("x-hub-caller", "user"), ("x-user-id", &user.to_string())]),
+            &digest,
+        )
+        .unwrap();
+        assert_eq!(caller.acting_user(Scope::Check).unwrap(), user);
+        assert!(caller.acting_user(Scope::Grant).is_err());
+    }
+
+    #[test]
+    fn a_malformed_user_id_is_a_bad_request() {
+        let digest = credential_digest(TOKEN);
+        let err = Caller::from_headers(
+            &headers(&[("x-hub-internal", TOKEN), ("x-hub-caller", "system"), ("x-user-id", "42")]),
+            &digest,
+        )
+        .unwrap_err();
+        assert!(matches!(err, CoreError::BadUserId(_)));
+    }
+}

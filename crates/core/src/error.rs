@@ -1,0 +1,109 @@
+//! The core service's errors, as its callers see them.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hub_error::ApiError;
+
+use crate::ledger::{InvalidInput, StoreError};
+
+/// Everything a core endpoint can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// No internal credential, or no caller.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// `X-User-ID` is missing or not a UUID.
+    #[error("{0}")]
+    BadUserId(&'static str),
+    /// A field breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// No such user.
+    #[error("unknown user")]
+    UnknownUser,
+    /// The balance does not cover the cost.
+    #[error("insufficient credits")]
+    Insufficient {
+        /// The balance seen.
+        balance: i64,
+    },
+    /// No such transaction.
+    #[error("unknown transaction")]
+    UnknownTransaction,
+    /// The transaction is not a debit.
+    #[error("not a debit")]
+    NotADebit,
+    /// Nothing left to refund.
+    #[error("already refunded")]
+    AlreadyRefunded,
+    /// More asked than remains.
+    #[error("refund exceeds remaining")]
+    RefundExceedsRemaining {
+        /// What remains.
+        remaining: i64,
+    },
+    /// The balance would pass its maximum.
+    #[error("balance limit")]
+    BalanceLimit,
+    /// The idempotency key was used for another request.
+    #[error("idempotency key reused")]
+    IdempotencyKeyReused,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<CoreError> for ApiError {
+    fn from(error: CoreError) -> Self {
+        use CoreError::*;
+        match error {
+            Unauthenticated(message) => ApiError::unauthenticated(message),
+            Forbidden(message) => ApiError::forbidden(message),
+            BadUserId(message) => ApiError::bad_request("invalid_user_id", message),
+            Invalid(e) if e.too_large => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.code, e.message),
+            Invalid(e) => ApiError::unprocessable(e.code, e.message),
+            UnknownUser => ApiError::new(StatusCode::NOT_FOUND, "unknown_user", "No user has this id."),
+            Insufficient { balance } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credits",
+                format!("The balance of {balance} credits does not cover the cost."),
+            )
+            .with_field("balance", balance),
+            UnknownTransaction => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_transaction",
+                "No transaction has this id.",
+            ),
+            NotADebit => ApiError::unprocessable("not_a_debit", "Only a debit can be refunded."),
+            AlreadyRefunded => ApiError::new(
+                StatusCode::CONFLICT,
+                "already_refunded",
+                "This debit has been refunded in full.",
+            ),
+            RefundExceedsRemaining { remaining } => ApiError::new(
+                StatusCode::CONFLICT,
+                "refund_exceeds_remaining",
+                format!("Only {remaining} credits of this debit are left to refund."),
+            )
+            .with_field("remaining", remaining),
+            BalanceLimit => ApiError::unprocessable(
+                "balance_limit",
+                "The balance would pass its maximum of 10^15 credits.",
+            ),
+            IdempotencyKeyReused => ApiError::unprocessable(
+                "idempotency_key_reused",
+                "This Idempotency-Key was used for a different request.",
+            ),
+            Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl IntoResponse for CoreError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}

@@ -1,0 +1,107 @@
+//! The ledger's storage: one trait, one implementation per engine, one contract test suite.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use super::{
+    AuditReport, Debit, DebitOutcome, Grant, GrantOutcome, IdempotencyClaim, Idempotent, Refund,
+    RefundOutcome, TransactionPage,
+};
+use crate::users::UserStore;
+
+/// The engine failed, or returned something the ledger cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine's error.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// A stored value that breaks the schema's promises.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// A stored outcome that does not deserialize.
+    #[error("stored outcome: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Storage of the credit ledger. Every write is atomic: the balance and its transaction row
+/// change together or not at all.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// The balance of an account, `None` for an unknown user.
+    async fn balance(&self, user_id: Uuid) -> Result<Option<i64>, StoreError>;
+    /// Debits an account if, and only if, its balance covers the cost.
+    async fn debit(
+        &self,
+        debit: &Debit,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Idempotent<DebitOutcome>, StoreError>;
+    /// Reverses all or part of a debit.
+    async fn refund(
+        &self,
+        refund: &Refund,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Idempotent<RefundOutcome>, StoreError>;
+    /// Adds credits to an account.
+    async fn grant(
+        &self,
+        grant: &Grant,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Idempotent<GrantOutcome>, StoreError>;
+    /// An account's history, newest first, after the transaction named by `cursor`.
+    /// `None` for an unknown user.
+    async fn transactions(
+        &self,
+        user_id: Uuid,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Option<TransactionPage>, StoreError>;
+    /// Checks, for every account, that its balance equals the sum of its transactions.
+    async fn audit(&self) -> Result<AuditReport, StoreError>;
+    /// Forgets idempotency keys created before `older_than`; returns how many.
+    async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Answers whether the engine takes queries.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Everything the core service stores.
+pub trait Store: LedgerStore + UserStore {}
+impl<T: LedgerStore + UserStore> Store for T {}
+
+/// The store for an open database.
+pub fn open(database: hub_storage::Database) -> Arc<dyn Store> {
+    match database {
+        hub_storage::Database::Postgres(pool) => Arc::new(PgStore::new(pool)),
+        hub_storage::Database::Sqlite { writer, reader } => Arc::new(SqliteStore::new(writer, reader)),
+    }
+}
+
+/// A key met again: the first outcome if the request is the same, a refusal if not.
+fn replay<T: DeserializeOwned>(
+    claim: &IdempotencyClaim,
+    stored_fingerprint: &str,
+    stored_outcome: Option<Value>,
+) -> Result<Idempotent<T>, StoreError> {
+    if stored_fingerprint != claim.fingerprint {
+        return Ok(Idempotent::KeyReused);
+    }
+    let outcome = stored_outcome.ok_or_else(|| {
+        StoreError::Corrupt(format!("idempotency key {:?} has no outcome", claim.key))
+    })?;
+    Ok(Idempotent::Replayed(serde_json::from_value(outcome)?))
+}
+
+fn parse_kind(kind: &str) -> Result<super::TransactionKind, StoreError> {
+    super::TransactionKind::parse(kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown transaction kind {kind:?}")))
+}

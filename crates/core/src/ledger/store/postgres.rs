@@ -1,0 +1,428 @@
+//! The ledger on PostgreSQL.
+//!
+//! A debit without an idempotency key is a single statement: a data-modifying CTE whose
+//! conditional `UPDATE` and transaction `INSERT` commit together, in one round trip.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use super::{LedgerStore, StoreError, parse_kind, replay};
+use crate::ledger::{
+    AuditReport, Debit, DebitOutcome, Discrepancy, Grant, GrantOutcome, IdempotencyClaim,
+    Idempotent, MAX_BALANCE, Refund, RefundOutcome, Transaction, TransactionPage,
+    new_transaction_id,
+};
+use crate::users::{CreatedUser, NewUser, Role, User, UserStore};
+
+const COLUMNS: &str = "id, user_id, kind, service, amount, balance_before, balance_after, \
+                       refund_of, reason, metadata, created_at";
+
+/// The debit, as one statement. `hub bench` hands this same text to pgbench.
+pub const DEBIT_SQL: &str = "\
+WITH debited AS (
+    UPDATE credit_accounts SET balance = balance - $2, updated_at = now()
+    WHERE user_id = $1 AND balance >= $2
+    RETURNING user_id, balance
+)
+INSERT INTO credit_transactions
+    (id, user_id, kind, service, amount, balance_before, balance_after, refundable,
+     metadata, idempotency_key, request_id)
+SELECT $3, user_id, 'debit', $4, -$2, balance + $2, balance, $2, $5, $6, $7 FROM debited
+RETURNING id, user_id, kind, service, amount, balance_before, balance_after, refund_of, reason,
+          metadata, created_at";
+
+/// The ledger and users on a PostgreSQL pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Wraps a pool whose database is migrated.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn transaction(row: &PgRow) -> Result<Transaction, StoreError> {
+    Ok(Transaction {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        kind: parse_kind(row.try_get("kind")?)?,
+        service: row.try_get("service")?,
+        amount: row.try_get("amount")?,
+        balance_before: row.try_get("balance_before")?,
+        balance_after: row.try_get("balance_after")?,
+        refund_of: row.try_get("refund_of")?,
+        reason: row.try_get("reason")?,
+        metadata: row.try_get::<Option<Json<Value>>, _>("metadata")?.map(|j| j.0),
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// One ledger write, run inside the idempotency envelope.
+trait Operation: Sync {
+    type Outcome: Serialize + DeserializeOwned + Send;
+    async fn apply(&self, conn: &mut PgConnection, key: Option<&str>) -> Result<Self::Outcome, StoreError>;
+}
+
+/// Runs an operation once per idempotency key: the key is claimed in the same database
+/// transaction as the write, so a concurrent twin waits on the claim and then replays.
+async fn run_idempotent<O: Operation>(
+    pool: &PgPool,
+    operation: &O,
+    claim: Option<&IdempotencyClaim>,
+) -> Result<Idempotent<O::Outcome>, StoreError> {
+    let mut tx = pool.begin().await?;
+    if let Some(claim) = claim {
+        // ON CONFLICT waits for a concurrent claimant of the same key to commit or roll back.
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint) VALUES ($1, $2, $3) \
+             ON CONFLICT (scope, key) DO NOTHING",
+        )
+        .bind(&claim.scope)
+        .bind(&claim.key)
+        .bind(&claim.fingerprint)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            let row = sqlx::query("SELECT fingerprint, outcome FROM idempotency_keys WHERE scope = $1 AND key = $2")
+                .bind(&claim.scope)
+                .bind(&claim.key)
+                .fetch_one(&mut *tx)
+                .await?;
+            let outcome: Option<Json<Value>> = row.try_get("outcome")?;
+            return replay(claim, row.try_get("fingerprint")?, outcome.map(|j| j.0));
+        }
+    }
+    let outcome = operation.apply(&mut tx, claim.map(|c| c.key.as_str())).await?;
+    if let Some(claim) = claim {
+        sqlx::query("UPDATE idempotency_keys SET outcome = $3 WHERE scope = $1 AND key = $2")
+            .bind(&claim.scope)
+            .bind(&claim.key)
+            .bind(Json(serde_json::to_value(&outcome)?))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Idempotent::Fresh(outcome))
+}
+
+impl Operation for Debit {
+    type Outcome = DebitOutcome;
+
+    async fn apply(&self, conn: &mut PgConnection, key: Option<&str>) -> Result<DebitOutcome, StoreError> {
+        let row = sqlx::query(DEBIT_SQL)
+            .bind(self.user_id)
+            .bind(self.cost)
+            .bind(new_transaction_id())
+            .bind(self.service.as_str())
+            .bind(self.metadata.as_ref().map(Json))
+            .bind(key)
+            .bind(self.request_id.as_deref())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            return Ok(DebitOutcome::Debited { transaction: transaction(&row)? });
+        }
+        // The conditional update matched nothing: say why, from what the account holds now.
+        let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM credit_accounts WHERE user_id = $1")
+            .bind(self.user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(match balance {
+            Some(balance) => DebitOutcome::Insufficient { balance },
+            None => DebitOutcome::UnknownUser,
+        })
+    }
+}
+
+impl Operation for Refund {
+    type Outcome = RefundOutcome;
+
+    async fn apply(&self, conn: &mut PgConnection, key: Option<&str>) -> Result<RefundOutcome, StoreError> {
+        // The debit's row lock serialises refunds of one debit.
+        let Some(debit) = sqlx::query(
+            "SELECT user_id, kind, service, refundable FROM credit_transactions WHERE id = $1 FOR UPDATE",
+        )
+        .bind(&self.transaction_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        else {
+            return Ok(RefundOutcome::UnknownTransaction);
+        };
+        let owner: Uuid = debit.try_get("user_id")?;
+        let kind = parse_kind(debit.try_get("kind")?)?;
+        let refundable: i64 = debit.try_get("refundable")?;
+        let service: Option<String> = debit.try_get("service")?;
+        let decision = crate::ledger::decide_refund(self, owner, kind, refundable);
+        let amount = match decision {
+            Ok(amount) => amount,
+            Err(outcome) => return Ok(outcome),
+        };
+        sqlx::query("UPDATE credit_transactions SET refundable = refundable - $2 WHERE id = $1")
+            .bind(&self.transaction_id)
+            .bind(amount)
+            .execute(&mut *conn)
+            .await?;
+        let row = sqlx::query(&format!(
+            "WITH credited AS (
+                UPDATE credit_accounts SET balance = balance + $2, updated_at = now()
+                WHERE user_id = $1 RETURNING user_id, balance
+            )
+            INSERT INTO credit_transactions
+                (id, user_id, kind, service, amount, balance_before, balance_after, refund_of,
+                 reason, idempotency_key, request_id)
+            SELECT $3, user_id, 'refund', $4, $2, balance - $2, balance, $5, $6, $7, $8 FROM credited
+            RETURNING {COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(amount)
+        .bind(new_transaction_id())
+        .bind(service)
+        .bind(&self.transaction_id)
+        .bind(&self.reason)
+        .bind(key)
+        .bind(self.request_id.as_deref())
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(RefundOutcome::Refunded { transaction: transaction(&row)?, remaining: refundable - amount })
+    }
+}
+
+impl Operation for Grant {
+    type Outcome = GrantOutcome;
+
+    async fn apply(&self, conn: &mut PgConnection, key: Option<&str>) -> Result<GrantOutcome, StoreError> {
+        let row = sqlx::query(&format!(
+            "WITH credited AS (
+                UPDATE credit_accounts SET balance = balance + $2, updated_at = now()
+                WHERE user_id = $1 AND balance <= $3 - $2 RETURNING user_id, balance
+            )
+            INSERT INTO credit_transactions
+                (id, user_id, kind, amount, balance_before, balance_after, reason,
+                 idempotency_key, request_id)
+            SELECT $4, user_id, 'grant', $2, balance - $2, balance, $5, $6, $7 FROM credited
+            RETURNING {COLUMNS}"
+        ))
+        .bind(self.user_id)
+        .bind(self.amount)
+        .bind(MAX_BALANCE)
+        .bind(new_transaction_id())
+        .bind(&self.reason)
+        .bind(key)
+        .bind(self.request_id.as_deref())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = row {
+            return Ok(GrantOutcome::Granted { transaction: transaction(&row)? });
+        }
+        let exists = sqlx::query("SELECT 1 FROM credit_accounts WHERE user_id = $1")
+            .bind(self.user_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
+        Ok(if exists { GrantOutcome::BalanceLimit } else { GrantOutcome::UnknownUser })
+    }
+}
+
+#[async_trait]
+impl LedgerStore for PgStore {
+    async fn balance(&self, user_id: Uuid) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT balance FROM credit_accounts WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn debit(
+        &self,
+        debit: &Debit,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Idempotent<DebitOutcome>, StoreError> {
+        if claim.is_none() {
+            // One statement is its own transaction: no BEGIN/COMMIT round trips.
+            let mut conn = self.pool.acquire().await?;
+            return Ok(Idempotent::Fresh(debit.apply(&mut conn, None).await?));
+        }
+        run_idempotent(&self.pool, debit, claim).await
+    }
+
+    async fn refund(
+        &self,
+        refund: &Refund,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Idempotent<RefundOutcome>, StoreError> {
+        run_idempotent(&self.pool, refund, claim).await
+    }
+
+    async fn grant(
+        &self,
+        grant: &Grant,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Idempotent<GrantOutcome>, StoreError> {
+        run_idempotent(&self.pool, grant, claim).await
+    }
+
+    async fn transactions(
+        &self,
+        user_id: Uuid,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Option<TransactionPage>, StoreError> {
+        if self.balance(user_id).await?.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM credit_transactions
+             WHERE user_id = $1
+               AND ($2::text IS NULL
+                    OR seq < (SELECT seq FROM credit_transactions WHERE id = $2 AND user_id = $1))
+             ORDER BY seq DESC LIMIT $3"
+        ))
+        .bind(user_id)
+        .bind(cursor)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let transactions = rows.iter().map(transaction).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(crate::ledger::page(transactions, limit)))
+    }
+
+    async fn audit(&self) -> Result<AuditReport, StoreError> {
+        let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM credit_accounts")
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT a.user_id, a.balance, COALESCE(SUM(t.amount), 0)::bigint AS total
+             FROM credit_accounts a LEFT JOIN credit_transactions t ON t.user_id = a.user_id
+             GROUP BY a.user_id, a.balance
+             HAVING a.balance <> COALESCE(SUM(t.amount), 0)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let discrepancies = rows
+            .iter()
+            .map(|row| {
+                Ok(Discrepancy {
+                    user_id: row.try_get("user_id")?,
+                    balance: row.try_get("balance")?,
+                    sum_of_transactions: row.try_get("total")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(AuditReport { accounts, discrepancies })
+    }
+
+    async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(older_than)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn user(row: &PgRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn create_user(&self, new: &NewUser) -> Result<Option<CreatedUser>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query(
+            "INSERT INTO users (id, email, name) VALUES ($1, $2, $3)
+             ON CONFLICT (email) DO NOTHING RETURNING id, email, name, created_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(&new.email)
+        .bind(&new.name)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let created = user(&row)?;
+        sqlx::query("INSERT INTO credit_accounts (user_id) VALUES ($1)")
+            .bind(created.id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+            .bind(created.id)
+            .bind(new.role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let grant = if new.initial_credits > 0 {
+            let grant = Grant {
+                user_id: created.id,
+                amount: new.initial_credits,
+                reason: "initial credits".to_owned(),
+                request_id: None,
+            };
+            match grant.apply(&mut tx, None).await? {
+                GrantOutcome::Granted { transaction } => Some(transaction),
+                other => return Err(StoreError::Corrupt(format!("grant to a new account: {other:?}"))),
+            }
+        } else {
+            None
+        };
+        tx.commit().await?;
+        let balance = new.initial_credits;
+        Ok(Some(CreatedUser { user: created, balance, grant }))
+    }
+
+    async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT id, email, name, created_at FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(user).transpose()?)
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT id, email, name, created_at FROM users WHERE email = $1")
+            .bind(email.trim().to_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(user).transpose()?)
+    }
+
+    async fn permissions(&self, id: Uuid) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT rp.permission FROM user_roles ur
+             JOIN role_permissions rp ON rp.role = ur.role WHERE ur.user_id = $1 ORDER BY 1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn assign_role(&self, id: Uuid, role: Role) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(id)
+            .bind(role.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

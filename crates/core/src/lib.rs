@@ -1,0 +1,176 @@
+//! The core service: users, roles and the credit ledger.
+//!
+//! `App::build(config)` opens the database, runs its migrations and binds the listener (port 0
+//! in tests); `router(state)` is the HTTP surface. The `core` binary, the all-in-one `hub up` and
+//! the tests all start the service through these two.
+#![forbid(unsafe_code)]
+
+pub mod caller;
+pub mod error;
+pub mod ledger;
+pub mod routes;
+pub mod users;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub_config::{ConfigError, Env, ExposeSecret, SecretString};
+use hub_storage::{Database, DatabaseConfig};
+use tokio::net::TcpListener;
+
+pub use ledger::store::{LedgerStore, Store, StoreError};
+
+/// The core service's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen (`CORE_ADDR`, default `127.0.0.1:3002`).
+    pub addr: SocketAddr,
+    /// Where the data lives (`DATABASE_URL`, else `HUB_DATA_DIR/hub.db`).
+    pub database: DatabaseConfig,
+    /// The credential the gateway presents (`HUB_INTERNAL_TOKEN`).
+    pub internal_token: SecretString,
+}
+
+/// The default listen address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:3002";
+
+impl Config {
+    /// Reads `CORE_ADDR`, `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `HUB_DATA_DIR` and
+    /// `HUB_INTERNAL_TOKEN`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let internal_token = env.secret_min_len("HUB_INTERNAL_TOKEN", 32)?.ok_or_else(|| ConfigError {
+            name: "HUB_INTERNAL_TOKEN".into(),
+            problem: "not set".into(),
+            expected: "a random secret of at least 32 characters shared with the gateway \
+                       (`hub up` makes one for you)"
+                .into(),
+        })?;
+        Self::from_env_with_token(env, internal_token)
+    }
+
+    /// As [`Config::from_env`], with the internal credential given (as `hub up` does).
+    pub fn from_env_with_token(env: &Env, internal_token: SecretString) -> Result<Self, ConfigError> {
+        let addr = env.parse_or("CORE_ADDR", parse_addr(DEFAULT_ADDR), "host:port, e.g. 127.0.0.1:3002")?;
+        Ok(Self { addr, database: database_config(env)?, internal_token })
+    }
+}
+
+fn parse_addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3002)))
+}
+
+/// The database configuration every service shares: `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`
+/// (default 16) and `HUB_DATA_DIR`.
+pub fn database_config(env: &Env) -> Result<DatabaseConfig, ConfigError> {
+    let max = env.parse_or("DATABASE_MAX_CONNECTIONS", 16u32, "a pool size such as 16")?;
+    DatabaseConfig::from_url(env.raw("DATABASE_URL").as_deref(), &env.data_dir(), max).map_err(|e| ConfigError {
+        name: "DATABASE_URL".into(),
+        problem: e.to_string(),
+        expected: "postgres://user@host:5432/db, sqlite://path, or unset for ./data/hub.db".into(),
+    })
+}
+
+/// The state every handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Users and the ledger.
+    pub store: Arc<dyn Store>,
+    /// SHA-256 of the internal credential.
+    pub credential: [u8; 32],
+}
+
+impl AppState {
+    /// State over a store, trusting callers that present `internal_token`.
+    pub fn new(store: Arc<dyn Store>, internal_token: &SecretString) -> Self {
+        Self { store, credential: caller::credential_digest(internal_token.expose_secret()) }
+    }
+}
+
+/// The core service, bound and ready to serve.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    database: Database,
+}
+
+impl App {
+    /// Opens and migrates the database, then binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let database = Database::connect(&config.database).await?;
+        database.migrate().await?;
+        Self::build_with_database(config, database).await
+    }
+
+    /// Binds the listener over a database that is already open and migrated.
+    pub async fn build_with_database(config: Config, database: Database) -> anyhow::Result<Self> {
+        let store = ledger::store::open(database.clone());
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("CORE_ADDR {}: cannot listen: {e}", config.addr))?;
+        Ok(Self { listener, state: AppState::new(store, &config.internal_token), database })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    pub fn address(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The shared state, for tools that run beside the server.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let sweeper = tokio::spawn(sweep_idempotency_keys(self.state.store.clone()));
+        let result = axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        sweeper.abort();
+        self.database.close().await;
+        result
+    }
+}
+
+/// Forgets idempotency keys past their retention, once an hour.
+async fn sweep_idempotency_keys(store: Arc<dyn Store>) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        let cutoff = chrono::Utc::now() - chrono::Duration::hours(ledger::IDEMPOTENCY_RETENTION_HOURS);
+        match store.purge_idempotency_keys(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "forgot expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+        }
+    }
+}
+
+/// The core service's routes.
+pub fn router(state: AppState) -> axum::Router {
+    hub_error::with_request_ids_and_errors(routes::router(state))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

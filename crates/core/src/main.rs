@@ -1,0 +1,17 @@
+//! The core service on its own: `core` (port 3002 by default).
+#![forbid(unsafe_code)]
+
+use hub_config::Env;
+use hub_core::{App, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    hub_config::load_dotenv();
+    let env = Env::process();
+    hub_telemetry::init(env.raw("LOG_FORMAT").as_deref());
+    let config = Config::from_env(&env)?;
+    let app = App::build(config).await?;
+    tracing::info!(address = %app.address(), "core listening");
+    app.run_until(hub_core::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! HTTP to ledger calls and back.
+
+mod admin;
+mod credits;
+mod health;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+/// The largest request body any endpoint takes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Every route of the core service.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/mcp/v1/credits/check", post(credits::check))
+        .route("/api/mcp/v1/credits/deduct", post(credits::deduct))
+        .route("/api/mcp/v1/credits/refund", post(credits::refund))
+        .route("/api/mcp/v1/credits/balance", get(credits::balance))
+        .route("/api/mcp/v1/credits/transactions", get(credits::transactions))
+        .route("/api/admin/credits/grant", post(admin::grant))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+mod extract {
+    //! Header extractors shared by the credit routes.
+
+    use axum::extract::FromRequestParts;
+    use axum::http::HeaderValue;
+    use axum::http::request::Parts;
+    use axum::response::Response;
+
+    use crate::error::CoreError;
+    use crate::ledger::{Idempotent, InvalidInput};
+
+    /// The `Idempotency-Key` header: 1–255 visible ASCII characters, if present.
+    pub struct IdempotencyKey(pub Option<String>);
+
+    impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+        type Rejection = CoreError;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+            let Some(value) = parts.headers.get("idempotency-key") else {
+                return Ok(Self(None));
+            };
+            let bytes = value.as_bytes();
+            if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| b.is_ascii_graphic()) {
+                return Err(CoreError::Invalid(InvalidInput {
+                    code: "invalid_idempotency_key",
+                    message: "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+                    too_large: false,
+                }));
+            }
+            Ok(Self(Some(String::from_utf8_lossy(bytes).into_owned())))
+        }
+    }
+
+    /// The request's id, as the request-id layer set it.
+    pub struct RequestId(pub Option<String>);
+
+    impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+        type Rejection = std::convert::Infallible;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+            Ok(Self(
+                parts
+                    .headers
+                    .get(hub_error::REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            ))
+        }
+    }
+
+    /// Renders a possibly replayed outcome; a replay is marked `Idempotent-Replayed: true`.
+    pub fn respond<T>(result: Idempotent<T>, render: fn(T) -> Response) -> Result<Response, CoreError> {
+        match result {
+            Idempotent::Fresh(outcome) => Ok(render(outcome)),
+            Idempotent::Replayed(outcome) => {
+                let mut response = render(outcome);
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                Ok(response)
+            }
+            Idempotent::KeyReused => Err(CoreError::IdempotencyKeyReused),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Users, their roles and permissions.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::ledger::{InvalidInput, StoreError, Transaction};
+
+/// A user of the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// UUIDv7.
+    pub id: Uuid,
+    /// Lower-case e-mail address.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// When the account was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A role; permissions hang off roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every permission.
+    Admin,
+    /// Check and spend one's own credits.
+    User,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Self::Admin),
+            "user" => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
+/// A user to create, with the credits they start with.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// E-mail address (normalised to lower case).
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Credits granted at creation, as a `grant` transaction.
+    pub initial_credits: i64,
+    /// The role given.
+    pub role: Role,
+}
+
+impl NewUser {
+    /// Checks and normalises the fields.
+    pub fn new(email: &str, name: &str, initial_credits: i64, role: Role) -> Result<Self, InvalidInput> {
+        let email = email.trim().to_lowercase();
+        let valid_email = email.len() <= 254
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            })
+            && !email.chars().any(char::is_whitespace);
+        if !valid_email {
+            return Err(InvalidInput {
+                code: "invalid_email",
+                message: "email must be an address like name@example.com".into(),
+                too_large: false,
+            });
+        }
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(InvalidInput {
+                code: "invalid_name",
+                message: "name must be 1 to 200 characters".into(),
+                too_large: false,
+            });
+        }
+        crate::ledger::validate_amount("credits", initial_credits, 0)?;
+        Ok(Self { email, name: name.to_owned(), initial_credits, role })
+    }
+}
+
+/// A user just created, with their balance and the grant that made it.
+#[derive(Debug, Clone)]
+pub struct CreatedUser {
+    /// The user.
+    pub user: User,
+    /// Their balance.
+    pub balance: i64,
+    /// The grant of their initial credits, if any.
+    pub grant: Option<Transaction>,
+}
+
+/// Storage of users and their roles.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates a user, their credit account and the grant of their initial credits, at once.
+    /// `Ok(None)` when the e-mail address is taken.
+    async fn create_user(&self, new: &NewUser) -> Result<Option<CreatedUser>, StoreError>;
+    /// A user by id.
+    async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    /// A user by e-mail address.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    /// The permissions of a user through their roles.
+    async fn permissions(&self, id: Uuid) -> Result<Vec<String>, StoreError>;
+    /// Gives a user a role (no-op if they have it).
+    async fn assign_role(&self, id: Uuid, role: Role) -> Result<(), StoreError>;
+}

@@ -1,0 +1,332 @@
+//! The shared error shape: `{"error": {"code", "message", "request_id"}}`, with an endpoint's own
+//! fields beside `error` where its contract names them.
+//!
+//! Handlers return [`ApiError`]; the [`shape_errors`] middleware fills in the request id and turns
+//! every other error response (unknown route, wrong method, body too large) into the same shape.
+#![forbid(unsafe_code)]
+
+use std::borrow::Cow;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+/// The header that carries the request id between the gateway, the services and the caller.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// An error answered to a caller: status, a stable snake_case code, a message for humans, and
+/// optional fields that sit beside `error` in the body.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable machine-readable code.
+    pub code: Cow<'static, str>,
+    /// A sentence for the human reading the response.
+    pub message: String,
+    /// Fields placed beside `error` at the top level of the body.
+    pub fields: Map<String, Value>,
+    /// Seconds to put in `Retry-After`, for 429 and 503.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with no extra fields.
+    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            fields: Map::new(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds a field beside `error`.
+    pub fn with_field(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// 400 with the given code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 422 with the given code.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// 401 `unauthenticated`.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// An opaque 500; the cause is logged, never sent.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side. The request id identifies it in our logs.",
+        )
+    }
+
+    /// The JSON body for the given request id.
+    pub fn body(&self, request_id: &str) -> Value {
+        let mut body = self.fields.clone();
+        body.insert(
+            "error".to_owned(),
+            json!({ "code": self.code, "message": self.message, "request_id": request_id }),
+        );
+        Value::Object(body)
+    }
+}
+
+/// Marks an error response whose body [`shape_errors`] writes once it knows the request id.
+#[derive(Debug, Clone)]
+struct PendingError(ApiError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response.extensions_mut().insert(PendingError(self));
+        response
+    }
+}
+
+/// Middleware: writes every error response in the shared shape with the request's id.
+///
+/// Put it inside the request-id layer so that the id is already on the request.
+pub async fn shape_errors(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut response = next.run(request).await;
+    if let Some(PendingError(error)) = response.extensions_mut().remove::<PendingError>() {
+        return render(response, &error, &request_id);
+    }
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let error = generic_error(status);
+        return render(response, &error, &request_id);
+    }
+    response
+}
+
+fn render(response: Response, error: &ApiError, request_id: &str) -> Response {
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = error.body(request_id).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+fn generic_error(status: StatusCode) -> ApiError {
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "No such endpoint."),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "This endpoint does not accept that method."),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large."),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Send the body as application/json."),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "The request took too long."),
+        s if s.is_server_error() => ("internal_error", "Something went wrong on our side."),
+        _ => ("bad_request", "The request could not be understood."),
+    };
+    ApiError::new(status, code, message)
+}
+
+/// A JSON body extractor whose rejections keep to the shared shape: malformed JSON is a 400,
+/// well-formed JSON with wrong fields or values a 422, an oversized body a 413.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => {
+            ApiError::unprocessable("invalid_field", clean_serde_message(&e.body_text()))
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::bad_request("malformed_json", clean_serde_message(&e.body_text()))
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the body as JSON with Content-Type: application/json.",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large.")
+        }
+        other => ApiError::bad_request("bad_request", other.body_text()),
+    }
+}
+
+/// Axum's messages start with its own preamble; callers need only serde's sentence.
+fn clean_serde_message(text: &str) -> String {
+    text.split_once(": ")
+        .map(|(_, rest)| rest)
+        .unwrap_or(text)
+        .to_owned()
+}
+
+/// A query-string extractor whose rejections keep to the shared shape (422).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(
+                ApiError::unprocessable("invalid_query", clean_serde_message(&e.body_text())),
+            ),
+            Err(other) => Err(ApiError::bad_request("invalid_query", other.body_text())),
+        }
+    }
+}
+
+/// Makes request ids: keeps a sane one from upstream (the gateway), otherwise a new UUIDv7.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MakeRequestId;
+
+impl tower_http::request_id::MakeRequestId for MakeRequestId {
+    fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+        let id = uuid::Uuid::now_v7().to_string();
+        HeaderValue::from_str(&id).ok().map(tower_http::request_id::RequestId::new)
+    }
+}
+
+/// Middleware: drops a request id that is too long or has odd characters, so logs stay clean.
+pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
+    let bad = request.headers().get(REQUEST_ID_HEADER).is_some_and(|v| {
+        let b = v.as_bytes();
+        b.is_empty() || b.len() > 128 || !b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+    });
+    if bad {
+        request.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    next.run(request).await
+}
+
+/// Applies the request-id and error-shaping layers every service uses, outermost first.
+pub fn with_request_ids_and_errors(router: axum::Router) -> axum::Router {
+    use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+    let header_name = http::HeaderName::from_static(REQUEST_ID_HEADER);
+    router
+        .layer(axum::middleware::from_fn(shape_errors))
+        .layer(PropagateRequestIdLayer::new(header_name.clone()))
+        .layer(SetRequestIdLayer::new(header_name, MakeRequestId))
+        .layer(axum::middleware::from_fn(sanitize_request_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        cost: i64,
+    }
+
+    async fn call(body: &str) -> (StatusCode, Value, Option<String>) {
+        let app = with_request_ids_and_errors(
+            axum::Router::new().route("/x", post(|ApiJson(b): ApiJson<Body>| async move { b.cost.to_string() })),
+        );
+        let response = app
+            .oneshot(
+                http::Request::post("/x")
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body.to_owned()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let id = response
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), id)
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_400_and_wrong_types_are_422_in_the_shared_shape() {
+        let (status, body, id) = call("{not json").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "malformed_json");
+        assert_eq!(body["error"]["request_id"].as_str(), id.as_deref());
+
+        let (status, body, _) = call(r#"{"cost": 1.5}"#).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"]["code"], "invalid_field");
+        assert!(body["error"]["message"].as_str().unwrap().contains("cost"));
+    }
+
+    #[tokio::test]
+    async fn extra_fields_sit_beside_error() {
+        let err = ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "short")
+            .with_field("balance", 5);
+        let body = err.body("rid");
+        assert_eq!(body["balance"], 5);
+        assert_eq!(body["error"]["request_id"], "rid");
+    }
+}

@@ -1,0 +1,292 @@
+//! What the tests share: a fresh database on every engine, the real services started on port 0,
+//! and an HTTP client that speaks to them as the gateway does.
+//!
+//! PostgreSQL runs are switched on by `HUB_TEST_DATABASE_URL` (a URL of a database on the server
+//! to use; each test gets a database of its own there, dropped afterwards);
+//! `HUB_TEST_REQUIRE_SERVICES=1` turns a missing URL into a failure instead of a skip.
+#![forbid(unsafe_code)]
+#![allow(clippy::missing_panics_doc)]
+
+use std::sync::Arc;
+
+use hub_config::SecretString;
+use hub_core::Store;
+use hub_storage::{Database, DatabaseConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// A storage engine the hub runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL at `HUB_TEST_DATABASE_URL`.
+    Postgres,
+}
+
+/// The engines to run a contract test on: SQLite always, PostgreSQL when configured.
+pub fn engines() -> Vec<Engine> {
+    let mut engines = vec![Engine::Sqlite];
+    match std::env::var("HUB_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => engines.push(Engine::Postgres),
+        _ if std::env::var("HUB_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("HUB_TEST_REQUIRE_SERVICES=1 but HUB_TEST_DATABASE_URL is not set")
+        }
+        _ => eprintln!("note: HUB_TEST_DATABASE_URL is not set; the PostgreSQL run is skipped"),
+    }
+    engines
+}
+
+/// A database of its own for one test, migrated; removed when dropped.
+pub struct TestDatabase {
+    /// The open database.
+    pub database: Database,
+    /// How to reach it.
+    pub config: DatabaseConfig,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// A fresh, migrated database on `engine`.
+    pub async fn new(engine: Engine) -> Self {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let config = DatabaseConfig::Sqlite { path: dir.path().join("hub.db") };
+                let database = Database::connect(&config).await.expect("open sqlite");
+                database.migrate().await.expect("migrate sqlite");
+                Self { database, config, _dir: Some(dir), postgres: None }
+            }
+            Engine::Postgres => {
+                let server = std::env::var("HUB_TEST_DATABASE_URL").expect("HUB_TEST_DATABASE_URL");
+                let name = format!("hub_test_{}", Uuid::new_v4().simple());
+                let admin = sqlx::PgPool::connect(&server).await.expect("connect to HUB_TEST_DATABASE_URL");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                let url = replace_database(&server, &name);
+                let config = DatabaseConfig::Postgres { url, max_connections: 24 };
+                let database = Database::connect(&config).await.expect("open test database");
+                database.migrate().await.expect("migrate postgres");
+                Self { database, config, _dir: None, postgres: Some((server, name)) }
+            }
+        }
+    }
+
+    /// The ledger and user store over this database.
+    pub fn store(&self) -> Arc<dyn Store> {
+        hub_core::ledger::store::open(self.database.clone())
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((server, name)) = self.postgres.take() else { return };
+        // Drop runs outside async; a thread with its own runtime removes the database.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(admin) = sqlx::PgPool::connect(&server).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The URL with its database name replaced.
+pub fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A random internal credential.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("OS random source");
+    hex::encode(bytes)
+}
+
+/// The core service running on port 0 over a database of its own.
+pub struct SpawnedCore {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// The internal credential it trusts.
+    pub token: String,
+    /// Its store, for setting up and checking data directly.
+    pub store: Arc<dyn Store>,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    /// The database; kept last so the server stops before it is dropped.
+    pub db: TestDatabase,
+}
+
+/// Starts the core service exactly as production does, on a fresh database.
+pub async fn spawn_core(engine: Engine) -> SpawnedCore {
+    let db = TestDatabase::new(engine).await;
+    let token = random_token();
+    let config = hub_core::Config {
+        addr: "127.0.0.1:0".parse().expect("address"),
+        database: db.config.clone(),
+        internal_token: SecretString::from(token.clone()),
+    };
+    let app = hub_core::App::build_with_database(config, db.database.clone())
+        .await
+        .expect("start core");
+    let base_url = format!("http://{}", app.address());
+    let store = app.state().store.clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .expect("http client");
+    SpawnedCore { base_url, token, store, http, shutdown: Some(tx), db }
+}
+
+/// How a test calls the core: which caller the gateway would vouch for.
+#[derive(Debug, Clone)]
+pub enum As {
+    /// The operator's tools acting for a user.
+    System(Option<Uuid>),
+    /// An end user acting as themselves.
+    User(Uuid),
+    /// A service key with scopes, acting for a user.
+    Service {
+        /// Its scopes.
+        scopes: &'static str,
+        /// The user acted for.
+        user: Option<Uuid>,
+    },
+    /// No identity headers at all.
+    Nobody,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON (`Null` if it was not JSON).
+    pub json: Value,
+}
+
+impl SpawnedCore {
+    /// Sends a request as `caller`, with optional JSON body and extra headers.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        caller: &As,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        let internal = || ("x-hub-internal", self.token.clone());
+        request = match caller {
+            As::Nobody => request,
+            As::System(user) => {
+                let r = request.header(internal().0, internal().1).header("x-hub-caller", "system");
+                match user {
+                    Some(u) => r.header("x-user-id", u.to_string()),
+                    None => r,
+                }
+            }
+            As::User(user) => request
+                .header(internal().0, internal().1)
+                .header("x-hub-caller", "user")
+                .header("x-user-id", user.to_string()),
+            As::Service { scopes, user } => {
+                let r = request
+                    .header(internal().0, internal().1)
+                    .header("x-hub-caller", "service")
+                    .header("x-hub-service-key", "test-key")
+                    .header("x-hub-scopes", *scopes);
+                match user {
+                    Some(u) => r.header("x-user-id", u.to_string()),
+                    None => r,
+                }
+            }
+        };
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request reaches the core");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("response body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, headers, json }
+    }
+
+    /// `POST path` as `caller` with a JSON body.
+    pub async fn post(&self, path: &str, caller: &As, body: Value) -> Reply {
+        self.call(Method::POST, path, caller, Some(&body), &[]).await
+    }
+
+    /// `GET path` as `caller`.
+    pub async fn get(&self, path: &str, caller: &As) -> Reply {
+        self.call(Method::GET, path, caller, None, &[]).await
+    }
+
+    /// Creates a user with `credits` through the store, as `hub user create` does.
+    pub async fn user_with(&self, credits: i64) -> Uuid {
+        let email = format!("{}@example.com", Uuid::new_v4().simple());
+        let new = hub_core::users::NewUser::new(&email, "Test User", credits, hub_core::users::Role::User)
+            .expect("valid user");
+        self.store
+            .create_user(&new)
+            .await
+            .expect("create user")
+            .expect("new email")
+            .user
+            .id
+    }
+}
+
+impl Drop for SpawnedCore {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(replace_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
+        assert_eq!(replace_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+        assert_eq!(replace_database("postgres://u@h/test?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+    }
+}
