@@ -84,11 +84,15 @@ impl Env {
     {
         match self.raw(name) {
             None => Ok(None),
-            Some(raw) => raw.trim().parse().map(Some).map_err(|e: T::Err| ConfigError {
-                name: name.to_owned(),
-                problem: format!("cannot parse {raw:?}: {e}"),
-                expected: expected.to_owned(),
-            }),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|e: T::Err| ConfigError {
+                    name: name.to_owned(),
+                    problem: format!("cannot parse {raw:?}: {e}"),
+                    expected: expected.to_owned(),
+                }),
         }
     }
 

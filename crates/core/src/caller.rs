@@ -89,29 +89,41 @@ impl Caller {
     pub fn from_headers(headers: &HeaderMap, credential: &[u8; 32]) -> Result<Self, CoreError> {
         let presented = headers
             .get(INTERNAL_HEADER)
-            .ok_or(CoreError::Unauthenticated("This service is internal: call it through the gateway."))?;
+            .ok_or(CoreError::Unauthenticated(
+                "This service is internal: call it through the gateway.",
+            ))?;
         let digest = credential_digest(presented.to_str().unwrap_or_default());
         if !bool::from(digest.ct_eq(credential)) {
-            return Err(CoreError::Unauthenticated("The internal credential is not valid."));
+            return Err(CoreError::Unauthenticated(
+                "The internal credential is not valid.",
+            ));
         }
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
         let user_id = match text(USER_ID_HEADER) {
             None if headers.contains_key(USER_ID_HEADER) => {
                 return Err(CoreError::BadUserId("X-User-ID must be a UUID."));
             }
             None | Some("") => None,
             Some(raw) => Some(
-                Uuid::parse_str(raw).map_err(|_| CoreError::BadUserId("X-User-ID must be a UUID."))?,
+                Uuid::parse_str(raw)
+                    .map_err(|_| CoreError::BadUserId("X-User-ID must be a UUID."))?,
             ),
         };
         let principal = match text(CALLER_HEADER) {
-            Some("user") => Principal::User(
-                user_id.ok_or(CoreError::BadUserId("X-User-ID is required for an end user."))?,
-            ),
+            Some("user") => Principal::User(user_id.ok_or(CoreError::BadUserId(
+                "X-User-ID is required for an end user.",
+            ))?),
             Some("service") => Principal::ServiceKey {
                 id: text(SERVICE_KEY_HEADER)
                     .filter(|id| !id.is_empty())
-                    .ok_or(CoreError::Unauthenticated("A service caller needs its key id."))?
+                    .ok_or(CoreError::Unauthenticated(
+                        "A service caller needs its key id.",
+                    ))?
                     .to_owned(),
                 scopes: text(SCOPES_HEADER)
                     .unwrap_or_default()
@@ -139,12 +151,13 @@ impl Caller {
                 if !scopes.iter().any(|s| s == scope.as_str()) {
                     return Err(self.missing(scope));
                 }
-                self.user_id
-                    .ok_or(CoreError::BadUserId("X-User-ID is required: name the user acted for."))
+                self.user_id.ok_or(CoreError::BadUserId(
+                    "X-User-ID is required: name the user acted for.",
+                ))
             }
-            Principal::System => self
-                .user_id
-                .ok_or(CoreError::BadUserId("X-User-ID is required: name the user acted for.")),
+            Principal::System => self.user_id.ok_or(CoreError::BadUserId(
+                "X-User-ID is required: name the user acted for.",
+            )),
         }
     }
 
@@ -161,7 +174,11 @@ impl Caller {
                 .iter()
                 .any(|p| p == scope.as_str()),
         };
-        if allowed { Ok(()) } else { Err(self.missing(scope)) }
+        if allowed {
+            Ok(())
+        } else {
+            Err(self.missing(scope))
+        }
     }
 
     /// Keys of different callers, or of one service key acting for different users, never meet.
@@ -175,14 +192,20 @@ impl Caller {
     }
 
     fn missing(&self, scope: Scope) -> CoreError {
-        CoreError::Forbidden(format!("This caller lacks the permission {}.", scope.as_str()))
+        CoreError::Forbidden(format!(
+            "This caller lacks the permission {}.",
+            scope.as_str()
+        ))
     }
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = CoreError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Caller::from_headers(&parts.headers, &state.credential)
     }
 }
@@ -206,8 +229,11 @@ mod tests {
     fn without_the_internal_credential_nobody_is_trusted() {
         let digest = credential_digest(TOKEN);
         let user = Uuid::now_v7().to_string();
-        let err = Caller::from_headers(&headers(&[("x-hub-caller", "system"), ("x-user-id", &user)]), &digest)
-            .unwrap_err();
+        let err = Caller::from_headers(
+            &headers(&[("x-hub-caller", "system"), ("x-user-id", &user)]),
+            &digest,
+        )
+        .unwrap_err();
         assert!(matches!(err, CoreError::Unauthenticated(_)));
         let err = Caller::from_headers(
             &headers(&[("x-hub-internal", "wrong"), ("x-hub-caller", "system")]),
@@ -233,7 +259,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(caller.acting_user(Scope::Deduct).unwrap(), user);
-        assert!(matches!(caller.acting_user(Scope::Refund), Err(CoreError::Forbidden(_))));
+        assert!(matches!(
+            caller.acting_user(Scope::Refund),
+            Err(CoreError::Forbidden(_))
+        ));
     }
 
     #[test]
@@ -241,7 +270,11 @@ mod tests {
         let digest = credential_digest(TOKEN);
         let user = Uuid::now_v7();
         let caller = Caller::from_headers(
-            &headers(&[("x-hub-internal", TOKEN), ("x-hub-caller", "user"), ("x-user-id", &user.to_string())]),
+            &headers(&[
+                ("x-hub-internal", TOKEN),
+                ("x-hub-caller", "user"),
+                ("x-user-id", &user.to_string()),
+            ]),
             &digest,
         )
         .unwrap();
@@ -253,7 +286,11 @@ mod tests {
     fn a_malformed_user_id_is_a_bad_request() {
         let digest = credential_digest(TOKEN);
         let err = Caller::from_headers(
-            &headers(&[("x-hub-internal", TOKEN), ("x-hub-caller", "system"), ("x-user-id", "42")]),
+            &headers(&[
+                ("x-hub-internal", TOKEN),
+                ("x-hub-caller", "system"),
+                ("x-user-id", "42"),
+            ]),
             &digest,
         )
         .unwrap_err();

@@ -63,9 +63,15 @@ impl From<CoreError> for ApiError {
             Unauthenticated(message) => ApiError::unauthenticated(message),
             Forbidden(message) => ApiError::forbidden(message),
             BadUserId(message) => ApiError::bad_request("invalid_user_id", message),
-            Invalid(e) if e.too_large => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.code, e.message),
+            Invalid(e) if e.too_large => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.code, e.message)
+            }
             Invalid(e) => ApiError::unprocessable(e.code, e.message),
-            UnknownUser => ApiError::new(StatusCode::NOT_FOUND, "unknown_user", "No user has this id."),
+            UnknownUser => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_user",
+                "No user has this id.",
+            ),
             Insufficient { balance } => ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "insufficient_credits",

@@ -40,36 +40,53 @@ impl Config {
     /// Reads `CORE_ADDR`, `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `HUB_DATA_DIR` and
     /// `HUB_INTERNAL_TOKEN`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let internal_token = env.secret_min_len("HUB_INTERNAL_TOKEN", 32)?.ok_or_else(|| ConfigError {
-            name: "HUB_INTERNAL_TOKEN".into(),
-            problem: "not set".into(),
-            expected: "a random secret of at least 32 characters shared with the gateway \
+        let internal_token = env
+            .secret_min_len("HUB_INTERNAL_TOKEN", 32)?
+            .ok_or_else(|| ConfigError {
+                name: "HUB_INTERNAL_TOKEN".into(),
+                problem: "not set".into(),
+                expected: "a random secret of at least 32 characters shared with the gateway \
                        (`hub up` makes one for you)"
-                .into(),
-        })?;
+                    .into(),
+            })?;
         Self::from_env_with_token(env, internal_token)
     }
 
     /// As [`Config::from_env`], with the internal credential given (as `hub up` does).
-    pub fn from_env_with_token(env: &Env, internal_token: SecretString) -> Result<Self, ConfigError> {
-        let addr = env.parse_or("CORE_ADDR", parse_addr(DEFAULT_ADDR), "host:port, e.g. 127.0.0.1:3002")?;
-        Ok(Self { addr, database: database_config(env)?, internal_token })
+    pub fn from_env_with_token(
+        env: &Env,
+        internal_token: SecretString,
+    ) -> Result<Self, ConfigError> {
+        let addr = env.parse_or(
+            "CORE_ADDR",
+            parse_addr(DEFAULT_ADDR),
+            "host:port, e.g. 127.0.0.1:3002",
+        )?;
+        Ok(Self {
+            addr,
+            database: database_config(env)?,
+            internal_token,
+        })
     }
 }
 
 fn parse_addr(s: &str) -> SocketAddr {
-    s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3002)))
+    s.parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3002)))
 }
 
 /// The database configuration every service shares: `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`
 /// (default 16) and `HUB_DATA_DIR`.
 pub fn database_config(env: &Env) -> Result<DatabaseConfig, ConfigError> {
     let max = env.parse_or("DATABASE_MAX_CONNECTIONS", 16u32, "a pool size such as 16")?;
-    DatabaseConfig::from_url(env.raw("DATABASE_URL").as_deref(), &env.data_dir(), max).map_err(|e| ConfigError {
-        name: "DATABASE_URL".into(),
-        problem: e.to_string(),
-        expected: "postgres://user@host:5432/db, sqlite://path, or unset for ./data/hub.db".into(),
-    })
+    DatabaseConfig::from_url(env.raw("DATABASE_URL").as_deref(), &env.data_dir(), max).map_err(
+        |e| ConfigError {
+            name: "DATABASE_URL".into(),
+            problem: e.to_string(),
+            expected: "postgres://user@host:5432/db, sqlite://path, or unset for ./data/hub.db"
+                .into(),
+        },
+    )
 }
 
 /// The state every handler shares; cheap to clone.
@@ -84,7 +101,10 @@ pub struct AppState {
 impl AppState {
     /// State over a store, trusting callers that present `internal_token`.
     pub fn new(store: Arc<dyn Store>, internal_token: &SecretString) -> Self {
-        Self { store, credential: caller::credential_digest(internal_token.expose_secret()) }
+        Self {
+            store,
+            credential: caller::credential_digest(internal_token.expose_secret()),
+        }
     }
 }
 
@@ -109,12 +129,18 @@ impl App {
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|e| anyhow::anyhow!("CORE_ADDR {}: cannot listen: {e}", config.addr))?;
-        Ok(Self { listener, state: AppState::new(store, &config.internal_token), database })
+        Ok(Self {
+            listener,
+            state: AppState::new(store, &config.internal_token),
+            database,
+        })
     }
 
     /// The bound address (the real port when 0 was asked for).
     pub fn address(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The shared state, for tools that run beside the server.
@@ -123,7 +149,10 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let sweeper = tokio::spawn(sweep_idempotency_keys(self.state.store.clone()));
         let result = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
@@ -139,7 +168,8 @@ async fn sweep_idempotency_keys(store: Arc<dyn Store>) {
     let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every_hour.tick().await;
-        let cutoff = chrono::Utc::now() - chrono::Duration::hours(ledger::IDEMPOTENCY_RETENTION_HOURS);
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::hours(ledger::IDEMPOTENCY_RETENTION_HOURS);
         match store.purge_idempotency_keys(cutoff).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "forgot expired idempotency keys"),

@@ -63,11 +63,19 @@ pub struct NewUser {
 
 impl NewUser {
     /// Checks and normalises the fields.
-    pub fn new(email: &str, name: &str, initial_credits: i64, role: Role) -> Result<Self, InvalidInput> {
+    pub fn new(
+        email: &str,
+        name: &str,
+        initial_credits: i64,
+        role: Role,
+    ) -> Result<Self, InvalidInput> {
         let email = email.trim().to_lowercase();
         let valid_email = email.len() <= 254
             && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
             })
             && !email.chars().any(char::is_whitespace);
         if !valid_email {
@@ -86,7 +94,12 @@ impl NewUser {
             });
         }
         crate::ledger::validate_amount("credits", initial_credits, 0)?;
-        Ok(Self { email, name: name.to_owned(), initial_credits, role })
+        Ok(Self {
+            email,
+            name: name.to_owned(),
+            initial_credits,
+            role,
+        })
     }
 }
 

@@ -36,7 +36,11 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with no extra fields.
-    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code: code.into(),
@@ -150,9 +154,15 @@ fn render(response: Response, error: &ApiError, request_id: &str) -> Response {
 fn generic_error(status: StatusCode) -> ApiError {
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "No such endpoint."),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "This endpoint does not accept that method."),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "This endpoint does not accept that method.",
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large."),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Send the body as application/json."),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "Send the body as application/json.",
+        ),
         StatusCode::REQUEST_TIMEOUT => ("request_timeout", "The request took too long."),
         s if s.is_server_error() => ("internal_error", "Something went wrong on our side."),
         _ => ("bad_request", "The request could not be understood."),
@@ -200,7 +210,11 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "Send the body as JSON with Content-Type: application/json.",
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large.")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The request body is too large.",
+            )
         }
         other => ApiError::bad_request("bad_request", other.body_text()),
     }
@@ -231,9 +245,10 @@ where
     ) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(
-                ApiError::unprocessable("invalid_query", clean_serde_message(&e.body_text())),
-            ),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::unprocessable(
+                "invalid_query",
+                clean_serde_message(&e.body_text()),
+            )),
             Err(other) => Err(ApiError::bad_request("invalid_query", other.body_text())),
         }
     }
@@ -244,9 +259,14 @@ where
 pub struct MakeRequestId;
 
 impl tower_http::request_id::MakeRequestId for MakeRequestId {
-    fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+    fn make_request_id<B>(
+        &mut self,
+        _request: &http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
         let id = uuid::Uuid::now_v7().to_string();
-        HeaderValue::from_str(&id).ok().map(tower_http::request_id::RequestId::new)
+        HeaderValue::from_str(&id)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
     }
 }
 
@@ -254,7 +274,11 @@ impl tower_http::request_id::MakeRequestId for MakeRequestId {
 pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
     let bad = request.headers().get(REQUEST_ID_HEADER).is_some_and(|v| {
         let b = v.as_bytes();
-        b.is_empty() || b.len() > 128 || !b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+        b.is_empty()
+            || b.len() > 128
+            || !b
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
     });
     if bad {
         request.headers_mut().remove(REQUEST_ID_HEADER);
@@ -287,9 +311,10 @@ mod tests {
     }
 
     async fn call(body: &str) -> (StatusCode, Value, Option<String>) {
-        let app = with_request_ids_and_errors(
-            axum::Router::new().route("/x", post(|ApiJson(b): ApiJson<Body>| async move { b.cost.to_string() })),
-        );
+        let app = with_request_ids_and_errors(axum::Router::new().route(
+            "/x",
+            post(|ApiJson(b): ApiJson<Body>| async move { b.cost.to_string() }),
+        ));
         let response = app
             .oneshot(
                 http::Request::post("/x")
@@ -305,7 +330,11 @@ mod tests {
             .get(REQUEST_ID_HEADER)
             .map(|v| v.to_str().unwrap().to_owned());
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), id)
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            id,
+        )
     }
 
     #[tokio::test]
@@ -323,8 +352,12 @@ mod tests {
 
     #[tokio::test]
     async fn extra_fields_sit_beside_error() {
-        let err = ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "short")
-            .with_field("balance", 5);
+        let err = ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_credits",
+            "short",
+        )
+        .with_field("balance", 5);
         let body = err.body("rid");
         assert_eq!(body["balance"], 5);
         assert_eq!(body["error"]["request_id"], "rid");

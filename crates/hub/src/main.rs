@@ -1,1 +1,311 @@
-fn main() {}
+//! `hub`: every service in one process (`hub up`), and the operator's command line. Every
+//! command but `up` prints JSON, so scripts can use it.
+#![forbid(unsafe_code)]
+
+mod bench;
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hub_config::{Env, SecretString};
+use hub_core::ledger::{Grant, GrantOutcome, Idempotent, validate_amount, validate_reason};
+use hub_core::users::{NewUser, Role};
+use hub_storage::Database;
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "hub",
+    version,
+    about = "Smart AI Hub: run the services, manage users and credits"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every service in one process (embedded SQLite unless DATABASE_URL is set).
+    Up,
+    /// Brings the database schema up to date.
+    Migrate,
+    /// Users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Credits.
+    Credits {
+        #[command(subcommand)]
+        command: CreditsCommand,
+    },
+    /// Load generators.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates a user (and their credit account).
+    Create {
+        /// E-mail address.
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Credits to start with, recorded as a grant.
+        #[arg(long, default_value_t = 0)]
+        credits: i64,
+        /// `user` or `admin`.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CreditsCommand {
+    /// Adds credits to an account.
+    Grant {
+        /// The user's id.
+        #[arg(long)]
+        user: Uuid,
+        /// How many credits.
+        #[arg(long)]
+        amount: i64,
+        /// Why (kept in the ledger).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Prints a balance.
+    Balance {
+        /// The user's id.
+        #[arg(long)]
+        user: Uuid,
+    },
+    /// Prints an account's history, newest first.
+    History {
+        /// The user's id.
+        #[arg(long)]
+        user: Uuid,
+        /// How many transactions.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after this transaction id.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Checks every account: balance = sum of its transactions. Exits 1 if any differs.
+    Audit,
+}
+
+#[tokio::main]
+async fn main() {
+    hub_config::load_dotenv();
+    let cli = Cli::parse();
+    if let Err(error) = run(cli).await {
+        eprintln!("{}", json!({ "error": format!("{error:#}") }));
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let env = Env::process();
+    match cli.command {
+        Command::Up => up(&env).await,
+        Command::Migrate => {
+            let database = open(&env).await?;
+            print(
+                &json!({ "migrated": true, "database": hub_core::database_config(&env)?.describe() }),
+            );
+            database.close().await;
+            Ok(())
+        }
+        Command::User { command } => user(&env, command).await,
+        Command::Credits { command } => credits(&env, command).await,
+        Command::Bench { command } => bench::run(&env, command).await,
+    }
+}
+
+fn print(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+async fn open(env: &Env) -> anyhow::Result<Database> {
+    let config = hub_core::database_config(env)?;
+    let database = Database::connect(&config)
+        .await
+        .with_context(|| format!("opening {}", config.describe()))?;
+    database.migrate().await.context("migrating")?;
+    Ok(database)
+}
+
+async fn user(env: &Env, command: UserCommand) -> anyhow::Result<()> {
+    let UserCommand::Create {
+        email,
+        name,
+        credits,
+        role,
+    } = command;
+    let role = Role::parse(&role).context("--role must be user or admin")?;
+    let new = NewUser::new(&email, &name, credits, role)?;
+    let database = open(env).await?;
+    let store = hub_core::ledger::store::open(database.clone());
+    let Some(created) = store.create_user(&new).await? else {
+        bail!("a user with the email {} exists", new.email);
+    };
+    print(&json!({
+        "id": created.user.id,
+        "email": created.user.email,
+        "name": created.user.name,
+        "role": role.as_str(),
+        "balance": created.balance,
+    }));
+    database.close().await;
+    Ok(())
+}
+
+async fn credits(env: &Env, command: CreditsCommand) -> anyhow::Result<()> {
+    let database = open(env).await?;
+    let store = hub_core::ledger::store::open(database.clone());
+    let result = match command {
+        CreditsCommand::Grant {
+            user,
+            amount,
+            reason,
+        } => {
+            let grant = Grant {
+                user_id: user,
+                amount: validate_amount("--amount", amount, 1)?,
+                reason: validate_reason(&reason)?,
+                request_id: None,
+            };
+            match store.grant(&grant, None).await? {
+                Idempotent::Fresh(GrantOutcome::Granted { transaction }) => {
+                    print(&serde_json::to_value(transaction)?);
+                    Ok(())
+                }
+                Idempotent::Fresh(GrantOutcome::UnknownUser) => {
+                    Err(anyhow::anyhow!("no user has the id {user}"))
+                }
+                Idempotent::Fresh(GrantOutcome::BalanceLimit) => {
+                    Err(anyhow::anyhow!("the balance would pass its maximum"))
+                }
+                other => Err(anyhow::anyhow!("unexpected outcome {other:?}")),
+            }
+        }
+        CreditsCommand::Balance { user } => match store.balance(user).await? {
+            Some(balance) => {
+                print(&json!({ "user_id": user, "balance": balance }));
+                Ok(())
+            }
+            None => Err(anyhow::anyhow!("no user has the id {user}")),
+        },
+        CreditsCommand::History {
+            user,
+            limit,
+            cursor,
+        } => {
+            let limit = limit.clamp(1, hub_core::ledger::MAX_PAGE);
+            match store.transactions(user, limit, cursor.as_deref()).await? {
+                Some(page) => {
+                    print(&serde_json::to_value(page)?);
+                    Ok(())
+                }
+                None => Err(anyhow::anyhow!("no user has the id {user}")),
+            }
+        }
+        CreditsCommand::Audit => {
+            let report = store.audit().await?;
+            print(&serde_json::to_value(&report)?);
+            if report.discrepancies.is_empty() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "{} accounts break the invariant",
+                    report.discrepancies.len()
+                ))
+            }
+        }
+    };
+    database.close().await;
+    result
+}
+
+/// The internal credential `hub up` shares between its services: `HUB_INTERNAL_TOKEN` if set,
+/// otherwise a new one written to `<data dir>/internal-token` (mode 0600) for local tools.
+fn internal_token(env: &Env, data_dir: &Path) -> anyhow::Result<(SecretString, Option<String>)> {
+    if let Some(token) = env.secret_min_len("HUB_INTERNAL_TOKEN", 32)? {
+        return Ok((token, None));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("OS random source: {e}"))?;
+    let token = hex::encode(bytes);
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let path = data_dir.join("internal-token");
+    write_private(&path, &token)?;
+    Ok((SecretString::from(token), Some(path.display().to_string())))
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+async fn up(env: &Env) -> anyhow::Result<()> {
+    let started = Instant::now();
+    hub_telemetry::init(env.raw("LOG_FORMAT").as_deref());
+    let (token, token_file) = internal_token(env, &env.data_dir())?;
+    let core_config = hub_core::Config::from_env_with_token(env, token.clone())?;
+    let database = Database::connect(&core_config.database)
+        .await
+        .with_context(|| format!("opening {}", core_config.database.describe()))?;
+    database.migrate().await.context("migrating")?;
+    let core = hub_core::App::build_with_database(core_config.clone(), database).await?;
+
+    println!("Smart AI Hub is up in {} ms", started.elapsed().as_millis());
+    println!("  storage  {}", core_config.database.describe());
+    println!("  core     http://{}", core.address());
+    if let Some(path) = token_file {
+        println!("  internal credential (X-Hub-Internal) in {path}");
+    }
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut services = tokio::task::JoinSet::new();
+    let mut on_stop = stop.subscribe();
+    services.spawn(core.run_until(async move {
+        let _ = on_stop.recv().await;
+    }));
+    tokio::select! {
+        () = hub_core::shutdown_signal() => {
+            println!("stopping: finishing requests in flight");
+            let _ = stop.send(());
+        }
+        Some(result) = services.join_next() => {
+            let _ = stop.send(());
+            result??;
+            bail!("a service stopped unexpectedly");
+        }
+    }
+    while let Some(result) = services.join_next().await {
+        result??;
+    }
+    Ok(())
+}

@@ -15,7 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 /// Migrations for PostgreSQL, embedded in the binary.
-pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("../../migrations/postgres");
 /// Migrations for SQLite, embedded in the binary.
 pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -60,15 +61,28 @@ pub enum DatabaseConfig {
 
 impl DatabaseConfig {
     /// From `DATABASE_URL` (`postgres://…`, `sqlite://path`) or, when unset, `<data_dir>/hub.db`.
-    pub fn from_url(url: Option<&str>, data_dir: &Path, max_connections: u32) -> Result<Self, StorageError> {
+    pub fn from_url(
+        url: Option<&str>,
+        data_dir: &Path,
+        max_connections: u32,
+    ) -> Result<Self, StorageError> {
         match url {
-            None => Ok(Self::Sqlite { path: data_dir.join("hub.db") }),
+            None => Ok(Self::Sqlite {
+                path: data_dir.join("hub.db"),
+            }),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Self::Postgres { url: url.to_owned(), max_connections })
+                Ok(Self::Postgres {
+                    url: url.to_owned(),
+                    max_connections,
+                })
             }
             Some(url) if url.starts_with("sqlite://") || url.starts_with("sqlite:") => {
-                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-                Ok(Self::Sqlite { path: PathBuf::from(path) })
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                Ok(Self::Sqlite {
+                    path: PathBuf::from(path),
+                })
             }
             Some(_) => Err(StorageError::Config(
                 "expected postgres://user@host/db or sqlite://path/to/file.db".to_owned(),
@@ -80,7 +94,10 @@ impl DatabaseConfig {
     pub fn describe(&self) -> String {
         match self {
             Self::Postgres { url, .. } => {
-                let host = url.rsplit_once('@').map(|(_, h)| h).unwrap_or_else(|| url.trim_start_matches("postgres://"));
+                let host = url
+                    .rsplit_once('@')
+                    .map(|(_, h)| h)
+                    .unwrap_or_else(|| url.trim_start_matches("postgres://"));
                 format!("postgres ({host})")
             }
             Self::Sqlite { path } => format!("sqlite ({})", path.display()),
@@ -106,7 +123,10 @@ impl Database {
     /// Opens the database (creating the SQLite file and its directory if needed).
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, StorageError> {
         match config {
-            DatabaseConfig::Postgres { url, max_connections } => {
+            DatabaseConfig::Postgres {
+                url,
+                max_connections,
+            } => {
                 let options = PgConnectOptions::from_str(url)?.application_name("smart-ai-hub");
                 let pool = PgPoolOptions::new()
                     .max_connections(*max_connections)

@@ -55,25 +55,44 @@ impl TestDatabase {
         match engine {
             Engine::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary directory");
-                let config = DatabaseConfig::Sqlite { path: dir.path().join("hub.db") };
+                let config = DatabaseConfig::Sqlite {
+                    path: dir.path().join("hub.db"),
+                };
                 let database = Database::connect(&config).await.expect("open sqlite");
                 database.migrate().await.expect("migrate sqlite");
-                Self { database, config, _dir: Some(dir), postgres: None }
+                Self {
+                    database,
+                    config,
+                    _dir: Some(dir),
+                    postgres: None,
+                }
             }
             Engine::Postgres => {
                 let server = std::env::var("HUB_TEST_DATABASE_URL").expect("HUB_TEST_DATABASE_URL");
                 let name = format!("hub_test_{}", Uuid::new_v4().simple());
-                let admin = sqlx::PgPool::connect(&server).await.expect("connect to HUB_TEST_DATABASE_URL");
+                let admin = sqlx::PgPool::connect(&server)
+                    .await
+                    .expect("connect to HUB_TEST_DATABASE_URL");
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(&admin)
                     .await
                     .expect("create test database");
                 admin.close().await;
                 let url = replace_database(&server, &name);
-                let config = DatabaseConfig::Postgres { url, max_connections: 24 };
-                let database = Database::connect(&config).await.expect("open test database");
+                let config = DatabaseConfig::Postgres {
+                    url,
+                    max_connections: 24,
+                };
+                let database = Database::connect(&config)
+                    .await
+                    .expect("open test database");
                 database.migrate().await.expect("migrate postgres");
-                Self { database, config, _dir: None, postgres: Some((server, name)) }
+                Self {
+                    database,
+                    config,
+                    _dir: None,
+                    postgres: Some((server, name)),
+                }
             }
         }
     }
@@ -86,10 +105,15 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let Some((server, name)) = self.postgres.take() else { return };
+        let Some((server, name)) = self.postgres.take() else {
+            return;
+        };
         // Drop runs outside async; a thread with its own runtime removes the database.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async {
@@ -107,7 +131,9 @@ impl Drop for TestDatabase {
 
 /// The URL with its database name replaced.
 pub fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[scheme_end..].find('/') {
         Some(slash) => &base[..scheme_end + slash],
@@ -163,7 +189,14 @@ pub async fn spawn_core(engine: Engine) -> SpawnedCore {
         .pool_max_idle_per_host(512)
         .build()
         .expect("http client");
-    SpawnedCore { base_url, token, store, http, shutdown: Some(tx), db }
+    SpawnedCore {
+        base_url,
+        token,
+        store,
+        http,
+        shutdown: Some(tx),
+        db,
+    }
 }
 
 /// How a test calls the core: which caller the gateway would vouch for.
@@ -205,12 +238,16 @@ impl SpawnedCore {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
         let internal = || ("x-hub-internal", self.token.clone());
         request = match caller {
             As::Nobody => request,
             As::System(user) => {
-                let r = request.header(internal().0, internal().1).header("x-hub-caller", "system");
+                let r = request
+                    .header(internal().0, internal().1)
+                    .header("x-hub-caller", "system");
                 match user {
                     Some(u) => r.header("x-user-id", u.to_string()),
                     None => r,
@@ -243,12 +280,17 @@ impl SpawnedCore {
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("response body");
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, json }
+        Reply {
+            status,
+            headers,
+            json,
+        }
     }
 
     /// `POST path` as `caller` with a JSON body.
     pub async fn post(&self, path: &str, caller: &As, body: Value) -> Reply {
-        self.call(Method::POST, path, caller, Some(&body), &[]).await
+        self.call(Method::POST, path, caller, Some(&body), &[])
+            .await
     }
 
     /// `GET path` as `caller`.
@@ -259,8 +301,13 @@ impl SpawnedCore {
     /// Creates a user with `credits` through the store, as `hub user create` does.
     pub async fn user_with(&self, credits: i64) -> Uuid {
         let email = format!("{}@example.com", Uuid::new_v4().simple());
-        let new = hub_core::users::NewUser::new(&email, "Test User", credits, hub_core::users::Role::User)
-            .expect("valid user");
+        let new = hub_core::users::NewUser::new(
+            &email,
+            "Test User",
+            credits,
+            hub_core::users::Role::User,
+        )
+        .expect("valid user");
         self.store
             .create_user(&new)
             .await
@@ -285,8 +332,17 @@ mod tests {
 
     #[test]
     fn replaces_the_database_name() {
-        assert_eq!(replace_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
-        assert_eq!(replace_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
-        assert_eq!(replace_database("postgres://u@h/test?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(
+            replace_database("postgres://u@h:5432/test", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
     }
 }

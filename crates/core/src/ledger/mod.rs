@@ -140,15 +140,26 @@ pub struct InvalidInput {
 
 impl InvalidInput {
     fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), too_large: false }
+        Self {
+            code,
+            message: message.into(),
+            too_large: false,
+        }
     }
 }
 
 /// Checks an amount: a whole number of credits, at most [`MAX_AMOUNT`], at least `min`.
 pub fn validate_amount(field: &str, value: i64, min: i64) -> Result<i64, InvalidInput> {
     if value < min {
-        let what = if min == 0 { "zero or more" } else { "at least 1" };
-        return Err(InvalidInput::new("invalid_amount", format!("{field} must be {what}")));
+        let what = if min == 0 {
+            "zero or more"
+        } else {
+            "at least 1"
+        };
+        return Err(InvalidInput::new(
+            "invalid_amount",
+            format!("{field} must be {what}"),
+        ));
     }
     if value > MAX_AMOUNT {
         return Err(InvalidInput::new(
@@ -160,7 +171,9 @@ pub fn validate_amount(field: &str, value: i64, min: i64) -> Result<i64, Invalid
 }
 
 /// Checks metadata: an object of at most [`MAX_METADATA_BYTES`] once serialized.
-pub fn validate_metadata(metadata: Option<Map<String, Value>>) -> Result<Option<Value>, InvalidInput> {
+pub fn validate_metadata(
+    metadata: Option<Map<String, Value>>,
+) -> Result<Option<Value>, InvalidInput> {
     let Some(map) = metadata else { return Ok(None) };
     let value = Value::Object(map);
     if value.to_string().len() > MAX_METADATA_BYTES {
@@ -177,7 +190,10 @@ pub fn validate_metadata(metadata: Option<Map<String, Value>>) -> Result<Option<
 pub fn validate_reason(reason: &str) -> Result<String, InvalidInput> {
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(InvalidInput::new("invalid_reason", "reason must be 1 to 500 characters"));
+        return Err(InvalidInput::new(
+            "invalid_reason",
+            "reason must be 1 to 500 characters",
+        ));
     }
     Ok(reason.to_owned())
 }
@@ -335,13 +351,19 @@ impl IdempotencyClaim {
         hasher.update(operation.as_bytes());
         hasher.update([0]);
         hasher.update(input.to_string().as_bytes());
-        Self { scope, key, fingerprint: hex::encode(hasher.finalize()) }
+        Self {
+            scope,
+            key,
+            fingerprint: hex::encode(hasher.finalize()),
+        }
     }
 }
 
 /// Decides how much of a debit a refund gives back, or why it gives nothing. The store calls
 /// this with the debit's row locked (or the single writer held), so the answer stays true until
 /// the refund is written.
+// The refusal is an outcome as stored and answered; its size does not matter off the hot path.
+#[allow(clippy::result_large_err)]
 pub(crate) fn decide_refund(
     refund: &Refund,
     owner: Uuid,
@@ -363,7 +385,9 @@ pub(crate) fn decide_refund(
     match refund.amount {
         None => Ok(refundable),
         Some(amount) if amount <= refundable => Ok(amount),
-        Some(_) => Err(RefundOutcome::ExceedsRemaining { remaining: refundable }),
+        Some(_) => Err(RefundOutcome::ExceedsRemaining {
+            remaining: refundable,
+        }),
     }
 }
 
@@ -371,8 +395,15 @@ pub(crate) fn decide_refund(
 pub(crate) fn page(mut transactions: Vec<Transaction>, limit: u32) -> TransactionPage {
     let more = transactions.len() > limit as usize;
     transactions.truncate(limit as usize);
-    let next_cursor = if more { transactions.last().map(|t| t.id.clone()) } else { None };
-    TransactionPage { transactions, next_cursor }
+    let next_cursor = if more {
+        transactions.last().map(|t| t.id.clone())
+    } else {
+        None
+    };
+    TransactionPage {
+        transactions,
+        next_cursor,
+    }
 }
 
 /// How many hours an idempotency key is remembered, at least.
@@ -398,7 +429,11 @@ mod tests {
         assert!(ServiceName::parse("sora2-video-generation").is_ok());
         assert!(ServiceName::parse("gpt.4_o").is_ok());
         for bad in ["", "Sora", "a b", "x/y", &"a".repeat(65)] {
-            assert_eq!(ServiceName::parse(bad).unwrap_err().code, "invalid_service", "{bad:?}");
+            assert_eq!(
+                ServiceName::parse(bad).unwrap_err().code,
+                "invalid_service",
+                "{bad:?}"
+            );
         }
     }
 
@@ -421,9 +456,24 @@ mod tests {
 
     #[test]
     fn fingerprints_ignore_key_order_but_not_values() {
-        let a = IdempotencyClaim::new("s".into(), "k".into(), "deduct", &serde_json::json!({"a": 1, "b": 2}));
-        let b = IdempotencyClaim::new("s".into(), "k".into(), "deduct", &serde_json::json!({"b": 2, "a": 1}));
-        let c = IdempotencyClaim::new("s".into(), "k".into(), "deduct", &serde_json::json!({"a": 1, "b": 3}));
+        let a = IdempotencyClaim::new(
+            "s".into(),
+            "k".into(),
+            "deduct",
+            &serde_json::json!({"a": 1, "b": 2}),
+        );
+        let b = IdempotencyClaim::new(
+            "s".into(),
+            "k".into(),
+            "deduct",
+            &serde_json::json!({"b": 2, "a": 1}),
+        );
+        let c = IdempotencyClaim::new(
+            "s".into(),
+            "k".into(),
+            "deduct",
+            &serde_json::json!({"a": 1, "b": 3}),
+        );
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_ne!(a.fingerprint, c.fingerprint);
     }

@@ -33,11 +33,20 @@ pub async fn grant(
     let amount = validate_amount("amount", body.amount, 1)?;
     let reason = validate_reason(&body.reason)?;
     let claim = key.map(|key| {
-        let input = serde_json::json!({ "user_id": body.user_id, "amount": amount, "reason": reason });
+        let input =
+            serde_json::json!({ "user_id": body.user_id, "amount": amount, "reason": reason });
         IdempotencyClaim::new(caller.idempotency_scope(), key, "grant", &input)
     });
-    let grant = Grant { user_id: body.user_id, amount, reason, request_id };
-    respond(state.store.grant(&grant, claim.as_ref()).await?, render_grant)
+    let grant = Grant {
+        user_id: body.user_id,
+        amount,
+        reason,
+        request_id,
+    };
+    respond(
+        state.store.grant(&grant, claim.as_ref()).await?,
+        render_grant,
+    )
 }
 
 fn render_grant(outcome: GrantOutcome) -> Response {

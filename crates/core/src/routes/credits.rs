@@ -33,7 +33,11 @@ pub async fn check(
     let user_id = caller.acting_user(Scope::Check)?;
     ServiceName::parse(&body.service)?;
     let cost = validate_amount("cost", body.cost, 0)?;
-    let balance = state.store.balance(user_id).await?.ok_or(CoreError::UnknownUser)?;
+    let balance = state
+        .store
+        .balance(user_id)
+        .await?
+        .ok_or(CoreError::UnknownUser)?;
     if balance >= cost {
         return Ok(Json(json!({ "sufficient": true, "balance": balance })).into_response());
     }
@@ -66,8 +70,17 @@ pub async fn deduct(
         let input = json!({ "user_id": user_id, "service": service.as_str(), "cost": cost, "metadata": metadata });
         IdempotencyClaim::new(caller.idempotency_scope(), key, "deduct", &input)
     });
-    let debit = Debit { user_id, service, cost, metadata, request_id };
-    respond(state.store.debit(&debit, claim.as_ref()).await?, render_debit)
+    let debit = Debit {
+        user_id,
+        service,
+        cost,
+        metadata,
+        request_id,
+    };
+    respond(
+        state.store.debit(&debit, claim.as_ref()).await?,
+        render_debit,
+    )
 }
 
 fn render_debit(outcome: DebitOutcome) -> Response {
@@ -78,7 +91,9 @@ fn render_debit(outcome: DebitOutcome) -> Response {
             "transaction_id": transaction.id,
         }))
         .into_response(),
-        DebitOutcome::Insufficient { balance } => CoreError::Insufficient { balance }.into_response(),
+        DebitOutcome::Insufficient { balance } => {
+            CoreError::Insufficient { balance }.into_response()
+        }
         DebitOutcome::UnknownUser => CoreError::UnknownUser.into_response(),
     }
 }
@@ -109,14 +124,18 @@ pub async fn refund(
             too_large: false,
         }));
     }
-    let amount = body.amount.map(|a| validate_amount("amount", a, 1)).transpose()?;
+    let amount = body
+        .amount
+        .map(|a| validate_amount("amount", a, 1))
+        .transpose()?;
     let reason = validate_reason(&body.reason)?;
     let (owner_must_be, owner_must_not_be) = match &caller.principal {
         Principal::User(id) => (None, Some(*id)),
         Principal::ServiceKey { .. } | Principal::System => (caller.user_id, None),
     };
     let claim = key.map(|key| {
-        let input = json!({ "transaction_id": body.transaction_id, "amount": amount, "reason": reason });
+        let input =
+            json!({ "transaction_id": body.transaction_id, "amount": amount, "reason": reason });
         IdempotencyClaim::new(caller.idempotency_scope(), key, "refund", &input)
     });
     let refund = Refund {
@@ -127,12 +146,18 @@ pub async fn refund(
         owner_must_be,
         owner_must_not_be,
     };
-    respond(state.store.refund(&refund, claim.as_ref()).await?, render_refund)
+    respond(
+        state.store.refund(&refund, claim.as_ref()).await?,
+        render_refund,
+    )
 }
 
 fn render_refund(outcome: RefundOutcome) -> Response {
     match outcome {
-        RefundOutcome::Refunded { transaction, remaining } => Json(json!({
+        RefundOutcome::Refunded {
+            transaction,
+            remaining,
+        } => Json(json!({
             "status": "ok",
             "transaction_id": transaction.id,
             "refund_of": transaction.refund_of,
@@ -156,7 +181,11 @@ fn render_refund(outcome: RefundOutcome) -> Response {
 /// `GET /api/mcp/v1/credits/balance`.
 pub async fn balance(State(state): State<AppState>, caller: Caller) -> Result<Response, CoreError> {
     let user_id = caller.acting_user(Scope::Check)?;
-    let balance = state.store.balance(user_id).await?.ok_or(CoreError::UnknownUser)?;
+    let balance = state
+        .store
+        .balance(user_id)
+        .await?
+        .ok_or(CoreError::UnknownUser)?;
     Ok(Json(json!({ "user_id": user_id, "balance": balance })).into_response())
 }
 

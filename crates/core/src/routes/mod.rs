@@ -20,7 +20,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/mcp/v1/credits/deduct", post(credits::deduct))
         .route("/api/mcp/v1/credits/refund", post(credits::refund))
         .route("/api/mcp/v1/credits/balance", get(credits::balance))
-        .route("/api/mcp/v1/credits/transactions", get(credits::transactions))
+        .route(
+            "/api/mcp/v1/credits/transactions",
+            get(credits::transactions),
+        )
         .route("/api/admin/credits/grant", post(admin::grant))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -50,7 +53,8 @@ mod extract {
                 return Ok(Self(None));
             };
             let bytes = value.as_bytes();
-            if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| b.is_ascii_graphic()) {
+            if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| b.is_ascii_graphic())
+            {
                 return Err(CoreError::Invalid(InvalidInput {
                     code: "invalid_idempotency_key",
                     message: "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
@@ -79,7 +83,10 @@ mod extract {
     }
 
     /// Renders a possibly replayed outcome; a replay is marked `Idempotent-Replayed: true`.
-    pub fn respond<T>(result: Idempotent<T>, render: fn(T) -> Response) -> Result<Response, CoreError> {
+    pub fn respond<T>(
+        result: Idempotent<T>,
+        render: fn(T) -> Response,
+    ) -> Result<Response, CoreError> {
         match result {
             Idempotent::Fresh(outcome) => Ok(render(outcome)),
             Idempotent::Replayed(outcome) => {

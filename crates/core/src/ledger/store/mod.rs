@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use postgres::PgStore;
+pub use postgres::{DEBIT_SQL, PgStore};
 pub use sqlite::SqliteStore;
 
 use super::{
@@ -82,7 +82,9 @@ impl<T: LedgerStore + UserStore> Store for T {}
 pub fn open(database: hub_storage::Database) -> Arc<dyn Store> {
     match database {
         hub_storage::Database::Postgres(pool) => Arc::new(PgStore::new(pool)),
-        hub_storage::Database::Sqlite { writer, reader } => Arc::new(SqliteStore::new(writer, reader)),
+        hub_storage::Database::Sqlite { writer, reader } => {
+            Arc::new(SqliteStore::new(writer, reader))
+        }
     }
 }
 

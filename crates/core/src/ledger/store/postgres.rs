@@ -62,7 +62,9 @@ fn transaction(row: &PgRow) -> Result<Transaction, StoreError> {
         balance_after: row.try_get("balance_after")?,
         refund_of: row.try_get("refund_of")?,
         reason: row.try_get("reason")?,
-        metadata: row.try_get::<Option<Json<Value>>, _>("metadata")?.map(|j| j.0),
+        metadata: row
+            .try_get::<Option<Json<Value>>, _>("metadata")?
+            .map(|j| j.0),
         created_at: row.try_get("created_at")?,
     })
 }
@@ -70,7 +72,11 @@ fn transaction(row: &PgRow) -> Result<Transaction, StoreError> {
 /// One ledger write, run inside the idempotency envelope.
 trait Operation: Sync {
     type Outcome: Serialize + DeserializeOwned + Send;
-    async fn apply(&self, conn: &mut PgConnection, key: Option<&str>) -> Result<Self::Outcome, StoreError>;
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+    ) -> Result<Self::Outcome, StoreError>;
 }
 
 /// Runs an operation once per idempotency key: the key is claimed in the same database
@@ -95,16 +101,20 @@ async fn run_idempotent<O: Operation>(
         .rows_affected()
             == 1;
         if !claimed {
-            let row = sqlx::query("SELECT fingerprint, outcome FROM idempotency_keys WHERE scope = $1 AND key = $2")
-                .bind(&claim.scope)
-                .bind(&claim.key)
-                .fetch_one(&mut *tx)
-                .await?;
+            let row = sqlx::query(
+                "SELECT fingerprint, outcome FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            )
+            .bind(&claim.scope)
+            .bind(&claim.key)
+            .fetch_one(&mut *tx)
+            .await?;
             let outcome: Option<Json<Value>> = row.try_get("outcome")?;
             return replay(claim, row.try_get("fingerprint")?, outcome.map(|j| j.0));
         }
     }
-    let outcome = operation.apply(&mut tx, claim.map(|c| c.key.as_str())).await?;
+    let outcome = operation
+        .apply(&mut tx, claim.map(|c| c.key.as_str()))
+        .await?;
     if let Some(claim) = claim {
         sqlx::query("UPDATE idempotency_keys SET outcome = $3 WHERE scope = $1 AND key = $2")
             .bind(&claim.scope)
@@ -120,7 +130,11 @@ async fn run_idempotent<O: Operation>(
 impl Operation for Debit {
     type Outcome = DebitOutcome;
 
-    async fn apply(&self, conn: &mut PgConnection, key: Option<&str>) -> Result<DebitOutcome, StoreError> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+    ) -> Result<DebitOutcome, StoreError> {
         let row = sqlx::query(DEBIT_SQL)
             .bind(self.user_id)
             .bind(self.cost)
@@ -132,13 +146,16 @@ impl Operation for Debit {
             .fetch_optional(&mut *conn)
             .await?;
         if let Some(row) = row {
-            return Ok(DebitOutcome::Debited { transaction: transaction(&row)? });
+            return Ok(DebitOutcome::Debited {
+                transaction: transaction(&row)?,
+            });
         }
         // The conditional update matched nothing: say why, from what the account holds now.
-        let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM credit_accounts WHERE user_id = $1")
-            .bind(self.user_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let balance: Option<i64> =
+            sqlx::query_scalar("SELECT balance FROM credit_accounts WHERE user_id = $1")
+                .bind(self.user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
         Ok(match balance {
             Some(balance) => DebitOutcome::Insufficient { balance },
             None => DebitOutcome::UnknownUser,
@@ -149,7 +166,11 @@ impl Operation for Debit {
 impl Operation for Refund {
     type Outcome = RefundOutcome;
 
-    async fn apply(&self, conn: &mut PgConnection, key: Option<&str>) -> Result<RefundOutcome, StoreError> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+    ) -> Result<RefundOutcome, StoreError> {
         // The debit's row lock serialises refunds of one debit.
         let Some(debit) = sqlx::query(
             "SELECT user_id, kind, service, refundable FROM credit_transactions WHERE id = $1 FOR UPDATE",
@@ -195,14 +216,21 @@ impl Operation for Refund {
         .bind(self.request_id.as_deref())
         .fetch_one(&mut *conn)
         .await?;
-        Ok(RefundOutcome::Refunded { transaction: transaction(&row)?, remaining: refundable - amount })
+        Ok(RefundOutcome::Refunded {
+            transaction: transaction(&row)?,
+            remaining: refundable - amount,
+        })
     }
 }
 
 impl Operation for Grant {
     type Outcome = GrantOutcome;
 
-    async fn apply(&self, conn: &mut PgConnection, key: Option<&str>) -> Result<GrantOutcome, StoreError> {
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+    ) -> Result<GrantOutcome, StoreError> {
         let row = sqlx::query(&format!(
             "WITH credited AS (
                 UPDATE credit_accounts SET balance = balance + $2, updated_at = now()
@@ -224,24 +252,32 @@ impl Operation for Grant {
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = row {
-            return Ok(GrantOutcome::Granted { transaction: transaction(&row)? });
+            return Ok(GrantOutcome::Granted {
+                transaction: transaction(&row)?,
+            });
         }
         let exists = sqlx::query("SELECT 1 FROM credit_accounts WHERE user_id = $1")
             .bind(self.user_id)
             .fetch_optional(&mut *conn)
             .await?
             .is_some();
-        Ok(if exists { GrantOutcome::BalanceLimit } else { GrantOutcome::UnknownUser })
+        Ok(if exists {
+            GrantOutcome::BalanceLimit
+        } else {
+            GrantOutcome::UnknownUser
+        })
     }
 }
 
 #[async_trait]
 impl LedgerStore for PgStore {
     async fn balance(&self, user_id: Uuid) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT balance FROM credit_accounts WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT balance FROM credit_accounts WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn debit(
@@ -294,7 +330,10 @@ impl LedgerStore for PgStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let transactions = rows.iter().map(transaction).collect::<Result<Vec<_>, _>>()?;
+        let transactions = rows
+            .iter()
+            .map(transaction)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(crate::ledger::page(transactions, limit)))
     }
 
@@ -320,15 +359,20 @@ impl LedgerStore for PgStore {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(AuditReport { accounts, discrepancies })
+        Ok(AuditReport {
+            accounts,
+            discrepancies,
+        })
     }
 
     async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(older_than)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                .bind(older_than)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -381,14 +425,22 @@ impl UserStore for PgStore {
             };
             match grant.apply(&mut tx, None).await? {
                 GrantOutcome::Granted { transaction } => Some(transaction),
-                other => return Err(StoreError::Corrupt(format!("grant to a new account: {other:?}"))),
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "grant to a new account: {other:?}"
+                    )));
+                }
             }
         } else {
             None
         };
         tx.commit().await?;
         let balance = new.initial_credits;
-        Ok(Some(CreatedUser { user: created, balance, grant }))
+        Ok(Some(CreatedUser {
+            user: created,
+            balance,
+            grant,
+        }))
     }
 
     async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
@@ -418,11 +470,13 @@ impl UserStore for PgStore {
     }
 
     async fn assign_role(&self, id: Uuid, role: Role) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(id)
-            .bind(role.as_str())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(role.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

@@ -61,7 +61,11 @@ fn transaction(row: &SqliteRow) -> Result<Transaction, StoreError> {
 
 trait Operation: Sync {
     type Outcome: Serialize + DeserializeOwned + Send;
-    async fn apply(&self, conn: &mut SqliteConnection, key: Option<&str>) -> Result<Self::Outcome, StoreError>;
+    async fn apply(
+        &self,
+        conn: &mut SqliteConnection,
+        key: Option<&str>,
+    ) -> Result<Self::Outcome, StoreError>;
 }
 
 /// Runs an operation once per idempotency key, in one transaction on the single writer, so
@@ -86,17 +90,21 @@ async fn run_idempotent<O: Operation>(
         .rows_affected()
             == 1;
         if !claimed {
-            let row = sqlx::query("SELECT fingerprint, outcome FROM idempotency_keys WHERE scope = ?1 AND key = ?2")
-                .bind(&claim.scope)
-                .bind(&claim.key)
-                .fetch_one(&mut *tx)
-                .await?;
+            let row = sqlx::query(
+                "SELECT fingerprint, outcome FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
+            )
+            .bind(&claim.scope)
+            .bind(&claim.key)
+            .fetch_one(&mut *tx)
+            .await?;
             let outcome: Option<String> = row.try_get("outcome")?;
             let outcome = outcome.as_deref().map(serde_json::from_str).transpose()?;
             return replay(claim, row.try_get("fingerprint")?, outcome);
         }
     }
-    let outcome = operation.apply(&mut tx, claim.map(|c| c.key.as_str())).await?;
+    let outcome = operation
+        .apply(&mut tx, claim.map(|c| c.key.as_str()))
+        .await?;
     if let Some(claim) = claim {
         sqlx::query("UPDATE idempotency_keys SET outcome = ?3 WHERE scope = ?1 AND key = ?2")
             .bind(&claim.scope)
@@ -151,17 +159,26 @@ async fn insert_transaction(
     transaction(&row)
 }
 
-async fn account_balance(conn: &mut SqliteConnection, user_id: Uuid) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT balance FROM credit_accounts WHERE user_id = ?1")
-        .bind(user_id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?)
+async fn account_balance(
+    conn: &mut SqliteConnection,
+    user_id: Uuid,
+) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT balance FROM credit_accounts WHERE user_id = ?1")
+            .bind(user_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
 }
 
 impl Operation for Debit {
     type Outcome = DebitOutcome;
 
-    async fn apply(&self, conn: &mut SqliteConnection, key: Option<&str>) -> Result<DebitOutcome, StoreError> {
+    async fn apply(
+        &self,
+        conn: &mut SqliteConnection,
+        key: Option<&str>,
+    ) -> Result<DebitOutcome, StoreError> {
         let balance: Option<i64> = sqlx::query_scalar(
             "UPDATE credit_accounts SET balance = balance - ?2, updated_at = ?3
              WHERE user_id = ?1 AND balance >= ?2 RETURNING balance",
@@ -199,11 +216,17 @@ impl Operation for Debit {
 impl Operation for Refund {
     type Outcome = RefundOutcome;
 
-    async fn apply(&self, conn: &mut SqliteConnection, key: Option<&str>) -> Result<RefundOutcome, StoreError> {
-        let Some(debit) = sqlx::query("SELECT user_id, kind, service, refundable FROM credit_transactions WHERE id = ?1")
-            .bind(&self.transaction_id)
-            .fetch_optional(&mut *conn)
-            .await?
+    async fn apply(
+        &self,
+        conn: &mut SqliteConnection,
+        key: Option<&str>,
+    ) -> Result<RefundOutcome, StoreError> {
+        let Some(debit) = sqlx::query(
+            "SELECT user_id, kind, service, refundable FROM credit_transactions WHERE id = ?1",
+        )
+        .bind(&self.transaction_id)
+        .fetch_optional(&mut *conn)
+        .await?
         else {
             return Ok(RefundOutcome::UnknownTransaction);
         };
@@ -225,7 +248,9 @@ impl Operation for Refund {
         .await?
         .rows_affected();
         if updated != 1 {
-            return Err(StoreError::Corrupt("refundable changed under the writer".into()));
+            return Err(StoreError::Corrupt(
+                "refundable changed under the writer".into(),
+            ));
         }
         let balance: i64 = sqlx::query_scalar(
             "UPDATE credit_accounts SET balance = balance + ?2, updated_at = ?3 WHERE user_id = ?1 RETURNING balance",
@@ -249,14 +274,21 @@ impl Operation for Refund {
             self.request_id.as_deref(),
         )
         .await?;
-        Ok(RefundOutcome::Refunded { transaction, remaining: refundable - amount })
+        Ok(RefundOutcome::Refunded {
+            transaction,
+            remaining: refundable - amount,
+        })
     }
 }
 
 impl Operation for Grant {
     type Outcome = GrantOutcome;
 
-    async fn apply(&self, conn: &mut SqliteConnection, key: Option<&str>) -> Result<GrantOutcome, StoreError> {
+    async fn apply(
+        &self,
+        conn: &mut SqliteConnection,
+        key: Option<&str>,
+    ) -> Result<GrantOutcome, StoreError> {
         let balance: Option<i64> = sqlx::query_scalar(
             "UPDATE credit_accounts SET balance = balance + ?2, updated_at = ?4
              WHERE user_id = ?1 AND balance <= ?3 - ?2 RETURNING balance",
@@ -344,7 +376,10 @@ impl LedgerStore for SqliteStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&mut *conn)
         .await?;
-        let transactions = rows.iter().map(transaction).collect::<Result<Vec<_>, _>>()?;
+        let transactions = rows
+            .iter()
+            .map(transaction)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(crate::ledger::page(transactions, limit)))
     }
 
@@ -370,15 +405,20 @@ impl LedgerStore for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(AuditReport { accounts, discrepancies })
+        Ok(AuditReport {
+            accounts,
+            discrepancies,
+        })
     }
 
     async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
-            .bind(older_than)
-            .execute(&self.writer)
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
+                .bind(older_than)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
+        )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -434,13 +474,21 @@ impl UserStore for SqliteStore {
             };
             match grant.apply(&mut tx, None).await? {
                 GrantOutcome::Granted { transaction } => Some(transaction),
-                other => return Err(StoreError::Corrupt(format!("grant to a new account: {other:?}"))),
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "grant to a new account: {other:?}"
+                    )));
+                }
             }
         } else {
             None
         };
         tx.commit().await?;
-        Ok(Some(CreatedUser { user: created, balance: new.initial_credits, grant }))
+        Ok(Some(CreatedUser {
+            user: created,
+            balance: new.initial_credits,
+            grant,
+        }))
     }
 
     async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
@@ -470,11 +518,13 @@ impl UserStore for SqliteStore {
     }
 
     async fn assign_role(&self, id: Uuid, role: Role) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
-            .bind(id.to_string())
-            .bind(role.as_str())
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "INSERT INTO user_roles (user_id, role) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(role.as_str())
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 }

@@ -1,0 +1,337 @@
+//! Load generators: `hub bench deduct` drives debits over HTTP against a running core and
+//! prints throughput and latency; `hub bench setup` makes the accounts it spends from; and
+//! `hub bench pgbench-script` prints the very debit statement the core runs, as a pgbench script,
+//! so that `bench/deduct-vs-pgbench.sh` can measure both on the same server in one go.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Subcommand;
+use hub_config::Env;
+use hub_storage::Database;
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Creates (or tops up nothing of) `--users` benchmark accounts with `--credits` each.
+    Setup {
+        /// How many accounts.
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+        /// Credits each starts with.
+        #[arg(long, default_value_t = 1_000_000_000_000)]
+        credits: i64,
+    },
+    /// Drives deducts against a running core.
+    Deduct {
+        /// The core's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:3002")]
+        url: String,
+        /// Spread the debits over this many benchmark accounts (1 = all on one row).
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// How long to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Credits per debit.
+        #[arg(long, default_value_t = 30)]
+        cost: i64,
+        /// The internal credential (default: HUB_INTERNAL_TOKEN, then <data dir>/internal-token).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Prints a pgbench script that runs the core's own debit statement.
+    PgbenchScript {
+        /// Spread over this many benchmark accounts.
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+        /// Credits per debit.
+        #[arg(long, default_value_t = 30)]
+        cost: i64,
+    },
+}
+
+/// The id of benchmark account `n` (1-based): fixed, so that pgbench can name it too.
+pub fn bench_user(n: u64) -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0000 | u128::from(n))
+}
+
+pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Setup { users, credits } => setup(env, users, credits).await,
+        BenchCommand::Deduct {
+            url,
+            users,
+            concurrency,
+            seconds,
+            cost,
+            token,
+        } => {
+            let token = match token.or_else(|| env.raw("HUB_INTERNAL_TOKEN")) {
+                Some(token) => token,
+                None => std::fs::read_to_string(env.data_dir().join("internal-token"))
+                    .context("no --token, no HUB_INTERNAL_TOKEN and no <data dir>/internal-token")?
+                    .trim()
+                    .to_owned(),
+            };
+            deduct(
+                &url,
+                &token,
+                users.max(1),
+                concurrency.max(1),
+                Duration::from_secs(seconds),
+                cost,
+            )
+            .await
+        }
+        BenchCommand::PgbenchScript { users, cost } => {
+            println!("{}", pgbench_script(users.max(1), cost));
+            Ok(())
+        }
+    }
+}
+
+fn pgbench_script(users: u64, cost: i64) -> String {
+    let user = "('00000000-0000-7000-8000-' || lpad(to_hex(:n), 12, '0'))::uuid";
+    let sql = hub_core::ledger::store::DEBIT_SQL
+        .replace("$1", user)
+        .replace("$2", &cost.to_string())
+        .replace("$3", "'txn_' || replace(gen_random_uuid()::text, '-', '')")
+        .replace("$4", "'bench'")
+        .replace("$5", "NULL::jsonb")
+        .replace("$6", "NULL")
+        .replace("$7", "NULL");
+    // pgbench (15) takes a statement over several lines up to its semicolon; one line keeps it plain.
+    format!("\\set n random(1, {users})\n{};\n", sql.replace('\n', " "))
+}
+
+async fn setup(env: &Env, users: u64, credits: i64) -> anyhow::Result<()> {
+    let config = hub_core::database_config(env)?;
+    let database = Database::connect(&config).await?;
+    database.migrate().await?;
+    let started = Instant::now();
+    match &database {
+        Database::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO users (id, email, name)
+                 SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'))::uuid,
+                        'bench-' || n || '@bench.invalid', 'Bench ' || n
+                 FROM generate_series(1, $1::bigint) n ON CONFLICT DO NOTHING",
+            )
+            .bind(i64::try_from(users)?)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "WITH opened AS (
+                    INSERT INTO credit_accounts (user_id, balance)
+                    SELECT id, $1 FROM users WHERE email LIKE 'bench-%@bench.invalid'
+                    ON CONFLICT DO NOTHING RETURNING user_id, balance)
+                 INSERT INTO credit_transactions (id, user_id, kind, amount, balance_before, balance_after, reason)
+                 SELECT 'txn_' || replace(gen_random_uuid()::text, '-', ''), user_id, 'grant', balance, 0, balance,
+                        'benchmark account'
+                 FROM opened",
+            )
+            .bind(credits)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Database::Sqlite { writer, .. } => {
+            let mut tx = writer.begin().await?;
+            let now = chrono::Utc::now();
+            for n in 1..=users {
+                let id = bench_user(n).to_string();
+                let inserted = sqlx::query(
+                    "INSERT INTO users (id, email, name, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )
+                .bind(&id)
+                .bind(format!("bench-{n}@bench.invalid"))
+                .bind(format!("Bench {n}"))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    continue;
+                }
+                sqlx::query("INSERT INTO credit_accounts (user_id, balance, updated_at) VALUES (?1, ?2, ?3)")
+                    .bind(&id)
+                    .bind(credits)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO credit_transactions (id, user_id, kind, amount, balance_before, balance_after, reason, created_at)
+                     VALUES (?1, ?2, 'grant', ?3, 0, ?3, 'benchmark account', ?4)",
+                )
+                .bind(hub_core::ledger::new_transaction_id())
+                .bind(&id)
+                .bind(credits)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+    }
+    println!(
+        "{}",
+        json!({ "users": users, "credits_each": credits, "seconds": started.elapsed().as_secs_f64(),
+                "database": config.describe() })
+    );
+    database.close().await;
+    Ok(())
+}
+
+#[derive(Default)]
+struct WorkerStats {
+    latencies_us: Vec<u32>,
+    ok: u64,
+    insufficient: u64,
+    other: u64,
+}
+
+async fn deduct(
+    url: &str,
+    token: &str,
+    users: u64,
+    concurrency: usize,
+    duration: Duration,
+    cost: i64,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .tcp_nodelay(true)
+        .build()?;
+    let endpoint = format!("{}/api/mcp/v1/credits/deduct", url.trim_end_matches('/'));
+    let body = serde_json::to_vec(&json!({ "service": "bench", "cost": cost }))?;
+    // Warm the pool so connection set-up is not measured.
+    let probe = client
+        .post(&endpoint)
+        .header("x-hub-internal", token)
+        .header("x-hub-caller", "system")
+        .header("x-user-id", bench_user(1).to_string())
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {endpoint}"))?;
+    anyhow::ensure!(
+        probe.status().is_success(),
+        "a first deduct answered {}: run `hub bench setup` against the same database",
+        probe.status()
+    );
+
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let client = client.clone();
+        let endpoint = endpoint.clone();
+        let token = token.to_owned();
+        let body = body.clone();
+        workers.spawn(async move {
+            let mut stats = WorkerStats::default();
+            // xorshift: cheap, and each worker picks its own sequence of accounts.
+            let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ ((worker as u64 + 1) << 17);
+            while Instant::now() < deadline {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let user = bench_user(state % users + 1).to_string();
+                let sent = Instant::now();
+                let response = client
+                    .post(&endpoint)
+                    .header("x-hub-internal", &token)
+                    .header("x-hub-caller", "system")
+                    .header("x-user-id", user)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let status = match response {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let _ = response.bytes().await;
+                        status
+                    }
+                    Err(_) => 0,
+                };
+                stats
+                    .latencies_us
+                    .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                match status {
+                    200 => stats.ok += 1,
+                    402 => stats.insufficient += 1,
+                    _ => stats.other += 1,
+                }
+            }
+            stats
+        });
+    }
+    let mut all = WorkerStats::default();
+    while let Some(stats) = workers.join_next().await {
+        let stats = stats?;
+        all.latencies_us.extend(stats.latencies_us);
+        all.ok += stats.ok;
+        all.insufficient += stats.insufficient;
+        all.other += stats.other;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.latencies_us.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        if all.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let index = ((all.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(all.latencies_us[index]) / 1000.0
+    };
+    let requests = all.latencies_us.len();
+    println!(
+        "{}",
+        json!({
+            "requests": requests,
+            "seconds": elapsed,
+            "requests_per_second": requests as f64 / elapsed,
+            "p50_ms": percentile(0.50),
+            "p99_ms": percentile(0.99),
+            "ok": all.ok,
+            "insufficient": all.insufficient,
+            "errors": all.other,
+            "users": users,
+            "concurrency": concurrency,
+        })
+    );
+    anyhow::ensure!(all.other == 0, "{} requests failed", all.other);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_user_ids_match_the_sql_that_pgbench_uses() {
+        assert_eq!(
+            bench_user(1).to_string(),
+            "00000000-0000-7000-8000-000000000001"
+        );
+        assert_eq!(
+            bench_user(10_000).to_string(),
+            "00000000-0000-7000-8000-000000002710"
+        );
+    }
+
+    #[test]
+    fn the_pgbench_script_runs_the_core_debit_statement() {
+        let script = pgbench_script(10, 30);
+        assert!(script.starts_with("\\set n random(1, 10)\n"));
+        assert!(script.contains("WHERE user_id = ('00000000-0000-7000-8000-' || lpad(to_hex(:n), 12, '0'))::uuid AND balance >= 30"));
+        assert!(!script.contains('$'));
+        assert_eq!(script.lines().count(), 2);
+    }
+}
