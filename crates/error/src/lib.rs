@@ -1,7 +1,7 @@
 //! The shared error shape: `{"error": {"code", "message", "request_id"}}`, with an endpoint's own
 //! fields beside `error` where its contract names them.
 //!
-//! Handlers return [`ApiError`]; the [`shape_errors`] middleware fills in the request id and turns
+//! Handlers return [`ApiError`]; the [`request_context`] middleware fills in the request id and turns
 //! every other error response (unknown route, wrong method, body too large) into the same shape.
 #![forbid(unsafe_code)]
 
@@ -97,7 +97,7 @@ impl ApiError {
     }
 }
 
-/// Marks an error response whose body [`shape_errors`] writes once it knows the request id.
+/// Marks an error response whose body [`request_context`] writes once it knows the request id.
 #[derive(Debug, Clone)]
 struct PendingError(ApiError);
 
@@ -114,19 +114,27 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Middleware: writes every error response in the shared shape with the request's id.
-///
-/// Put it inside the request-id layer so that the id is already on the request.
-pub async fn shape_errors(request: Request, next: Next) -> Response {
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+/// Middleware: gives the request an id (keeping a sane one from upstream, the gateway), returns
+/// it in `X-Request-Id`, and writes every error response in the shared shape with that id.
+pub async fn request_context(mut request: Request, next: Next) -> Response {
+    let request_id = match request.headers().get(REQUEST_ID_HEADER) {
+        Some(value) if is_sane_request_id(value.as_bytes()) => value.clone(),
+        _ => {
+            let value = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown"));
+            request
+                .headers_mut()
+                .insert(REQUEST_ID_HEADER, value.clone());
+            value
+        }
+    };
     let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, request_id.clone());
+    let request_id = request_id.to_str().unwrap_or_default();
     if let Some(PendingError(error)) = response.extensions_mut().remove::<PendingError>() {
-        return render(response, &error, &request_id);
+        return render(response, &error, request_id);
     }
     let status = response.status();
     let is_json = response
@@ -135,9 +143,18 @@ pub async fn shape_errors(request: Request, next: Next) -> Response {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let error = generic_error(status);
-        return render(response, &error, &request_id);
+        return render(response, &error, request_id);
     }
     response
+}
+
+/// Request ids that may go into logs unchanged: short, and only `[A-Za-z0-9-_.:]`.
+fn is_sane_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
 fn render(response: Response, error: &ApiError, request_id: &str) -> Response {
@@ -254,47 +271,9 @@ where
     }
 }
 
-/// Makes request ids: keeps a sane one from upstream (the gateway), otherwise a new UUIDv7.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MakeRequestId;
-
-impl tower_http::request_id::MakeRequestId for MakeRequestId {
-    fn make_request_id<B>(
-        &mut self,
-        _request: &http::Request<B>,
-    ) -> Option<tower_http::request_id::RequestId> {
-        let id = uuid::Uuid::now_v7().to_string();
-        HeaderValue::from_str(&id)
-            .ok()
-            .map(tower_http::request_id::RequestId::new)
-    }
-}
-
-/// Middleware: drops a request id that is too long or has odd characters, so logs stay clean.
-pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
-    let bad = request.headers().get(REQUEST_ID_HEADER).is_some_and(|v| {
-        let b = v.as_bytes();
-        b.is_empty()
-            || b.len() > 128
-            || !b
-                .iter()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-    });
-    if bad {
-        request.headers_mut().remove(REQUEST_ID_HEADER);
-    }
-    next.run(request).await
-}
-
-/// Applies the request-id and error-shaping layers every service uses, outermost first.
+/// Applies the request-context layer (request ids and the error shape) every service uses.
 pub fn with_request_ids_and_errors(router: axum::Router) -> axum::Router {
-    use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-    let header_name = http::HeaderName::from_static(REQUEST_ID_HEADER);
-    router
-        .layer(axum::middleware::from_fn(shape_errors))
-        .layer(PropagateRequestIdLayer::new(header_name.clone()))
-        .layer(SetRequestIdLayer::new(header_name, MakeRequestId))
-        .layer(axum::middleware::from_fn(sanitize_request_id))
+    router.layer(axum::middleware::from_fn(request_context))
 }
 
 #[cfg(test)]
@@ -348,6 +327,32 @@ mod tests {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(body["error"]["code"], "invalid_field");
         assert!(body["error"]["message"].as_str().unwrap().contains("cost"));
+    }
+
+    #[tokio::test]
+    async fn a_sane_upstream_request_id_is_kept_and_an_odd_one_replaced() {
+        let app = with_request_ids_and_errors(axum::Router::new());
+        for (sent, kept) in [("gw-123", true), ("bad id\u{7f}", false), ("", false)] {
+            let mut request = http::Request::get("/nowhere");
+            if let Ok(value) = HeaderValue::from_str(sent) {
+                request = request.header(REQUEST_ID_HEADER, value);
+            }
+            let response = app
+                .clone()
+                .oneshot(request.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::NOT_FOUND);
+            let id = response.headers()[REQUEST_ID_HEADER]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(id == sent, kept, "{sent:?} -> {id:?}");
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["error"]["code"], "not_found");
+            assert_eq!(body["error"]["request_id"], id.as_str());
+        }
     }
 
     #[tokio::test]

@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
 use clap::Subcommand;
+use http_body_util::{BodyExt, Full};
 use hub_config::Env;
 use hub_storage::Database;
 use serde_json::json;
@@ -95,7 +97,7 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
 }
 
 fn pgbench_script(users: u64, cost: i64) -> String {
-    let user = "('00000000-0000-7000-8000-' || lpad(to_hex(:n), 12, '0'))::uuid";
+    let user = "('00000000-0000-7000-8000-' || lpad(to_hex(:n::bigint), 12, '0'))::uuid";
     let sql = hub_core::ledger::store::DEBIT_SQL
         .replace("$1", user)
         .replace("$2", &cost.to_string())
@@ -195,6 +197,48 @@ struct WorkerStats {
     other: u64,
 }
 
+/// One keep-alive HTTP/1.1 connection per worker, driven by hyper directly: the load generator
+/// shares the machine with the server and the database, so it should cost as little as wrk.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    async fn open(authority: &str) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .with_context(|| format!("cannot reach {authority}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Self { sender })
+    }
+
+    /// Sends one deduct and returns its status.
+    async fn deduct(&mut self, target: &Target, user: uuid::Uuid) -> anyhow::Result<u16> {
+        let request = http::Request::post(target.path.as_str())
+            .header(http::header::HOST, target.authority.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-hub-internal", target.token.as_str())
+            .header("x-hub-caller", "system")
+            .header("x-user-id", user.to_string())
+            .body(Full::new(target.body.clone()))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        Ok(status)
+    }
+}
+
+struct Target {
+    authority: String,
+    path: String,
+    token: String,
+    body: Bytes,
+}
+
 async fn deduct(
     url: &str,
     token: &str,
@@ -203,37 +247,42 @@ async fn deduct(
     duration: Duration,
     cost: i64,
 ) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .tcp_nodelay(true)
-        .build()?;
-    let endpoint = format!("{}/api/mcp/v1/credits/deduct", url.trim_end_matches('/'));
-    let body = serde_json::to_vec(&json!({ "service": "bench", "cost": cost }))?;
-    // Warm the pool so connection set-up is not measured.
-    let probe = client
-        .post(&endpoint)
-        .header("x-hub-internal", token)
-        .header("x-hub-caller", "system")
-        .header("x-user-id", bench_user(1).to_string())
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {endpoint}"))?;
+    let uri: http::Uri = url.parse().with_context(|| format!("--url {url}"))?;
     anyhow::ensure!(
-        probe.status().is_success(),
-        "a first deduct answered {}: run `hub bench setup` against the same database",
-        probe.status()
+        uri.scheme_str() == Some("http"),
+        "--url must be http://host:port"
+    );
+    let authority = uri
+        .authority()
+        .context("--url needs host:port")?
+        .to_string();
+    let target = std::sync::Arc::new(Target {
+        path: format!(
+            "{}/api/mcp/v1/credits/deduct",
+            uri.path().trim_end_matches('/')
+        ),
+        authority,
+        token: token.to_owned(),
+        body: Bytes::from(serde_json::to_vec(
+            &json!({ "service": "bench", "cost": cost }),
+        )?),
+    });
+    // Open every connection and check one deduct before the clock starts.
+    let mut connections = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        connections.push(Connection::open(&target.authority).await?);
+    }
+    let status = connections[0].deduct(&target, bench_user(1)).await?;
+    anyhow::ensure!(
+        status == 200,
+        "a first deduct answered {status}: run `hub bench setup` against the same database"
     );
 
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..concurrency {
-        let client = client.clone();
-        let endpoint = endpoint.clone();
-        let token = token.to_owned();
-        let body = body.clone();
+    for (worker, mut connection) in connections.into_iter().enumerate() {
+        let target = target.clone();
         workers.spawn(async move {
             let mut stats = WorkerStats::default();
             // xorshift: cheap, and each worker picks its own sequence of accounts.
@@ -242,25 +291,11 @@ async fn deduct(
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                let user = bench_user(state % users + 1).to_string();
                 let sent = Instant::now();
-                let response = client
-                    .post(&endpoint)
-                    .header("x-hub-internal", &token)
-                    .header("x-hub-caller", "system")
-                    .header("x-user-id", user)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                let status = match response {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let _ = response.bytes().await;
-                        status
-                    }
-                    Err(_) => 0,
-                };
+                let status = connection
+                    .deduct(&target, bench_user(state % users + 1))
+                    .await
+                    .unwrap_or(0);
                 stats
                     .latencies_us
                     .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
@@ -330,7 +365,7 @@ mod tests {
     fn the_pgbench_script_runs_the_core_debit_statement() {
         let script = pgbench_script(10, 30);
         assert!(script.starts_with("\\set n random(1, 10)\n"));
-        assert!(script.contains("WHERE user_id = ('00000000-0000-7000-8000-' || lpad(to_hex(:n), 12, '0'))::uuid AND balance >= 30"));
+        assert!(script.contains("WHERE user_id = ('00000000-0000-7000-8000-' || lpad(to_hex(:n::bigint), 12, '0'))::uuid AND balance >= 30"));
         assert!(!script.contains('$'));
         assert_eq!(script.lines().count(), 2);
     }

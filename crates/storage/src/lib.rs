@@ -2,8 +2,8 @@
 //!
 //! - PostgreSQL when `DATABASE_URL` is a `postgres://` URL: one pool.
 //! - SQLite otherwise, in one file under the data directory: a single writer connection (SQLite
-//!   allows one writer at a time; queueing in the pool is cheaper than lock retries) and a pool of
-//!   read-only connections that WAL mode lets run beside it.
+//!   allows one writer at a time; queueing is cheaper than lock retries) and a pool of read-only
+//!   connections that WAL mode lets run beside it.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -110,9 +110,11 @@ impl DatabaseConfig {
 pub enum Database {
     /// PostgreSQL.
     Postgres(PgPool),
-    /// SQLite: the one writer and the readers.
+    /// SQLite: the file, a writer for migrations and tools, and the readers.
     Sqlite {
-        /// The single writer connection.
+        /// The file (the ledger's own writer thread opens it too).
+        path: PathBuf,
+        /// A single writer connection, for migrations and tools.
         writer: SqlitePool,
         /// Read-only connections.
         reader: SqlitePool,
@@ -132,6 +134,9 @@ impl Database {
                     .max_connections(*max_connections)
                     .min_connections(1)
                     .acquire_timeout(Duration::from_secs(5))
+                    // A ping before each use costs a round trip per request; a broken connection
+                    // fails its query instead, and the pool replaces it.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
                 Ok(Self::Postgres(pool))
@@ -154,15 +159,21 @@ impl Database {
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)
                     .min_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(base.clone().create_if_missing(true))
                     .await?;
                 let reader = SqlitePoolOptions::new()
                     .max_connections(4)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(base.read_only(true))
                     .await?;
-                Ok(Self::Sqlite { writer, reader })
+                Ok(Self::Sqlite {
+                    path: path.clone(),
+                    writer,
+                    reader,
+                })
             }
         }
     }
@@ -193,7 +204,7 @@ impl Database {
     pub async fn close(&self) {
         match self {
             Self::Postgres(pool) => pool.close().await,
-            Self::Sqlite { writer, reader } => {
+            Self::Sqlite { writer, reader, .. } => {
                 reader.close().await;
                 writer.close().await;
             }

@@ -29,6 +29,12 @@ pub enum StoreError {
     /// A stored value that breaks the schema's promises.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The embedded engine refused.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// The embedded engine's writer is gone, or its group commit failed.
+    #[error("sqlite writer: {0}")]
+    Writer(String),
     /// A stored outcome that does not deserialize.
     #[error("stored outcome: {0}")]
     Json(#[from] serde_json::Error),
@@ -82,8 +88,8 @@ impl<T: LedgerStore + UserStore> Store for T {}
 pub fn open(database: hub_storage::Database) -> Arc<dyn Store> {
     match database {
         hub_storage::Database::Postgres(pool) => Arc::new(PgStore::new(pool)),
-        hub_storage::Database::Sqlite { writer, reader } => {
-            Arc::new(SqliteStore::new(writer, reader))
+        hub_storage::Database::Sqlite { path, reader, .. } => {
+            Arc::new(SqliteStore::new(&path, reader))
         }
     }
 }

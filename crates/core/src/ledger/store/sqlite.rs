@@ -1,21 +1,30 @@
 //! The ledger on the embedded SQLite file.
 //!
-//! Every write goes through the one writer connection, inside a transaction; the conditional
-//! `UPDATE … RETURNING` decides each debit exactly as on PostgreSQL. Reads use the read-only
-//! pool, which WAL mode lets run beside the writer.
+//! SQLite takes one writer at a time, so the store has exactly one: a thread that owns the only
+//! writing connection and commits in groups. Each operation runs inside its own savepoint (so a
+//! failed one leaves no trace), and the whole group commits at once; every caller hears back only
+//! after that commit. The conditional `UPDATE … WHERE balance >= cost RETURNING` decides each debit
+//! exactly as on PostgreSQL. Reads use a pool of read-only connections that WAL mode runs beside
+//! the writer.
+
+use std::path::Path;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{LedgerStore, StoreError, parse_kind, replay};
 use crate::ledger::{
     AuditReport, Debit, DebitOutcome, Discrepancy, Grant, GrantOutcome, IdempotencyClaim,
-    Idempotent, MAX_BALANCE, Refund, RefundOutcome, Transaction, TransactionPage,
+    Idempotent, MAX_BALANCE, Refund, RefundOutcome, Transaction, TransactionKind, TransactionPage,
     new_transaction_id,
 };
 use crate::users::{CreatedUser, NewUser, Role, User, UserStore};
@@ -23,19 +32,461 @@ use crate::users::{CreatedUser, NewUser, Role, User, UserStore};
 const COLUMNS: &str = "id, user_id, kind, service, amount, balance_before, balance_after, \
                        refund_of, reason, metadata, created_at";
 
+/// The most operations one group commit takes.
+const MAX_GROUP: usize = 256;
+
 /// The ledger and users in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Writer,
     reader: SqlitePool,
 }
 
 impl SqliteStore {
-    /// Wraps the writer and reader pools of a migrated file.
-    pub fn new(writer: SqlitePool, reader: SqlitePool) -> Self {
-        Self { writer, reader }
+    /// Starts the writer thread on the migrated file at `path`; reads go through `reader`.
+    pub fn new(path: &Path, reader: SqlitePool) -> Self {
+        Self {
+            writer: Writer::start(path.to_owned()),
+            reader,
+        }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The writer thread.
+
+/// One operation waiting for the writer: it runs, then hears whether its group committed.
+trait Job: Send {
+    fn run(&mut self, conn: &Connection);
+    fn failed(&self) -> bool;
+    fn finish(self: Box<Self>, committed: Result<(), String>);
+}
+
+struct Pending<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) {
+        if let Some(work) = self.work.take() {
+            self.result = Some(work(conn));
+        }
+    }
+
+    fn failed(&self) -> bool {
+        !matches!(self.result, Some(Ok(_)))
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let result = match (committed, self.result) {
+            (_, Some(Err(e))) => Err(e),
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Err(e), _) => Err(StoreError::Writer(format!("group commit failed: {e}"))),
+            (Ok(()), None) => Err(StoreError::Writer("operation never ran".into())),
+        };
+        // The caller may have gone away (its request was cancelled); the write stands.
+        let _ = self.reply.send(result);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    fn start(path: std::path::PathBuf) -> Self {
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>(4096);
+        std::thread::Builder::new()
+            .name("hub-sqlite-writer".into())
+            .spawn(move || writer_thread(&path, queue))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the sqlite writer"))
+            .ok();
+        Self { jobs }
+    }
+
+    /// Runs `work` on the writer, inside a savepoint of the next group commit.
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Pending {
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Writer("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Writer("the writer stopped before answering".into()))?
+    }
+}
+
+fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    conn.pragma_update(None, "synchronous", "normal")?;
+    conn.pragma_update(None, "foreign_keys", "on")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn writer_thread(path: &Path, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+    let mut conn = match open_writer(path) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(error = %e, path = %path.display(), "cannot open the sqlite writer");
+            while let Some(job) = queue.blocking_recv() {
+                job.finish(Err(format!("cannot open {}: {e}", path.display())));
+            }
+            return;
+        }
+    };
+    while let Some(first) = queue.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed = commit_group(&mut conn, &mut group).map_err(|e| e.to_string());
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, operations = group.len(), "sqlite group commit failed");
+        }
+        for job in group {
+            job.finish(committed.clone());
+        }
+    }
+}
+
+fn commit_group(conn: &mut Connection, group: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for job in group.iter_mut() {
+        let savepoint = tx.savepoint()?;
+        job.run(&savepoint);
+        if job.failed() {
+            // Dropping an uncommitted savepoint rolls it back: the failed operation leaves nothing.
+            drop(savepoint);
+        } else {
+            savepoint.commit()?;
+        }
+    }
+    tx.commit()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes, run on the writer thread.
+
+/// Timestamps as RFC 3339 text in UTC with microseconds: sortable as text, readable by sqlx.
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A clock reading truncated to what the text form keeps, so values read back compare equal.
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::parse_from_rfc3339(&timestamp(now)).map_or(now, |t| t.with_timezone(&Utc))
+}
+
+/// Runs `operation` once per idempotency key: the claim and the write share one savepoint, and
+/// the single writer serialises twins, so the second finds the first's outcome.
+fn run_idempotent<T, F>(
+    conn: &Connection,
+    claim: Option<&IdempotencyClaim>,
+    operation: F,
+) -> Result<Idempotent<T>, StoreError>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce(&Connection, Option<&str>) -> Result<T, StoreError>,
+{
+    let Some(claim) = claim else {
+        return Ok(Idempotent::Fresh(operation(conn, None)?));
+    };
+    let claimed = conn
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (scope, key) DO NOTHING",
+        )?
+        .execute(params![claim.scope, claim.key, claim.fingerprint, timestamp(Utc::now())])?
+        == 1;
+    if !claimed {
+        let (fingerprint, outcome): (String, Option<String>) = conn
+            .prepare_cached(
+                "SELECT fingerprint, outcome FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
+            )?
+            .query_row(params![claim.scope, claim.key], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        let outcome: Option<Value> = outcome.as_deref().map(serde_json::from_str).transpose()?;
+        return replay(claim, &fingerprint, outcome);
+    }
+    let outcome = operation(conn, Some(&claim.key))?;
+    conn.prepare_cached("UPDATE idempotency_keys SET outcome = ?3 WHERE scope = ?1 AND key = ?2")?
+        .execute(params![
+            claim.scope,
+            claim.key,
+            serde_json::to_string(&outcome)?
+        ])?;
+    Ok(Idempotent::Fresh(outcome))
+}
+
+/// What a transaction row records besides its account's balances.
+struct Entry<'a> {
+    user_id: Uuid,
+    kind: TransactionKind,
+    service: Option<&'a str>,
+    amount: i64,
+    refund_of: Option<&'a str>,
+    reason: Option<&'a str>,
+    metadata: Option<&'a Value>,
+    key: Option<&'a str>,
+    request_id: Option<&'a str>,
+}
+
+/// Writes the transaction row of a balance change that has just happened.
+fn record(
+    conn: &Connection,
+    entry: Entry<'_>,
+    balance_after: i64,
+) -> Result<Transaction, StoreError> {
+    let id = new_transaction_id();
+    let created_at = now();
+    let refundable = if entry.kind == TransactionKind::Debit {
+        -entry.amount
+    } else {
+        0
+    };
+    conn.prepare_cached(
+        "INSERT INTO credit_transactions
+            (id, user_id, kind, service, amount, balance_before, balance_after, refundable,
+             refund_of, reason, metadata, idempotency_key, request_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        id,
+        entry.user_id.to_string(),
+        entry.kind.as_str(),
+        entry.service,
+        entry.amount,
+        balance_after - entry.amount,
+        balance_after,
+        refundable,
+        entry.refund_of,
+        entry.reason,
+        entry.metadata.map(Value::to_string),
+        entry.key,
+        entry.request_id,
+        timestamp(created_at),
+    ])?;
+    Ok(Transaction {
+        id,
+        user_id: entry.user_id,
+        kind: entry.kind,
+        service: entry.service.map(str::to_owned),
+        amount: entry.amount,
+        balance_before: balance_after - entry.amount,
+        balance_after,
+        refund_of: entry.refund_of.map(str::to_owned),
+        reason: entry.reason.map(str::to_owned),
+        metadata: entry.metadata.cloned(),
+        created_at,
+    })
+}
+
+fn current_balance(conn: &Connection, user_id: Uuid) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT balance FROM credit_accounts WHERE user_id = ?1")?
+        .query_row(params![user_id.to_string()], |row| row.get(0))
+        .optional()?)
+}
+
+fn debit(conn: &Connection, debit: &Debit, key: Option<&str>) -> Result<DebitOutcome, StoreError> {
+    let balance: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE credit_accounts SET balance = balance - ?2, updated_at = ?3
+             WHERE user_id = ?1 AND balance >= ?2 RETURNING balance",
+        )?
+        .query_row(
+            params![debit.user_id.to_string(), debit.cost, timestamp(Utc::now())],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(balance) = balance else {
+        // The conditional update matched nothing: say why, from what the account holds now.
+        return Ok(match current_balance(conn, debit.user_id)? {
+            Some(balance) => DebitOutcome::Insufficient { balance },
+            None => DebitOutcome::UnknownUser,
+        });
+    };
+    let entry = Entry {
+        user_id: debit.user_id,
+        kind: TransactionKind::Debit,
+        service: Some(debit.service.as_str()),
+        amount: -debit.cost,
+        refund_of: None,
+        reason: None,
+        metadata: debit.metadata.as_ref(),
+        key,
+        request_id: debit.request_id.as_deref(),
+    };
+    Ok(DebitOutcome::Debited {
+        transaction: record(conn, entry, balance)?,
+    })
+}
+
+fn refund(
+    conn: &Connection,
+    refund: &Refund,
+    key: Option<&str>,
+) -> Result<RefundOutcome, StoreError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT user_id, kind, service, refundable FROM credit_transactions WHERE id = ?1",
+        )?
+        .query_row(params![refund.transaction_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((owner, kind, service, refundable)) = found else {
+        return Ok(RefundOutcome::UnknownTransaction);
+    };
+    let owner = Uuid::parse_str(&owner)
+        .map_err(|e| StoreError::Corrupt(format!("user_id {owner:?}: {e}")))?;
+    // The single writer holds the database while this runs, so what was read stays true.
+    let amount = match crate::ledger::decide_refund(refund, owner, parse_kind(&kind)?, refundable) {
+        Ok(amount) => amount,
+        Err(outcome) => return Ok(outcome),
+    };
+    let updated = conn
+        .prepare_cached("UPDATE credit_transactions SET refundable = refundable - ?2 WHERE id = ?1 AND refundable >= ?2")?
+        .execute(params![refund.transaction_id, amount])?;
+    if updated != 1 {
+        return Err(StoreError::Corrupt(
+            "refundable changed under the writer".into(),
+        ));
+    }
+    let balance: i64 = conn
+        .prepare_cached("UPDATE credit_accounts SET balance = balance + ?2, updated_at = ?3 WHERE user_id = ?1 RETURNING balance")?
+        .query_row(params![owner.to_string(), amount, timestamp(Utc::now())], |row| row.get(0))?;
+    let entry = Entry {
+        user_id: owner,
+        kind: TransactionKind::Refund,
+        service: service.as_deref(),
+        amount,
+        refund_of: Some(&refund.transaction_id),
+        reason: Some(&refund.reason),
+        metadata: None,
+        key,
+        request_id: refund.request_id.as_deref(),
+    };
+    Ok(RefundOutcome::Refunded {
+        transaction: record(conn, entry, balance)?,
+        remaining: refundable - amount,
+    })
+}
+
+fn grant(conn: &Connection, grant: &Grant, key: Option<&str>) -> Result<GrantOutcome, StoreError> {
+    let balance: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE credit_accounts SET balance = balance + ?2, updated_at = ?4
+             WHERE user_id = ?1 AND balance <= ?3 - ?2 RETURNING balance",
+        )?
+        .query_row(
+            params![
+                grant.user_id.to_string(),
+                grant.amount,
+                MAX_BALANCE,
+                timestamp(Utc::now())
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(balance) = balance else {
+        return Ok(match current_balance(conn, grant.user_id)? {
+            Some(_) => GrantOutcome::BalanceLimit,
+            None => GrantOutcome::UnknownUser,
+        });
+    };
+    let entry = Entry {
+        user_id: grant.user_id,
+        kind: TransactionKind::Grant,
+        service: None,
+        amount: grant.amount,
+        refund_of: None,
+        reason: Some(&grant.reason),
+        metadata: None,
+        key,
+        request_id: grant.request_id.as_deref(),
+    };
+    Ok(GrantOutcome::Granted {
+        transaction: record(conn, entry, balance)?,
+    })
+}
+
+fn create_user(conn: &Connection, new: &NewUser) -> Result<Option<CreatedUser>, StoreError> {
+    let user = User {
+        id: Uuid::now_v7(),
+        email: new.email.clone(),
+        name: new.name.clone(),
+        created_at: now(),
+    };
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO users (id, email, name, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (email) DO NOTHING",
+        )?
+        .execute(params![user.id.to_string(), user.email, user.name, timestamp(user.created_at)])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    conn.prepare_cached("INSERT INTO credit_accounts (user_id, updated_at) VALUES (?1, ?2)")?
+        .execute(params![user.id.to_string(), timestamp(user.created_at)])?;
+    conn.prepare_cached("INSERT INTO user_roles (user_id, role) VALUES (?1, ?2)")?
+        .execute(params![user.id.to_string(), new.role.as_str()])?;
+    let initial = if new.initial_credits > 0 {
+        let initial = Grant {
+            user_id: user.id,
+            amount: new.initial_credits,
+            reason: "initial credits".to_owned(),
+            request_id: None,
+        };
+        match grant(conn, &initial, None)? {
+            GrantOutcome::Granted { transaction } => Some(transaction),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "grant to a new account: {other:?}"
+                )));
+            }
+        }
+    } else {
+        None
+    };
+    Ok(Some(CreatedUser {
+        user,
+        balance: new.initial_credits,
+        grant: initial,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads, on the read-only pool.
 
 fn uuid(row: &SqliteRow, column: &str) -> Result<Uuid, StoreError> {
     let text: String = row.try_get(column)?;
@@ -59,104 +510,13 @@ fn transaction(row: &SqliteRow) -> Result<Transaction, StoreError> {
     })
 }
 
-trait Operation: Sync {
-    type Outcome: Serialize + DeserializeOwned + Send;
-    async fn apply(
-        &self,
-        conn: &mut SqliteConnection,
-        key: Option<&str>,
-    ) -> Result<Self::Outcome, StoreError>;
-}
-
-/// Runs an operation once per idempotency key, in one transaction on the single writer, so
-/// twins are serialised and the second finds the first's outcome.
-async fn run_idempotent<O: Operation>(
-    writer: &SqlitePool,
-    operation: &O,
-    claim: Option<&IdempotencyClaim>,
-) -> Result<Idempotent<O::Outcome>, StoreError> {
-    let mut tx = writer.begin().await?;
-    if let Some(claim) = claim {
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (scope, key) DO NOTHING",
-        )
-        .bind(&claim.scope)
-        .bind(&claim.key)
-        .bind(&claim.fingerprint)
-        .bind(Utc::now())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            let row = sqlx::query(
-                "SELECT fingerprint, outcome FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
-            )
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .fetch_one(&mut *tx)
-            .await?;
-            let outcome: Option<String> = row.try_get("outcome")?;
-            let outcome = outcome.as_deref().map(serde_json::from_str).transpose()?;
-            return replay(claim, row.try_get("fingerprint")?, outcome);
-        }
-    }
-    let outcome = operation
-        .apply(&mut tx, claim.map(|c| c.key.as_str()))
-        .await?;
-    if let Some(claim) = claim {
-        sqlx::query("UPDATE idempotency_keys SET outcome = ?3 WHERE scope = ?1 AND key = ?2")
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .bind(serde_json::to_string(&outcome)?)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(Idempotent::Fresh(outcome))
-}
-
-/// Writes a transaction row and returns it as stored.
-#[allow(clippy::too_many_arguments)]
-async fn insert_transaction(
-    conn: &mut SqliteConnection,
-    user_id: Uuid,
-    kind: &str,
-    service: Option<&str>,
-    amount: i64,
-    balance_after: i64,
-    refund_of: Option<&str>,
-    reason: Option<&str>,
-    metadata: Option<String>,
-    key: Option<&str>,
-    request_id: Option<&str>,
-) -> Result<Transaction, StoreError> {
-    let refundable = if kind == "debit" { -amount } else { 0 };
-    let row = sqlx::query(&format!(
-        "INSERT INTO credit_transactions
-            (id, user_id, kind, service, amount, balance_before, balance_after, refundable,
-             refund_of, reason, metadata, idempotency_key, request_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-         RETURNING {COLUMNS}"
-    ))
-    .bind(new_transaction_id())
-    .bind(user_id.to_string())
-    .bind(kind)
-    .bind(service)
-    .bind(amount)
-    .bind(balance_after - amount)
-    .bind(balance_after)
-    .bind(refundable)
-    .bind(refund_of)
-    .bind(reason)
-    .bind(metadata)
-    .bind(key)
-    .bind(request_id)
-    .bind(Utc::now())
-    .fetch_one(&mut *conn)
-    .await?;
-    transaction(&row)
+fn user(row: &SqliteRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: uuid(row, "id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 async fn account_balance(
@@ -171,158 +531,6 @@ async fn account_balance(
     )
 }
 
-impl Operation for Debit {
-    type Outcome = DebitOutcome;
-
-    async fn apply(
-        &self,
-        conn: &mut SqliteConnection,
-        key: Option<&str>,
-    ) -> Result<DebitOutcome, StoreError> {
-        let balance: Option<i64> = sqlx::query_scalar(
-            "UPDATE credit_accounts SET balance = balance - ?2, updated_at = ?3
-             WHERE user_id = ?1 AND balance >= ?2 RETURNING balance",
-        )
-        .bind(self.user_id.to_string())
-        .bind(self.cost)
-        .bind(Utc::now())
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(balance) = balance else {
-            return Ok(match account_balance(conn, self.user_id).await? {
-                Some(balance) => DebitOutcome::Insufficient { balance },
-                None => DebitOutcome::UnknownUser,
-            });
-        };
-        let metadata = self.metadata.as_ref().map(|m| m.to_string());
-        let transaction = insert_transaction(
-            conn,
-            self.user_id,
-            "debit",
-            Some(self.service.as_str()),
-            -self.cost,
-            balance,
-            None,
-            None,
-            metadata,
-            key,
-            self.request_id.as_deref(),
-        )
-        .await?;
-        Ok(DebitOutcome::Debited { transaction })
-    }
-}
-
-impl Operation for Refund {
-    type Outcome = RefundOutcome;
-
-    async fn apply(
-        &self,
-        conn: &mut SqliteConnection,
-        key: Option<&str>,
-    ) -> Result<RefundOutcome, StoreError> {
-        let Some(debit) = sqlx::query(
-            "SELECT user_id, kind, service, refundable FROM credit_transactions WHERE id = ?1",
-        )
-        .bind(&self.transaction_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        else {
-            return Ok(RefundOutcome::UnknownTransaction);
-        };
-        let owner = uuid(&debit, "user_id")?;
-        let kind = parse_kind(debit.try_get("kind")?)?;
-        let refundable: i64 = debit.try_get("refundable")?;
-        let service: Option<String> = debit.try_get("service")?;
-        let amount = match crate::ledger::decide_refund(self, owner, kind, refundable) {
-            Ok(amount) => amount,
-            Err(outcome) => return Ok(outcome),
-        };
-        // Conditional all the same, so that a second writer could never take it below zero.
-        let updated = sqlx::query(
-            "UPDATE credit_transactions SET refundable = refundable - ?2 WHERE id = ?1 AND refundable >= ?2",
-        )
-        .bind(&self.transaction_id)
-        .bind(amount)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if updated != 1 {
-            return Err(StoreError::Corrupt(
-                "refundable changed under the writer".into(),
-            ));
-        }
-        let balance: i64 = sqlx::query_scalar(
-            "UPDATE credit_accounts SET balance = balance + ?2, updated_at = ?3 WHERE user_id = ?1 RETURNING balance",
-        )
-        .bind(owner.to_string())
-        .bind(amount)
-        .bind(Utc::now())
-        .fetch_one(&mut *conn)
-        .await?;
-        let transaction = insert_transaction(
-            conn,
-            owner,
-            "refund",
-            service.as_deref(),
-            amount,
-            balance,
-            Some(&self.transaction_id),
-            Some(&self.reason),
-            None,
-            key,
-            self.request_id.as_deref(),
-        )
-        .await?;
-        Ok(RefundOutcome::Refunded {
-            transaction,
-            remaining: refundable - amount,
-        })
-    }
-}
-
-impl Operation for Grant {
-    type Outcome = GrantOutcome;
-
-    async fn apply(
-        &self,
-        conn: &mut SqliteConnection,
-        key: Option<&str>,
-    ) -> Result<GrantOutcome, StoreError> {
-        let balance: Option<i64> = sqlx::query_scalar(
-            "UPDATE credit_accounts SET balance = balance + ?2, updated_at = ?4
-             WHERE user_id = ?1 AND balance <= ?3 - ?2 RETURNING balance",
-        )
-        .bind(self.user_id.to_string())
-        .bind(self.amount)
-        .bind(MAX_BALANCE)
-        .bind(Utc::now())
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(balance) = balance else {
-            return Ok(match account_balance(conn, self.user_id).await? {
-                Some(_) => GrantOutcome::BalanceLimit,
-                None => GrantOutcome::UnknownUser,
-            });
-        };
-        let transaction = insert_transaction(
-            conn,
-            self.user_id,
-            "grant",
-            None,
-            self.amount,
-            balance,
-            None,
-            Some(&self.reason),
-            None,
-            key,
-            self.request_id.as_deref(),
-        )
-        .await?;
-        Ok(GrantOutcome::Granted { transaction })
-    }
-}
-
 #[async_trait]
 impl LedgerStore for SqliteStore {
     async fn balance(&self, user_id: Uuid) -> Result<Option<i64>, StoreError> {
@@ -332,26 +540,47 @@ impl LedgerStore for SqliteStore {
 
     async fn debit(
         &self,
-        debit: &Debit,
+        operation: &Debit,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Idempotent<DebitOutcome>, StoreError> {
-        run_idempotent(&self.writer, debit, claim).await
+        let (operation, claim) = (operation.clone(), claim.cloned());
+        self.writer
+            .write(move |conn| {
+                run_idempotent(conn, claim.as_ref(), |conn, key| {
+                    debit(conn, &operation, key)
+                })
+            })
+            .await
     }
 
     async fn refund(
         &self,
-        refund: &Refund,
+        operation: &Refund,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Idempotent<RefundOutcome>, StoreError> {
-        run_idempotent(&self.writer, refund, claim).await
+        let (operation, claim) = (operation.clone(), claim.cloned());
+        self.writer
+            .write(move |conn| {
+                run_idempotent(conn, claim.as_ref(), |conn, key| {
+                    refund(conn, &operation, key)
+                })
+            })
+            .await
     }
 
     async fn grant(
         &self,
-        grant: &Grant,
+        operation: &Grant,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Idempotent<GrantOutcome>, StoreError> {
-        run_idempotent(&self.writer, grant, claim).await
+        let (operation, claim) = (operation.clone(), claim.cloned());
+        self.writer
+            .write(move |conn| {
+                run_idempotent(conn, claim.as_ref(), |conn, key| {
+                    grant(conn, &operation, key)
+                })
+            })
+            .await
     }
 
     async fn transactions(
@@ -384,8 +613,10 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn audit(&self) -> Result<AuditReport, StoreError> {
+        // One read transaction, so the balances and sums are of the same moment.
+        let mut tx = self.reader.begin().await?;
         let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM credit_accounts")
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *tx)
             .await?;
         let rows = sqlx::query(
             "SELECT a.user_id, a.balance, COALESCE(SUM(t.amount), 0) AS total
@@ -393,7 +624,7 @@ impl LedgerStore for SqliteStore {
              GROUP BY a.user_id, a.balance
              HAVING a.balance <> COALESCE(SUM(t.amount), 0)",
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *tx)
         .await?;
         let discrepancies = rows
             .iter()
@@ -412,13 +643,14 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
-                .bind(older_than)
-                .execute(&self.writer)
-                .await?
-                .rows_affected(),
-        )
+        let cutoff = timestamp(older_than);
+        self.writer
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+                    .execute(params![cutoff])? as u64)
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -427,68 +659,11 @@ impl LedgerStore for SqliteStore {
     }
 }
 
-fn user(row: &SqliteRow) -> Result<User, StoreError> {
-    Ok(User {
-        id: uuid(row, "id")?,
-        email: row.try_get("email")?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, new: &NewUser) -> Result<Option<CreatedUser>, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let now = Utc::now();
-        let Some(row) = sqlx::query(
-            "INSERT INTO users (id, email, name, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (email) DO NOTHING RETURNING id, email, name, created_at",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(&new.email)
-        .bind(&new.name)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let created = user(&row)?;
-        sqlx::query("INSERT INTO credit_accounts (user_id, updated_at) VALUES (?1, ?2)")
-            .bind(created.id.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES (?1, ?2)")
-            .bind(created.id.to_string())
-            .bind(new.role.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let grant = if new.initial_credits > 0 {
-            let grant = Grant {
-                user_id: created.id,
-                amount: new.initial_credits,
-                reason: "initial credits".to_owned(),
-                request_id: None,
-            };
-            match grant.apply(&mut tx, None).await? {
-                GrantOutcome::Granted { transaction } => Some(transaction),
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "grant to a new account: {other:?}"
-                    )));
-                }
-            }
-        } else {
-            None
-        };
-        tx.commit().await?;
-        Ok(Some(CreatedUser {
-            user: created,
-            balance: new.initial_credits,
-            grant,
-        }))
+        let new = new.clone();
+        self.writer.write(move |conn| create_user(conn, &new)).await
     }
 
     async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
@@ -518,13 +693,14 @@ impl UserStore for SqliteStore {
     }
 
     async fn assign_role(&self, id: Uuid, role: Role) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO user_roles (user_id, role) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        )
-        .bind(id.to_string())
-        .bind(role.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO user_roles (user_id, role) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![id.to_string(), role.as_str()])?;
+                Ok(())
+            })
+            .await
     }
 }
