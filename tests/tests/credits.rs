@@ -1,7 +1,7 @@
 //! The credit endpoints through HTTP, as the gateway and the GPT use them, on every engine.
 
 use futures_util::future::join_all;
-use hub_test_support::{As, Engine, SpawnedCore, engines, spawn_core};
+use hub_test_support::{As, SpawnedCore, engines, spawn_core};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -298,6 +298,39 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             )
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "a missing X-User-ID");
+
+        let refunds: Vec<(Value, &str)> = vec![
+            (
+                json!({ "transaction_id": "txn_\u{0}", "reason": "x" }),
+                "invalid_transaction_id",
+            ),
+            (
+                json!({ "transaction_id": "x".repeat(65), "reason": "x" }),
+                "invalid_transaction_id",
+            ),
+            (
+                json!({ "transaction_id": "txn_1", "reason": "bad\u{0}reason" }),
+                "invalid_reason",
+            ),
+            (
+                json!({ "transaction_id": "txn_1", "reason": "" }),
+                "invalid_reason",
+            ),
+            (
+                json!({ "transaction_id": "txn_1", "reason": "x", "amount": 0 }),
+                "invalid_amount",
+            ),
+        ];
+        for (body, code) in refunds {
+            let r = core.post(REFUND, &As::System(None), body.clone()).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{engine:?} {body}: {:?}",
+                r.json
+            );
+            assert_eq!(r.json["error"]["code"], code, "{body}");
+        }
 
         let r = core.get(&format!("{HISTORY}?limit=0"), &gpt).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -701,10 +734,24 @@ async fn health_and_readiness() {
             (StatusCode::OK, json!("ready")),
             "{engine:?}"
         );
-        if engine == Engine::Sqlite {
-            core.db.database.close().await;
-            let r = core.get("/ready", &As::Nobody).await;
-            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-        }
+        let user = core.user_with(10).await;
+        core.db.database.close().await;
+        let r = core.get("/ready", &As::Nobody).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{engine:?}");
+        let r = core
+            .post(
+                CHECK,
+                &As::System(Some(user)),
+                json!({ "service": "s", "cost": 1 }),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{engine:?}: {:?}",
+            r.json
+        );
+        assert_eq!(r.json["error"]["code"], "unavailable");
+        assert_eq!(r.headers["retry-after"], "1");
     }
 }

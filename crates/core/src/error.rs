@@ -103,6 +103,16 @@ impl From<CoreError> for ApiError {
                 "idempotency_key_reused",
                 "This Idempotency-Key was used for a different request.",
             ),
+            Store(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "database unavailable");
+                let mut error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The ledger is busy or its database is unreachable; try again shortly.",
+                );
+                error.retry_after = Some(1);
+                error
+            }
             Store(e) => ApiError::internal(&e),
         }
     }

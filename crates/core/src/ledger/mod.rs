@@ -183,16 +183,50 @@ pub fn validate_metadata(
             too_large: true,
         });
     }
+    if holds_nul(&value) {
+        // PostgreSQL's jsonb cannot store U+0000; refuse it on every engine alike.
+        return Err(InvalidInput::new(
+            "invalid_metadata",
+            "metadata must not contain the character U+0000",
+        ));
+    }
     Ok(Some(value))
+}
+
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
+/// Checks a transaction id as a caller sends it: 1–64 characters of `[A-Za-z0-9_-]`. Anything
+/// else names no transaction, and must not reach the database as text it cannot store.
+pub fn validate_transaction_id(id: &str) -> Result<&str, InvalidInput> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(id)
+    } else {
+        Err(InvalidInput::new(
+            "invalid_transaction_id",
+            "transaction_id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
+        ))
+    }
 }
 
 /// Checks a free-text reason: 1–500 characters.
 pub fn validate_reason(reason: &str) -> Result<String, InvalidInput> {
     let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
         return Err(InvalidInput::new(
             "invalid_reason",
-            "reason must be 1 to 500 characters",
+            "reason must be 1 to 500 characters, without control characters",
         ));
     }
     Ok(reason.to_owned())
@@ -444,6 +478,22 @@ mod tests {
         assert!(validate_amount("cost", -1, 0).is_err());
         assert!(validate_amount("cost", MAX_AMOUNT, 1).is_ok());
         assert!(validate_amount("cost", MAX_AMOUNT + 1, 1).is_err());
+    }
+
+    #[test]
+    fn text_the_database_cannot_store_is_refused() {
+        let mut map = Map::new();
+        map.insert(
+            "nested".into(),
+            serde_json::json!({ "list": ["ok", "a\u{0}b"] }),
+        );
+        assert_eq!(
+            validate_metadata(Some(map)).unwrap_err().code,
+            "invalid_metadata"
+        );
+        assert!(validate_reason("video\u{0}failed").is_err());
+        assert!(validate_transaction_id("txn_01a2\u{0}").is_err());
+        assert!(validate_transaction_id("txn_01a213c4b53170dcaa7ab2645cfc4d28").is_ok());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::caller::{Caller, Principal, Scope};
 use crate::error::CoreError;
 use crate::ledger::{
     Debit, DebitOutcome, IdempotencyClaim, InvalidInput, MAX_PAGE, Refund, RefundOutcome,
-    ServiceName, validate_amount, validate_metadata, validate_reason,
+    ServiceName, validate_amount, validate_metadata, validate_reason, validate_transaction_id,
 };
 
 #[derive(Deserialize)]
@@ -117,13 +117,7 @@ pub async fn refund(
     ApiJson(body): ApiJson<RefundBody>,
 ) -> Result<Response, CoreError> {
     caller.authorize(&state, Scope::Refund).await?;
-    if body.transaction_id.is_empty() || body.transaction_id.len() > 64 {
-        return Err(CoreError::Invalid(InvalidInput {
-            code: "invalid_transaction_id",
-            message: "transaction_id must be 1 to 64 characters".into(),
-            too_large: false,
-        }));
-    }
+    validate_transaction_id(&body.transaction_id)?;
     let amount = body
         .amount
         .map(|a| validate_amount("amount", a, 1))

@@ -40,6 +40,25 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
 }
 
+impl StoreError {
+    /// Whether the engine is out of reach or out of connections (a 503, worth a retry), rather
+    /// than broken.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Sqlx(e) => matches!(
+                e,
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            ),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            Self::Writer(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Storage of the credit ledger. Every write is atomic: the balance and its transaction row
 /// change together or not at all.
 #[async_trait]
