@@ -59,6 +59,8 @@ pub struct NewUser {
     pub initial_credits: i64,
     /// The role given.
     pub role: Role,
+    /// The Google account's subject, for users who sign in with Google.
+    pub google_subject: Option<String>,
 }
 
 impl NewUser {
@@ -99,7 +101,14 @@ impl NewUser {
             name: name.to_owned(),
             initial_credits,
             role,
+            google_subject: None,
         })
+    }
+
+    /// The same user, signed in with the Google account `subject`.
+    pub fn with_google_subject(mut self, subject: &str) -> Self {
+        self.google_subject = Some(subject.to_owned());
+        self
     }
 }
 
@@ -118,12 +127,16 @@ pub struct CreatedUser {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Creates a user, their credit account and the grant of their initial credits, at once.
-    /// `Ok(None)` when the e-mail address is taken.
+    /// `Ok(None)` when the e-mail address (or the Google account) is taken.
     async fn create_user(&self, new: &NewUser) -> Result<Option<CreatedUser>, StoreError>;
     /// A user by id.
     async fn find_user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
     /// A user by e-mail address.
     async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    /// A user by the subject of their Google account.
+    async fn find_user_by_google_subject(&self, subject: &str) -> Result<Option<User>, StoreError>;
+    /// Links a Google account to a user; `false` if another user has it.
+    async fn link_google_subject(&self, id: Uuid, subject: &str) -> Result<bool, StoreError>;
     /// The permissions of a user through their roles.
     async fn permissions(&self, id: Uuid) -> Result<Vec<String>, StoreError>;
     /// Gives a user a role (no-op if they have it).

@@ -491,3 +491,51 @@ async fn concurrent_debits_on_one_account_never_overdraw() {
         assert_invariant(&store).await;
     }
 }
+
+#[tokio::test]
+async fn google_accounts_are_found_and_linked_once() {
+    for engine in engines() {
+        let db = TestDatabase::new(engine).await;
+        let store = db.store();
+        let new = NewUser::new("g@example.com", "Gee", 10, Role::User)
+            .unwrap()
+            .with_google_subject("sub-1");
+        let created = store.create_user(&new).await.unwrap().unwrap();
+        let found = store
+            .find_user_by_google_subject("sub-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, created.user.id, "{engine:?}");
+        assert!(
+            store
+                .find_user_by_google_subject("sub-2")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let other = user(&store, 0).await;
+        assert!(
+            !store.link_google_subject(other, "sub-1").await.unwrap(),
+            "sub-1 belongs to Gee"
+        );
+        assert!(store.link_google_subject(other, "sub-2").await.unwrap());
+        assert_eq!(
+            store
+                .find_user_by_google_subject("sub-2")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            other
+        );
+        let twin = NewUser::new("twin@example.com", "Twin", 0, Role::User)
+            .unwrap()
+            .with_google_subject("sub-2");
+        assert!(
+            store.create_user(&twin).await.unwrap().is_none(),
+            "one user per Google account"
+        );
+    }
+}

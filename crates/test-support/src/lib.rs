@@ -39,6 +39,55 @@ pub fn engines() -> Vec<Engine> {
     engines
 }
 
+/// Where sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionBackend {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// Redis at `HUB_TEST_REDIS_URL`.
+    Redis,
+}
+
+/// The session backends to run a contract test on: SQLite always, Redis when configured.
+pub fn session_backends() -> Vec<SessionBackend> {
+    let mut backends = vec![SessionBackend::Sqlite];
+    match std::env::var("HUB_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => backends.push(SessionBackend::Redis),
+        _ if std::env::var("HUB_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("HUB_TEST_REQUIRE_SERVICES=1 but HUB_TEST_REDIS_URL is not set")
+        }
+        _ => eprintln!("note: HUB_TEST_REDIS_URL is not set; the Redis run is skipped"),
+    }
+    backends
+}
+
+/// A session store on `backend`, with the SQLite database it needs kept alive beside it.
+pub async fn session_store(
+    backend: SessionBackend,
+) -> (Arc<dyn hub_auth::sessions::SessionStore>, TestDatabase) {
+    let db = TestDatabase::new(Engine::Sqlite).await;
+    let store: Arc<dyn hub_auth::sessions::SessionStore> = match backend {
+        SessionBackend::Sqlite => {
+            let Database::Sqlite { writer, reader, .. } = &db.database else {
+                unreachable!("a SQLite test database")
+            };
+            Arc::new(hub_auth::sessions::sqlite::SqliteSessions::new(
+                writer.clone(),
+                reader.clone(),
+            ))
+        }
+        SessionBackend::Redis => {
+            let url = std::env::var("HUB_TEST_REDIS_URL").expect("HUB_TEST_REDIS_URL");
+            let connection =
+                hub_auth::sessions::redis::connect(&url, std::time::Duration::from_secs(1))
+                    .await
+                    .expect("connect to HUB_TEST_REDIS_URL");
+            Arc::new(hub_auth::sessions::redis::RedisSessions::new(connection))
+        }
+    };
+    (store, db)
+}
+
 /// A database of its own for one test, migrated; removed when dropped.
 pub struct TestDatabase {
     /// The open database.

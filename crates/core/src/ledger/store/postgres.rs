@@ -395,12 +395,13 @@ impl UserStore for PgStore {
     async fn create_user(&self, new: &NewUser) -> Result<Option<CreatedUser>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let Some(row) = sqlx::query(
-            "INSERT INTO users (id, email, name) VALUES ($1, $2, $3)
-             ON CONFLICT (email) DO NOTHING RETURNING id, email, name, created_at",
+            "INSERT INTO users (id, email, name, google_subject) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING RETURNING id, email, name, created_at",
         )
         .bind(Uuid::now_v7())
         .bind(&new.email)
         .bind(&new.name)
+        .bind(new.google_subject.as_deref())
         .fetch_optional(&mut *tx)
         .await?
         else {
@@ -457,6 +458,34 @@ impl UserStore for PgStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(user).transpose()?)
+    }
+
+    async fn find_user_by_google_subject(&self, subject: &str) -> Result<Option<User>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, email, name, created_at FROM users WHERE google_subject = $1")
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.as_ref().map(user).transpose()?)
+    }
+
+    async fn link_google_subject(&self, id: Uuid, subject: &str) -> Result<bool, StoreError> {
+        let linked = sqlx::query(
+            "UPDATE users SET google_subject = $2 WHERE id = $1
+               AND NOT EXISTS (SELECT 1 FROM users WHERE google_subject = $2)",
+        )
+        .bind(id)
+        .bind(subject)
+        .execute(&self.pool)
+        .await;
+        match linked {
+            Ok(done) => Ok(done.rows_affected() == 1),
+            // A concurrent link of the same subject won the race.
+            Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_google_subject_key") => {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn permissions(&self, id: Uuid) -> Result<Vec<String>, StoreError> {

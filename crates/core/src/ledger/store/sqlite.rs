@@ -450,9 +450,16 @@ fn create_user(conn: &Connection, new: &NewUser) -> Result<Option<CreatedUser>, 
     };
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO users (id, email, name, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (email) DO NOTHING",
+            "INSERT INTO users (id, email, name, created_at, google_subject) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO NOTHING",
         )?
-        .execute(params![user.id.to_string(), user.email, user.name, timestamp(user.created_at)])?;
+        .execute(params![
+            user.id.to_string(),
+            user.email,
+            user.name,
+            timestamp(user.created_at),
+            new.google_subject
+        ])?;
     if inserted == 0 {
         return Ok(None);
     }
@@ -680,6 +687,30 @@ impl UserStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(user).transpose()
+    }
+
+    async fn find_user_by_google_subject(&self, subject: &str) -> Result<Option<User>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, email, name, created_at FROM users WHERE google_subject = ?1")
+                .bind(subject)
+                .fetch_optional(&self.reader)
+                .await?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn link_google_subject(&self, id: Uuid, subject: &str) -> Result<bool, StoreError> {
+        let subject = subject.to_owned();
+        self.writer
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "UPDATE users SET google_subject = ?2 WHERE id = ?1
+                           AND NOT EXISTS (SELECT 1 FROM users WHERE google_subject = ?2)",
+                    )?
+                    .execute(params![id.to_string(), subject])?
+                    == 1)
+            })
+            .await
     }
 
     async fn permissions(&self, id: Uuid) -> Result<Vec<String>, StoreError> {

@@ -1,0 +1,298 @@
+//! Sessions: the verification code a user pastes into ChatGPT is a bearer credential for a week.
+//!
+//! - The token is `VERIFIED-` and 32 base62 characters drawn from the operating system's random
+//!   source (about 190 bits).
+//! - It is stored only as its SHA-256 hash, with the user's id, email and name, the GPT's
+//!   `session` parameter, and when it was made and ends.
+//! - A user has at most `MAX_SESSIONS_PER_USER` live sessions; making one more ends the oldest.
+
+pub mod redis;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+
+/// The prefix every session token carries.
+pub const TOKEN_PREFIX: &str = "VERIFIED-";
+const TOKEN_CHARS: usize = 32;
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Why a session store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The backing store is unreachable or timed out.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The backing store answered something unreadable.
+    #[error("session store: {0}")]
+    Corrupt(String),
+}
+
+impl From<serde_json::Error> for SessionError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Corrupt(e.to_string())
+    }
+}
+
+/// A new session token; only its hash is ever stored.
+pub fn new_token() -> Result<String, SessionError> {
+    let mut token = String::with_capacity(TOKEN_PREFIX.len() + TOKEN_CHARS);
+    token.push_str(TOKEN_PREFIX);
+    let mut pool = [0u8; 64];
+    while token.len() < TOKEN_PREFIX.len() + TOKEN_CHARS {
+        getrandom::fill(&mut pool)
+            .map_err(|e| SessionError::Unavailable(format!("OS random source: {e}")))?;
+        // 248 = 4 × 62: rejecting the rest keeps every character equally likely.
+        for byte in pool.iter().filter(|b| **b < 248) {
+            if token.len() == TOKEN_PREFIX.len() + TOKEN_CHARS {
+                break;
+            }
+            token.push(BASE62[usize::from(*byte % 62)] as char);
+        }
+    }
+    Ok(token)
+}
+
+/// Whether a string has the shape of a session token (checked before any lookup).
+pub fn looks_like_token(token: &str) -> bool {
+    token.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
+        rest.len() == TOKEN_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// The hex SHA-256 of a token: the only form in which a token is stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A session as stored: everything but the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// A public id for listing and revoking (not the token).
+    pub id: String,
+    /// The user.
+    pub user_id: Uuid,
+    /// Their email when the session was made.
+    pub email: String,
+    /// Their name when the session was made.
+    pub name: String,
+    /// The GPT conversation that asked for the sign-in, if any.
+    pub session_param: Option<String>,
+    /// Where the user was sent back to (`chatgpt`).
+    pub return_to: Option<String>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it ends.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Storage of sessions and of one-time sign-in states. Implementations: Redis (production) and
+/// the embedded SQLite file.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a session under its token hash; then, if the user has more than `max_per_user`
+    /// live sessions, ends the oldest. Returns how many it ended.
+    async fn create(
+        &self,
+        token_hash: &str,
+        record: &SessionRecord,
+        max_per_user: usize,
+        now: DateTime<Utc>,
+    ) -> Result<u64, SessionError>;
+    /// The session stored under a token hash, if any (expired ones may still be returned; the
+    /// caller compares `expires_at` with its clock).
+    async fn get(&self, token_hash: &str) -> Result<Option<SessionRecord>, SessionError>;
+    /// The user's sessions that have not ended at `now`, oldest first.
+    async fn list(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionRecord>, SessionError>;
+    /// Ends one session; `false` if there was none.
+    async fn revoke(&self, token_hash: &str) -> Result<bool, SessionError>;
+    /// Ends one of the user's sessions by its public id; `false` if there was none.
+    async fn revoke_by_id(&self, user_id: Uuid, id: &str) -> Result<bool, SessionError>;
+    /// Ends every session of a user; returns how many.
+    async fn revoke_all(&self, user_id: Uuid) -> Result<u64, SessionError>;
+    /// Keeps a one-time value (a sign-in's state) for `ttl`.
+    async fn put_once(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(), SessionError>;
+    /// Takes a one-time value: the first call gets it, every later one nothing.
+    async fn take_once(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, SessionError>;
+}
+
+/// What verifying a token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// A live session.
+    Live(SessionRecord),
+    /// Missing, malformed, unknown, expired or revoked: all answered alike.
+    Invalid,
+}
+
+/// The session rules over a store and a clock.
+#[derive(Clone)]
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    lifetime: chrono::Duration,
+    max_per_user: usize,
+}
+
+/// A session just made, with its token (shown once, never stored).
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The token to hand to the user.
+    pub token: String,
+    /// What was stored.
+    pub record: SessionRecord,
+}
+
+impl Sessions {
+    /// Sessions that last `lifetime`, at most `max_per_user` per user.
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        clock: Arc<dyn Clock>,
+        lifetime: chrono::Duration,
+        max_per_user: usize,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            lifetime,
+            max_per_user: max_per_user.max(1),
+        }
+    }
+
+    /// The store underneath (sign-in states share it).
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// The clock the rules use.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// How long a session lasts.
+    pub fn lifetime(&self) -> chrono::Duration {
+        self.lifetime
+    }
+
+    /// Makes a session for a user.
+    pub async fn create(
+        &self,
+        user_id: Uuid,
+        email: &str,
+        name: &str,
+        session_param: Option<&str>,
+        return_to: Option<&str>,
+    ) -> Result<NewSession, SessionError> {
+        let token = new_token()?;
+        let now = self.clock.now();
+        let mut id = [0u8; 12];
+        getrandom::fill(&mut id)
+            .map_err(|e| SessionError::Unavailable(format!("OS random source: {e}")))?;
+        let record = SessionRecord {
+            id: hex::encode(id),
+            user_id,
+            email: email.to_owned(),
+            name: name.to_owned(),
+            session_param: session_param.map(str::to_owned),
+            return_to: return_to.map(str::to_owned),
+            created_at: now,
+            expires_at: now + self.lifetime,
+        };
+        self.store
+            .create(&token_hash(&token), &record, self.max_per_user, now)
+            .await?;
+        Ok(NewSession { token, record })
+    }
+
+    /// Checks a token.
+    pub async fn verify(&self, token: &str) -> Result<Verified, SessionError> {
+        if !looks_like_token(token) {
+            return Ok(Verified::Invalid);
+        }
+        Ok(match self.store.get(&token_hash(token)).await? {
+            Some(record) if record.expires_at > self.clock.now() => Verified::Live(record),
+            _ => Verified::Invalid,
+        })
+    }
+
+    /// The user's live sessions.
+    pub async fn list(&self, user_id: Uuid) -> Result<Vec<SessionRecord>, SessionError> {
+        self.store.list(user_id, self.clock.now()).await
+    }
+
+    /// Ends the session of this token.
+    pub async fn revoke(&self, token: &str) -> Result<bool, SessionError> {
+        if !looks_like_token(token) {
+            return Ok(false);
+        }
+        self.store.revoke(&token_hash(token)).await
+    }
+
+    /// Ends all of a user's sessions.
+    pub async fn revoke_all(&self, user_id: Uuid) -> Result<u64, SessionError> {
+        self.store.revoke_all(user_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_have_the_promised_shape_and_differ() {
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
+        assert!(looks_like_token(&a), "{a}");
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 32);
+        assert_ne!(a, b);
+        assert!(!looks_like_token("VERIFIED-short"));
+        assert!(!looks_like_token(&a.replace("VERIFIED-", "verified-")));
+        assert!(!looks_like_token(&format!("{a}x")));
+    }
+
+    #[test]
+    fn the_alphabet_is_used_evenly() {
+        // 2,000 tokens = 64,000 characters; each of 62 characters expected ~1,032 times.
+        let mut counts = [0u32; 62];
+        for _ in 0..2000 {
+            for c in new_token().unwrap()[TOKEN_PREFIX.len()..].bytes() {
+                let i = BASE62.iter().position(|b| *b == c).unwrap();
+                counts[i] += 1;
+            }
+        }
+        assert!(
+            counts.iter().all(|&n| (800..1300).contains(&n)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn hashes_are_hex_sha256() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
