@@ -1,5 +1,247 @@
 //! The auth service: Google sign-in that ends in a verification code, and the sessions behind it.
+//!
+//! `App::build(config)` opens the stores and binds the listener (port 0 in tests); `router(state)`
+//! is the HTTP surface. The `auth` binary, `hub up` and the tests start it through these two.
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod google;
+pub mod pages;
+pub mod routes;
 pub mod sessions;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub_config::{ConfigError, Env, SecretString};
+use hub_core::Store;
+use hub_storage::{Database, DatabaseConfig};
+use tokio::net::TcpListener;
+
+use crate::clock::{Clock, SystemClock};
+use crate::sessions::{SessionStore, Sessions};
+
+/// The default listen address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:3001";
+
+/// Google sign-in settings; absent when `GOOGLE_CLIENT_ID` is unset.
+#[derive(Debug, Clone)]
+pub struct GoogleConfig {
+    /// `GOOGLE_CLIENT_ID`.
+    pub client_id: String,
+    /// `GOOGLE_CLIENT_SECRET`.
+    pub client_secret: SecretString,
+    /// `GOOGLE_CALLBACK_URL`: where Google sends the browser back.
+    pub callback_url: String,
+    /// `GOOGLE_ISSUER_URL`: where discovery starts.
+    pub issuer_url: String,
+}
+
+/// The auth service's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `AUTH_ADDR`, default `127.0.0.1:3001`.
+    pub addr: SocketAddr,
+    /// Users live in the hub's database (`DATABASE_URL`).
+    pub database: DatabaseConfig,
+    /// `REDIS_URL`: sessions and sign-in states; unset, they live in the SQLite file.
+    pub redis_url: Option<String>,
+    /// `SESSION_EXPIRY_DAYS`, default 7.
+    pub session_days: i64,
+    /// `MAX_SESSIONS_PER_USER`, default 10.
+    pub max_sessions_per_user: usize,
+    /// `NEW_USER_CREDITS`, default 10: granted to a user created by a sign-in.
+    pub new_user_credits: i64,
+    /// `RETURN_TO_ALLOWLIST`, default `chatgpt`.
+    pub return_to_allowlist: Vec<String>,
+    /// Google sign-in, when configured.
+    pub google: Option<GoogleConfig>,
+}
+
+impl Config {
+    /// Reads the variables above.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let addr = env.parse_or(
+            "AUTH_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 3001)),
+            "host:port, e.g. 127.0.0.1:3001",
+        )?;
+        let database = hub_core::database_config(env)?;
+        let redis_url = env.raw("REDIS_URL");
+        if redis_url.is_none() && matches!(database, DatabaseConfig::Postgres { .. }) {
+            return Err(ConfigError {
+                name: "REDIS_URL".into(),
+                problem: "not set while DATABASE_URL is PostgreSQL".into(),
+                expected: "redis://host:6379 (sessions live in Redis in production)".into(),
+            });
+        }
+        let session_days =
+            env.parse_or("SESSION_EXPIRY_DAYS", 7i64, "a number of days, 1 to 365")?;
+        if !(1..=365).contains(&session_days) {
+            return Err(ConfigError {
+                name: "SESSION_EXPIRY_DAYS".into(),
+                problem: format!("{session_days} is out of range"),
+                expected: "a number of days, 1 to 365".into(),
+            });
+        }
+        let max_sessions_per_user = env
+            .parse_or("MAX_SESSIONS_PER_USER", 10usize, "a number such as 10")?
+            .max(1);
+        let new_user_credits =
+            env.parse_or("NEW_USER_CREDITS", 10i64, "whole credits, 0 or more")?;
+        hub_core::ledger::validate_amount("NEW_USER_CREDITS", new_user_credits, 0).map_err(
+            |e| ConfigError {
+                name: "NEW_USER_CREDITS".into(),
+                problem: e.message,
+                expected: "whole credits, 0 to 10^12".into(),
+            },
+        )?;
+        let return_to_allowlist = env
+            .string_or("RETURN_TO_ALLOWLIST", "chatgpt")
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let google = match env.raw("GOOGLE_CLIENT_ID") {
+            None => None,
+            Some(client_id) => Some(GoogleConfig {
+                client_id,
+                client_secret: env
+                    .secret("GOOGLE_CLIENT_SECRET")
+                    .ok_or_else(|| ConfigError {
+                        name: "GOOGLE_CLIENT_SECRET".into(),
+                        problem: "not set while GOOGLE_CLIENT_ID is".into(),
+                        expected: "the OAuth client's secret from the Google Cloud console".into(),
+                    })?,
+                callback_url: env.string_or(
+                    "GOOGLE_CALLBACK_URL",
+                    "http://localhost:3001/auth/google/callback",
+                ),
+                issuer_url: env.string_or("GOOGLE_ISSUER_URL", "https://accounts.google.com"),
+            }),
+        };
+        Ok(Self {
+            addr,
+            database,
+            redis_url,
+            session_days,
+            max_sessions_per_user,
+            new_user_credits,
+            return_to_allowlist,
+            google,
+        })
+    }
+}
+
+/// The state every handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Sessions and their rules.
+    pub sessions: Sessions,
+    /// Users (and the ledger, for the credits of new users).
+    pub users: Arc<dyn Store>,
+    /// Google sign-in, when configured.
+    pub google: Option<Arc<google::Google>>,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Which users exist, remembered briefly so that verifying a session costs one lookup.
+    pub known_users: Arc<routes::KnownUsers>,
+}
+
+/// The auth service, bound and ready to serve.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Opens the database (migrating it) and the session store, then binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let database = Database::connect(&config.database).await?;
+        database.migrate().await?;
+        let users = hub_core::ledger::store::open(database.clone());
+        Self::build_with(config, database, users, Arc::new(SystemClock)).await
+    }
+
+    /// Binds the listener over an open, migrated database and its store (as `hub up` shares
+    /// them with the core), with the given clock.
+    pub async fn build_with(
+        config: Config,
+        database: Database,
+        users: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("AUTH_ADDR {}: cannot listen: {e}", config.addr))?;
+        Self::build_on(listener, config, database, users, clock).await
+    }
+
+    /// As [`App::build_with`], on a listener already bound (tests bind first, to know the
+    /// callback URL before Google is configured).
+    pub async fn build_on(
+        listener: TcpListener,
+        config: Config,
+        database: Database,
+        users: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let store: Arc<dyn SessionStore> = match (&config.redis_url, &database) {
+            (Some(url), _) => {
+                let connection = sessions::redis::connect(url, Duration::from_millis(800)).await?;
+                Arc::new(sessions::redis::RedisSessions::new(connection))
+            }
+            (None, Database::Sqlite { writer, reader, .. }) => Arc::new(
+                sessions::sqlite::SqliteSessions::new(writer.clone(), reader.clone()),
+            ),
+            (None, Database::Postgres(_)) => anyhow::bail!("REDIS_URL is required with PostgreSQL"),
+        };
+        let sessions = Sessions::new(
+            store,
+            clock,
+            chrono::Duration::days(config.session_days),
+            config.max_sessions_per_user,
+        );
+        let google = match &config.google {
+            Some(google) => Some(Arc::new(google::Google::discover(google).await?)),
+            None => None,
+        };
+        let state = AppState {
+            sessions,
+            users,
+            google,
+            config: Arc::new(config),
+            known_users: Arc::new(routes::KnownUsers::default()),
+        };
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// The auth service's routes.
+pub fn router(state: AppState) -> axum::Router {
+    hub_error::with_request_ids_and_errors(routes::router(state))
+}

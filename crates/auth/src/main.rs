@@ -1,1 +1,17 @@
-fn main() {}
+//! The auth service on its own: `auth` (port 3001 by default).
+#![forbid(unsafe_code)]
+
+use hub_auth::{App, Config};
+use hub_config::Env;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    hub_config::load_dotenv();
+    let env = Env::process();
+    hub_telemetry::init(env.raw("LOG_FORMAT").as_deref());
+    let config = Config::from_env(&env)?;
+    let app = App::build(config).await?;
+    tracing::info!(address = %app.address(), "auth listening");
+    app.run_until(hub_core::shutdown_signal()).await?;
+    Ok(())
+}

@@ -50,6 +50,12 @@ impl ApiError {
         }
     }
 
+    /// The same error with another code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Cow::Borrowed(code);
+        self
+    }
+
     /// Adds a field beside `error`.
     pub fn with_field(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.fields.insert(name.to_owned(), value.into());
@@ -137,11 +143,13 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         return render(response, &error, request_id);
     }
     let status = response.status();
-    let is_json = response
+    // Bare or plain-text errors come from the framework (no route, wrong method, body too
+    // large); a page or JSON a handler wrote is left as it is.
+    let framework_made = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if (status.is_client_error() || status.is_server_error()) && framework_made {
         let error = generic_error(status);
         return render(response, &error, request_id);
     }

@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::missing_panics_doc)]
 
+pub mod fake_google;
+
 use std::sync::Arc;
 
 use hub_config::SecretString;
@@ -245,6 +247,216 @@ pub async fn spawn_core(engine: Engine) -> SpawnedCore {
         http,
         shutdown: Some(tx),
         db,
+    }
+}
+
+/// The auth service running on port 0, with a clock the test moves.
+pub struct SpawnedAuth {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// Users (and the ledger) in its database.
+    pub users: Arc<dyn Store>,
+    /// Its clock.
+    pub clock: Arc<hub_auth::clock::ManualClock>,
+    /// A plain client.
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    /// The database; kept last so the server stops before it is dropped.
+    pub db: TestDatabase,
+}
+
+/// Starts the auth service as production does, with sessions on `backend` and, if given, the
+/// fake Google as its provider.
+pub async fn spawn_auth(
+    backend: SessionBackend,
+    google: Option<&fake_google::FakeGoogle>,
+) -> SpawnedAuth {
+    let db = TestDatabase::new(Engine::Sqlite).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind auth");
+    let base_url = format!("http://{}", listener.local_addr().expect("address"));
+    let redis_url = match backend {
+        SessionBackend::Sqlite => None,
+        SessionBackend::Redis => {
+            Some(std::env::var("HUB_TEST_REDIS_URL").expect("HUB_TEST_REDIS_URL"))
+        }
+    };
+    let config = hub_auth::Config {
+        addr: "127.0.0.1:0".parse().expect("address"),
+        database: db.config.clone(),
+        redis_url,
+        session_days: 7,
+        max_sessions_per_user: 10,
+        new_user_credits: 10,
+        return_to_allowlist: vec!["chatgpt".into()],
+        google: google.map(|g| hub_auth::GoogleConfig {
+            client_id: g.client_id.clone(),
+            client_secret: SecretString::from(g.client_secret.clone()),
+            callback_url: format!("{base_url}/auth/google/callback"),
+            issuer_url: g.issuer.clone(),
+        }),
+    };
+    let users = db.store();
+    let clock = Arc::new(hub_auth::clock::ManualClock::new());
+    let app = hub_auth::App::build_on(
+        listener,
+        config,
+        db.database.clone(),
+        users.clone(),
+        clock.clone(),
+    )
+    .await
+    .expect("start auth");
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    SpawnedAuth {
+        base_url,
+        users,
+        clock,
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+        db,
+    }
+}
+
+/// A browser: keeps cookies, does not follow redirects (the test follows them, and looks).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("browser client")
+}
+
+/// What a sign-in ended with.
+#[derive(Debug)]
+pub struct SignIn {
+    /// The last page's status.
+    pub status: StatusCode,
+    /// Its headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Its HTML.
+    pub page: String,
+    /// The callback URL the provider sent the browser to (with code and state).
+    pub callback: Option<String>,
+}
+
+impl SignIn {
+    /// The `VERIFIED-…` code on the page, if there is one.
+    pub fn code(&self) -> Option<String> {
+        let start = self.page.find("VERIFIED-")?;
+        let code: String = self.page[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        Some(code)
+    }
+}
+
+impl SpawnedAuth {
+    /// Walks a browser through `GET /auth/google?{query}`, the provider, and the callback.
+    pub async fn sign_in(&self, browser: &reqwest::Client, query: &str) -> SignIn {
+        let start = browser
+            .get(format!("{}/auth/google?{query}", self.base_url))
+            .send()
+            .await
+            .expect("start sign-in");
+        if start.status() != StatusCode::FOUND {
+            return finish(start, None).await;
+        }
+        let to_provider = location(&start);
+        let at_provider = browser
+            .get(&to_provider)
+            .send()
+            .await
+            .expect("reach the provider");
+        assert_eq!(
+            at_provider.status(),
+            StatusCode::SEE_OTHER,
+            "the provider redirects back"
+        );
+        let callback = location(&at_provider);
+        let back = browser.get(&callback).send().await.expect("callback");
+        finish(back, Some(callback)).await
+    }
+
+    /// The sign-in's start only: the provider URL it redirects to.
+    pub async fn start_sign_in(&self, browser: &reqwest::Client, query: &str) -> String {
+        let start = browser
+            .get(format!("{}/auth/google?{query}", self.base_url))
+            .send()
+            .await
+            .expect("start sign-in");
+        assert_eq!(start.status(), StatusCode::FOUND);
+        location(&start)
+    }
+
+    /// `GET /api/auth/verify-session` with the code in `X-Session-Token`.
+    pub async fn verify(&self, code: &str) -> Reply {
+        let response = self
+            .http
+            .get(format!("{}/api/auth/verify-session", self.base_url))
+            .header("x-session-token", code)
+            .send()
+            .await
+            .expect("verify-session");
+        read(response).await
+    }
+
+    /// A request with the session code as `X-Session-Token`.
+    pub async fn with_code(&self, method: Method, path: &str, code: &str) -> Reply {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .header("x-session-token", code)
+            .send()
+            .await
+            .expect("request reaches auth");
+        read(response).await
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .expect("a Location header")
+        .to_owned()
+}
+
+async fn finish(response: reqwest::Response, callback: Option<String>) -> SignIn {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let page = response.text().await.unwrap_or_default();
+    SignIn {
+        status,
+        headers,
+        page,
+        callback,
+    }
+}
+
+async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("response body");
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        json,
+    }
+}
+
+impl Drop for SpawnedAuth {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 }
 

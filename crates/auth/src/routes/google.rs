@@ -1,0 +1,364 @@
+//! `GET /auth/google` and `GET /auth/google/callback`: the browser's side of the sign-in.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::pages;
+
+/// How long a started sign-in may take.
+const SIGN_IN_TTL: Duration = Duration::from_secs(600);
+/// The cookie that binds a sign-in to the browser that started it.
+const BINDING_COOKIE: &str = "hub_signin";
+
+/// What is kept server-side between the redirect to Google and the callback, used once.
+#[derive(Serialize, Deserialize)]
+struct PendingSignIn {
+    binding_hash: String,
+    nonce: String,
+    pkce_verifier: String,
+    session: String,
+    return_to: String,
+    expires_at: DateTime<Utc>,
+}
+
+fn valid_session_param(session: &str) -> bool {
+    (1..=128).contains(&session.len())
+        && session
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn sha256_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+fn retry_link(session: &str, return_to: &str) -> String {
+    format!("/auth/google?session={session}&return_to={return_to}")
+}
+
+fn bad_request(title: &str, message: &str, retry: Option<&str>) -> Response {
+    pages::error(
+        StatusCode::BAD_REQUEST,
+        title,
+        message,
+        "ถ้าปัญหายังอยู่ ให้กลับไปที่ ChatGPT แล้วขอลิงก์เข้าสู่ระบบใหม่",
+        retry,
+    )
+}
+
+fn unavailable() -> Response {
+    let mut response = pages::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ระบบไม่พร้อมใช้งานชั่วคราว",
+        "Sign-in is briefly unavailable. Please try again in a moment.",
+        "กรุณาลองใหม่อีกครั้งในอีกสักครู่",
+        None,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+/// Starts a sign-in: 302 to Google with state, nonce and PKCE.
+pub async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let session = query.get("session").map(String::as_str).unwrap_or_default();
+    if !valid_session_param(session) {
+        return bad_request(
+            "ลิงก์ไม่ถูกต้อง",
+            "The sign-in link is incomplete: `session` must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-'.",
+            None,
+        );
+    }
+    let return_to = query.get("return_to").map_or("chatgpt", String::as_str);
+    if !state
+        .config
+        .return_to_allowlist
+        .iter()
+        .any(|allowed| allowed == return_to)
+    {
+        return bad_request(
+            "ลิงก์ไม่ถูกต้อง",
+            "The sign-in link names a return target this hub does not know.",
+            None,
+        );
+    }
+    let Some(google) = &state.google else {
+        return pages::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ยังไม่ได้ตั้งค่า Google sign-in",
+            "Google sign-in is not configured on this hub.",
+            "The operator sets GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and GOOGLE_CALLBACK_URL (see the README).",
+            None,
+        );
+    };
+    // One binding per browser, reused by its concurrent sign-ins.
+    let binding = match cookie_value(&headers, BINDING_COOKIE)
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        Some(existing) => existing.to_owned(),
+        None => {
+            let mut bytes = [0u8; 32];
+            if getrandom::fill(&mut bytes).is_err() {
+                return unavailable();
+            }
+            hex::encode(bytes)
+        }
+    };
+    let authorization = google.authorize();
+    let now = state.sessions.clock().now();
+    let pending = PendingSignIn {
+        binding_hash: sha256_hex(&binding),
+        nonce: authorization.nonce,
+        pkce_verifier: authorization.pkce_verifier,
+        session: session.to_owned(),
+        return_to: return_to.to_owned(),
+        expires_at: now
+            + chrono::Duration::from_std(SIGN_IN_TTL).unwrap_or(chrono::Duration::minutes(10)),
+    };
+    let Ok(payload) = serde_json::to_string(&pending) else {
+        return unavailable();
+    };
+    let key = format!("signin:{}", sha256_hex(&authorization.state));
+    if let Err(e) = state
+        .sessions
+        .store()
+        .put_once(&key, &payload, SIGN_IN_TTL, now)
+        .await
+    {
+        tracing::warn!(error = %e, "cannot keep a sign-in state");
+        return unavailable();
+    }
+    let secure = if state
+        .config
+        .google
+        .as_ref()
+        .is_some_and(|g| g.callback_url.starts_with("https://"))
+    {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{BINDING_COOKIE}={binding}; Path=/auth/google; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        SIGN_IN_TTL.as_secs()
+    );
+    let mut response = StatusCode::FOUND.into_response();
+    let response_headers = response.headers_mut();
+    match HeaderValue::from_str(&authorization.url) {
+        Ok(location) => response_headers.insert(header::LOCATION, location),
+        Err(_) => return unavailable(),
+    };
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        response_headers.insert(header::SET_COOKIE, cookie);
+    }
+    response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response_headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// Finishes a sign-in and shows the verification code.
+pub async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(google) = &state.google else {
+        return bad_request(
+            "ยังไม่ได้ตั้งค่า Google sign-in",
+            "Google sign-in is not configured on this hub.",
+            None,
+        );
+    };
+    let Some(state_param) = query
+        .get("state")
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+    else {
+        return bad_request(
+            "ลิงก์ไม่ถูกต้อง",
+            "The sign-in came back without its state.",
+            None,
+        );
+    };
+    let now = state.sessions.clock().now();
+    // Taken once, whatever happens next: a state is never good for a second try.
+    let taken = match state
+        .sessions
+        .store()
+        .take_once(&format!("signin:{}", sha256_hex(state_param)), now)
+        .await
+    {
+        Ok(taken) => taken,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a sign-in state");
+            return unavailable();
+        }
+    };
+    let Some(pending) = taken.and_then(|p| serde_json::from_str::<PendingSignIn>(&p).ok()) else {
+        return bad_request(
+            "ลิงก์หมดอายุหรือถูกใช้แล้ว",
+            "This sign-in has expired or was already used.",
+            None,
+        );
+    };
+    let retry = retry_link(&pending.session, &pending.return_to);
+    if pending.expires_at <= now {
+        return bad_request(
+            "ลิงก์หมดอายุหรือถูกใช้แล้ว",
+            "This sign-in has expired.",
+            Some(&retry),
+        );
+    }
+    let same_browser = cookie_value(&headers, BINDING_COOKIE)
+        .is_some_and(|b| sha256_hex(b) == pending.binding_hash);
+    if !same_browser {
+        return bad_request(
+            "เข้าสู่ระบบไม่สำเร็จ",
+            "This sign-in was started in another browser. Start it again here.",
+            Some(&retry),
+        );
+    }
+    if let Some(error) = query.get("error") {
+        let message = if error == "access_denied" {
+            "The sign-in was cancelled at Google."
+        } else {
+            "Google could not complete the sign-in."
+        };
+        return bad_request("เข้าสู่ระบบไม่สำเร็จ", message, Some(&retry));
+    }
+    let Some(code) = query
+        .get("code")
+        .filter(|c| !c.is_empty() && c.len() <= 2048)
+    else {
+        return bad_request(
+            "เข้าสู่ระบบไม่สำเร็จ",
+            "Google sent no authorization code.",
+            Some(&retry),
+        );
+    };
+    let identity = match google
+        .finish(code, &pending.pkce_verifier, &pending.nonce)
+        .await
+    {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::warn!(error = %e, "sign-in failed at the provider step");
+            return bad_request(
+                "เข้าสู่ระบบไม่สำเร็จ",
+                "Google's answer could not be verified.",
+                Some(&retry),
+            );
+        }
+    };
+    let Some(email) = identity
+        .email
+        .as_deref()
+        .filter(|_| identity.email_verified)
+    else {
+        return bad_request(
+            "อีเมลยังไม่ได้ยืนยัน",
+            "Your Google account's email address is not verified.",
+            Some(&retry),
+        );
+    };
+    let name = identity
+        .name
+        .clone()
+        .unwrap_or_else(|| email.split('@').next().unwrap_or(email).to_owned());
+    let user = match find_or_create_user(&state, &identity.subject, email, &name).await {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find or create the user");
+            return unavailable();
+        }
+    };
+    let made = match state
+        .sessions
+        .create(
+            user.id,
+            &user.email,
+            &user.name,
+            Some(&pending.session),
+            Some(&pending.return_to),
+        )
+        .await
+    {
+        Ok(made) => made,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create a session");
+            return unavailable();
+        }
+    };
+    tracing::info!(user_id = %user.id, session_id = %made.record.id, "signed in with Google");
+    pages::success(
+        &user.name,
+        &made.token,
+        state.sessions.lifetime().num_days(),
+        made.record.expires_at,
+    )
+}
+
+/// The user of a Google account: found by its subject, else linked by its verified email, else
+/// created with the new-user credits.
+async fn find_or_create_user(
+    state: &AppState,
+    subject: &str,
+    email: &str,
+    name: &str,
+) -> Result<hub_core::users::User, hub_core::StoreError> {
+    let users = &state.users;
+    for _ in 0..3 {
+        if let Some(user) = users.find_user_by_google_subject(subject).await? {
+            return Ok(user);
+        }
+        if let Some(user) = users.find_user_by_email(email).await? {
+            if users.link_google_subject(user.id, subject).await? {
+                return Ok(user);
+            }
+            continue;
+        }
+        let Ok(new) = hub_core::users::NewUser::new(
+            email,
+            name,
+            state.config.new_user_credits,
+            hub_core::users::Role::User,
+        ) else {
+            return Err(hub_core::StoreError::Corrupt(format!(
+                "Google gave an unusable email or name for {subject}"
+            )));
+        };
+        if let Some(created) = users.create_user(&new.with_google_subject(subject)).await? {
+            return Ok(created.user);
+        }
+        // A concurrent sign-in created the user first: look again.
+    }
+    Err(hub_core::StoreError::Corrupt(
+        "the user changed under three attempts".into(),
+    ))
+}
