@@ -126,6 +126,16 @@ impl App {
     /// Binds the listener over a database that is already open and migrated.
     pub async fn build_with_database(config: Config, database: Database) -> anyhow::Result<Self> {
         let store = ledger::store::open(database.clone());
+        Self::build_with_store(config, database, store).await
+    }
+
+    /// Binds the listener over an open database and a store on it that other services in the
+    /// same process share (`hub up`: one SQLite writer for everyone).
+    pub async fn build_with_store(
+        config: Config,
+        database: Database,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|e| anyhow::anyhow!("CORE_ADDR {}: cannot listen: {e}", config.addr))?;

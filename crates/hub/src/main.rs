@@ -279,18 +279,47 @@ async fn up(env: &Env) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening {}", core_config.database.describe()))?;
     database.migrate().await.context("migrating")?;
-    let core = hub_core::App::build_with_database(core_config.clone(), database).await?;
+    let store = hub_core::ledger::store::open(database.clone());
+    let core =
+        hub_core::App::build_with_store(core_config.clone(), database.clone(), store.clone())
+            .await?;
+    let auth_config = hub_auth::Config::from_env(env)?;
+    let sessions_in = auth_config
+        .redis_url
+        .as_ref()
+        .map_or_else(|| "the database".to_owned(), |_| "Redis".to_owned());
+    let google = if auth_config.google.is_some() {
+        "Google sign-in on"
+    } else {
+        "Google sign-in off: set GOOGLE_CLIENT_ID"
+    };
+    let auth = hub_auth::App::build_with(
+        auth_config,
+        database,
+        store,
+        std::sync::Arc::new(hub_auth::clock::SystemClock),
+    )
+    .await?;
 
     println!("Smart AI Hub is up in {} ms", started.elapsed().as_millis());
-    println!("  storage  {}", core_config.database.describe());
+    println!(
+        "  storage  {}; sessions in {sessions_in}",
+        core_config.database.describe()
+    );
+    println!("  auth     http://{}  ({google})", auth.address());
     println!("  core     http://{}", core.address());
     if let Some(path) = token_file {
         println!("  internal credential (X-Hub-Internal) in {path}");
     }
+
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut services = tokio::task::JoinSet::new();
     let mut on_stop = stop.subscribe();
     services.spawn(core.run_until(async move {
+        let _ = on_stop.recv().await;
+    }));
+    let mut on_stop = stop.subscribe();
+    services.spawn(auth.run_until(async move {
         let _ = on_stop.recv().await;
     }));
     tokio::select! {

@@ -8,6 +8,7 @@
 #![allow(clippy::missing_panics_doc)]
 
 pub mod fake_google;
+pub mod proxy;
 
 use std::sync::Arc;
 
@@ -271,17 +272,25 @@ pub async fn spawn_auth(
     backend: SessionBackend,
     google: Option<&fake_google::FakeGoogle>,
 ) -> SpawnedAuth {
-    let db = TestDatabase::new(Engine::Sqlite).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind auth");
-    let base_url = format!("http://{}", listener.local_addr().expect("address"));
     let redis_url = match backend {
         SessionBackend::Sqlite => None,
         SessionBackend::Redis => {
             Some(std::env::var("HUB_TEST_REDIS_URL").expect("HUB_TEST_REDIS_URL"))
         }
     };
+    spawn_auth_with_redis(redis_url, google).await
+}
+
+/// As [`spawn_auth`], with sessions in the Redis at `redis_url` (or the SQLite file if `None`).
+pub async fn spawn_auth_with_redis(
+    redis_url: Option<String>,
+    google: Option<&fake_google::FakeGoogle>,
+) -> SpawnedAuth {
+    let db = TestDatabase::new(Engine::Sqlite).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind auth");
+    let base_url = format!("http://{}", listener.local_addr().expect("address"));
     let config = hub_auth::Config {
         addr: "127.0.0.1:0".parse().expect("address"),
         database: db.config.clone(),

@@ -22,10 +22,12 @@ const SESSION: &str = "hub:session:";
 const INDEX: &str = "hub:user-sessions:";
 const ONCE: &str = "hub:once:";
 
-/// Sessions in Redis through one multiplexed, self-reconnecting connection.
+/// Sessions in Redis through one multiplexed, self-reconnecting connection. Every call has a
+/// deadline, so an unreachable Redis is an error within it, never a hang.
 #[derive(Clone)]
 pub struct RedisSessions {
     connection: ConnectionManager,
+    deadline: Duration,
     create: Script,
     revoke: Script,
     revoke_by_id: Script,
@@ -45,8 +47,8 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, 
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(timeout)
         .set_response_timeout(timeout)
-        .set_number_of_retries(1)
-        .set_max_delay(500);
+        .set_number_of_retries(0)
+        .set_max_delay(200);
     ConnectionManager::new_with_config(client, config)
         .await
         .map_err(|e| SessionError::Unavailable(e.to_string()))
@@ -57,10 +59,25 @@ fn unavailable(e: redis::RedisError) -> SessionError {
 }
 
 impl RedisSessions {
+    /// Runs one Redis call within the deadline.
+    async fn within<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, SessionError>>,
+    ) -> Result<T, SessionError> {
+        tokio::time::timeout(self.deadline, call)
+            .await
+            .map_err(|_| {
+                SessionError::Unavailable(format!("no answer within {:?}", self.deadline))
+            })?
+    }
+}
+
+impl RedisSessions {
     /// Over a connection.
     pub fn new(connection: ConnectionManager) -> Self {
         Self {
             connection,
+            deadline: Duration::from_millis(750),
             create: Script::new(
                 r"
                 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -126,6 +143,61 @@ impl SessionStore for RedisSessions {
         max_per_user: usize,
         now: DateTime<Utc>,
     ) -> Result<u64, SessionError> {
+        self.within(self.create_now(token_hash, record, max_per_user, now))
+            .await
+    }
+
+    async fn get(&self, token_hash: &str) -> Result<Option<SessionRecord>, SessionError> {
+        self.within(self.get_now(token_hash)).await
+    }
+
+    async fn list(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionRecord>, SessionError> {
+        self.within(self.list_now(user_id, now)).await
+    }
+
+    async fn revoke(&self, token_hash: &str) -> Result<bool, SessionError> {
+        self.within(self.revoke_now(token_hash)).await
+    }
+
+    async fn revoke_by_id(&self, user_id: Uuid, id: &str) -> Result<bool, SessionError> {
+        self.within(self.revoke_by_id_now(user_id, id)).await
+    }
+
+    async fn revoke_all(&self, user_id: Uuid) -> Result<u64, SessionError> {
+        self.within(self.revoke_all_now(user_id)).await
+    }
+
+    async fn put_once(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(), SessionError> {
+        self.within(self.put_once_now(key, value, ttl, now)).await
+    }
+
+    async fn take_once(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, SessionError> {
+        self.within(self.take_once_now(key, now)).await
+    }
+}
+
+impl RedisSessions {
+    async fn create_now(
+        &self,
+        token_hash: &str,
+        record: &SessionRecord,
+        max_per_user: usize,
+        now: DateTime<Utc>,
+    ) -> Result<u64, SessionError> {
         let ttl_ms = (record.expires_at - now).num_milliseconds().max(1);
         let mut connection = self.connection.clone();
         self.create
@@ -143,7 +215,7 @@ impl SessionStore for RedisSessions {
             .map_err(unavailable)
     }
 
-    async fn get(&self, token_hash: &str) -> Result<Option<SessionRecord>, SessionError> {
+    async fn get_now(&self, token_hash: &str) -> Result<Option<SessionRecord>, SessionError> {
         let mut connection = self.connection.clone();
         let value: Option<String> = connection
             .get(format!("{SESSION}{token_hash}"))
@@ -152,7 +224,7 @@ impl SessionStore for RedisSessions {
         Ok(value.as_deref().map(serde_json::from_str).transpose()?)
     }
 
-    async fn list(
+    async fn list_now(
         &self,
         user_id: Uuid,
         now: DateTime<Utc>,
@@ -185,7 +257,7 @@ impl SessionStore for RedisSessions {
         Ok(records)
     }
 
-    async fn revoke(&self, token_hash: &str) -> Result<bool, SessionError> {
+    async fn revoke_now(&self, token_hash: &str) -> Result<bool, SessionError> {
         let mut connection = self.connection.clone();
         let ended: i64 = self
             .revoke
@@ -198,7 +270,7 @@ impl SessionStore for RedisSessions {
         Ok(ended == 1)
     }
 
-    async fn revoke_by_id(&self, user_id: Uuid, id: &str) -> Result<bool, SessionError> {
+    async fn revoke_by_id_now(&self, user_id: Uuid, id: &str) -> Result<bool, SessionError> {
         let mut connection = self.connection.clone();
         let ended: i64 = self
             .revoke_by_id
@@ -211,7 +283,7 @@ impl SessionStore for RedisSessions {
         Ok(ended == 1)
     }
 
-    async fn revoke_all(&self, user_id: Uuid) -> Result<u64, SessionError> {
+    async fn revoke_all_now(&self, user_id: Uuid) -> Result<u64, SessionError> {
         let mut connection = self.connection.clone();
         self.revoke_all
             .key(format!("{INDEX}{user_id}"))
@@ -221,7 +293,7 @@ impl SessionStore for RedisSessions {
             .map_err(unavailable)
     }
 
-    async fn put_once(
+    async fn put_once_now(
         &self,
         key: &str,
         value: &str,
@@ -237,7 +309,7 @@ impl SessionStore for RedisSessions {
         Ok(())
     }
 
-    async fn take_once(
+    async fn take_once_now(
         &self,
         key: &str,
         _now: DateTime<Utc>,
