@@ -45,6 +45,22 @@ pub enum BenchCommand {
         #[arg(long)]
         token: Option<String>,
     },
+    /// Drives `verify-session` against a running auth service, with sessions it makes for the
+    /// benchmark accounts in the configured store (REDIS_URL, or the SQLite file).
+    Verify {
+        /// The auth service's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:3001")]
+        url: String,
+        /// Sessions of this many benchmark accounts.
+        #[arg(long, default_value_t = 1_000)]
+        users: u64,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// How long to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Prints a pgbench script that runs the core's own debit statement.
     PgbenchScript {
         /// Spread over this many benchmark accounts.
@@ -86,6 +102,21 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
                 concurrency.max(1),
                 Duration::from_secs(seconds),
                 cost,
+            )
+            .await
+        }
+        BenchCommand::Verify {
+            url,
+            users,
+            concurrency,
+            seconds,
+        } => {
+            verify(
+                env,
+                &url,
+                users,
+                concurrency.max(1),
+                Duration::from_secs(seconds),
             )
             .await
         }
@@ -197,6 +228,11 @@ struct WorkerStats {
     other: u64,
 }
 
+/// One kind of request to send over and over; `pick` is a random number for choosing inputs.
+trait Workload: Send + Sync + 'static {
+    fn request(&self, pick: u64) -> anyhow::Result<http::Request<Full<Bytes>>>;
+}
+
 /// One keep-alive HTTP/1.1 connection per worker, driven by hyper directly: the load generator
 /// shares the machine with the server and the database, so it should cost as little as wrk.
 struct Connection {
@@ -215,15 +251,8 @@ impl Connection {
         Ok(Self { sender })
     }
 
-    /// Sends one deduct and returns its status.
-    async fn deduct(&mut self, target: &Target, user: uuid::Uuid) -> anyhow::Result<u16> {
-        let request = http::Request::post(target.path.as_str())
-            .header(http::header::HOST, target.authority.as_str())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-hub-internal", target.token.as_str())
-            .header("x-hub-caller", "system")
-            .header("x-user-id", user.to_string())
-            .body(Full::new(target.body.clone()))?;
+    /// Sends one request and returns its status.
+    async fn send(&mut self, request: http::Request<Full<Bytes>>) -> anyhow::Result<u16> {
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
@@ -232,21 +261,8 @@ impl Connection {
     }
 }
 
-struct Target {
-    authority: String,
-    path: String,
-    token: String,
-    body: Bytes,
-}
-
-async fn deduct(
-    url: &str,
-    token: &str,
-    users: u64,
-    concurrency: usize,
-    duration: Duration,
-    cost: i64,
-) -> anyhow::Result<()> {
+/// `http://host:port` into the authority and the path prefix.
+fn split_url(url: &str) -> anyhow::Result<(String, String)> {
     let uri: http::Uri = url.parse().with_context(|| format!("--url {url}"))?;
     anyhow::ensure!(
         uri.scheme_str() == Some("http"),
@@ -256,46 +272,46 @@ async fn deduct(
         .authority()
         .context("--url needs host:port")?
         .to_string();
-    let target = std::sync::Arc::new(Target {
-        path: format!(
-            "{}/api/mcp/v1/credits/deduct",
-            uri.path().trim_end_matches('/')
-        ),
-        authority,
-        token: token.to_owned(),
-        body: Bytes::from(serde_json::to_vec(
-            &json!({ "service": "bench", "cost": cost }),
-        )?),
-    });
-    // Open every connection and check one deduct before the clock starts.
+    Ok((authority, uri.path().trim_end_matches('/').to_owned()))
+}
+
+/// Runs `workload` on `concurrency` connections for `duration` and prints the figures as JSON.
+async fn drive<W: Workload>(
+    authority: &str,
+    workload: std::sync::Arc<W>,
+    concurrency: usize,
+    duration: Duration,
+    extra: serde_json::Value,
+) -> anyhow::Result<()> {
+    // Open every connection and check one request before the clock starts.
     let mut connections = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
-        connections.push(Connection::open(&target.authority).await?);
+        connections.push(Connection::open(authority).await?);
     }
-    let status = connections[0].deduct(&target, bench_user(1)).await?;
+    let status = connections[0].send(workload.request(1)?).await?;
     anyhow::ensure!(
         status == 200,
-        "a first deduct answered {status}: run `hub bench setup` against the same database"
+        "a first request answered {status}: run the matching `hub bench` setup first"
     );
 
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = tokio::task::JoinSet::new();
     for (worker, mut connection) in connections.into_iter().enumerate() {
-        let target = target.clone();
+        let workload = workload.clone();
         workers.spawn(async move {
             let mut stats = WorkerStats::default();
-            // xorshift: cheap, and each worker picks its own sequence of accounts.
+            // xorshift: cheap, and each worker picks its own sequence of inputs.
             let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ ((worker as u64 + 1) << 17);
             while Instant::now() < deadline {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
                 let sent = Instant::now();
-                let status = connection
-                    .deduct(&target, bench_user(state % users + 1))
-                    .await
-                    .unwrap_or(0);
+                let status = match workload.request(state) {
+                    Ok(request) => connection.send(request).await.unwrap_or(0),
+                    Err(_) => 0,
+                };
                 stats
                     .latencies_us
                     .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
@@ -326,23 +342,144 @@ async fn deduct(
         f64::from(all.latencies_us[index]) / 1000.0
     };
     let requests = all.latencies_us.len();
-    println!(
-        "{}",
-        json!({
-            "requests": requests,
-            "seconds": elapsed,
-            "requests_per_second": requests as f64 / elapsed,
-            "p50_ms": percentile(0.50),
-            "p99_ms": percentile(0.99),
-            "ok": all.ok,
-            "insufficient": all.insufficient,
-            "errors": all.other,
-            "users": users,
-            "concurrency": concurrency,
-        })
-    );
+    let mut report = json!({
+        "requests": requests,
+        "seconds": elapsed,
+        "requests_per_second": requests as f64 / elapsed,
+        "p50_ms": percentile(0.50),
+        "p99_ms": percentile(0.99),
+        "ok": all.ok,
+        "insufficient": all.insufficient,
+        "errors": all.other,
+        "concurrency": concurrency,
+    });
+    if let (Some(report), serde_json::Value::Object(extra)) = (report.as_object_mut(), extra) {
+        report.extend(extra);
+    }
+    println!("{report}");
     anyhow::ensure!(all.other == 0, "{} requests failed", all.other);
     Ok(())
+}
+
+struct DeductLoad {
+    authority: String,
+    path: String,
+    token: String,
+    body: Bytes,
+    users: u64,
+}
+
+impl Workload for DeductLoad {
+    fn request(&self, pick: u64) -> anyhow::Result<http::Request<Full<Bytes>>> {
+        Ok(http::Request::post(self.path.as_str())
+            .header(http::header::HOST, self.authority.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-hub-internal", self.token.as_str())
+            .header("x-hub-caller", "system")
+            .header("x-user-id", bench_user(pick % self.users + 1).to_string())
+            .body(Full::new(self.body.clone()))?)
+    }
+}
+
+async fn deduct(
+    url: &str,
+    token: &str,
+    users: u64,
+    concurrency: usize,
+    duration: Duration,
+    cost: i64,
+) -> anyhow::Result<()> {
+    let (authority, prefix) = split_url(url)?;
+    let workload = std::sync::Arc::new(DeductLoad {
+        path: format!("{prefix}/api/mcp/v1/credits/deduct"),
+        authority: authority.clone(),
+        token: token.to_owned(),
+        body: Bytes::from(serde_json::to_vec(
+            &json!({ "service": "bench", "cost": cost }),
+        )?),
+        users,
+    });
+    drive(
+        &authority,
+        workload,
+        concurrency,
+        duration,
+        json!({ "users": users }),
+    )
+    .await
+}
+
+struct VerifyLoad {
+    authority: String,
+    path: String,
+    tokens: Vec<String>,
+}
+
+impl Workload for VerifyLoad {
+    fn request(&self, pick: u64) -> anyhow::Result<http::Request<Full<Bytes>>> {
+        let token = &self.tokens[usize::try_from(pick % self.tokens.len() as u64)?];
+        Ok(http::Request::get(self.path.as_str())
+            .header(http::header::HOST, self.authority.as_str())
+            .header("x-session-token", token.as_str())
+            .body(Full::new(Bytes::new()))?)
+    }
+}
+
+/// Makes a session for each of the first `users` benchmark accounts (`hub bench setup` made
+/// them) in the configured session store, then drives `verify-session` with their tokens.
+async fn verify(
+    env: &Env,
+    url: &str,
+    users: u64,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let config = hub_auth::Config::from_env(env)?;
+    let database = Database::connect(&config.database).await?;
+    let store: std::sync::Arc<dyn hub_auth::sessions::SessionStore> =
+        match (&config.redis_url, &database) {
+            (Some(redis), _) => std::sync::Arc::new(hub_auth::sessions::redis::RedisSessions::new(
+                hub_auth::sessions::redis::connect(redis, Duration::from_secs(2)).await?,
+            )),
+            (None, Database::Sqlite { writer, reader, .. }) => std::sync::Arc::new(
+                hub_auth::sessions::sqlite::SqliteSessions::new(writer.clone(), reader.clone()),
+            ),
+            (None, Database::Postgres(_)) => anyhow::bail!("REDIS_URL is required with PostgreSQL"),
+        };
+    let sessions = hub_auth::sessions::Sessions::new(
+        store,
+        std::sync::Arc::new(hub_auth::clock::SystemClock),
+        chrono::Duration::days(1),
+        10,
+    );
+    let mut tokens = Vec::with_capacity(usize::try_from(users)?);
+    for n in 1..=users.max(1) {
+        let made = sessions
+            .create(
+                bench_user(n),
+                &format!("bench-{n}@bench.invalid"),
+                &format!("Bench {n}"),
+                Some("bench"),
+                None,
+            )
+            .await?;
+        tokens.push(made.token);
+    }
+    database.close().await;
+    let (authority, prefix) = split_url(url)?;
+    let workload = std::sync::Arc::new(VerifyLoad {
+        path: format!("{prefix}/api/auth/verify-session"),
+        authority: authority.clone(),
+        tokens,
+    });
+    drive(
+        &authority,
+        workload,
+        concurrency,
+        duration,
+        json!({ "sessions": users }),
+    )
+    .await
 }
 
 #[cfg(test)]
