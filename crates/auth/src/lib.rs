@@ -7,8 +7,10 @@
 pub mod clock;
 pub mod google;
 pub mod pages;
+pub mod passwords;
 pub mod routes;
 pub mod sessions;
+pub mod tokens;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,6 +50,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `REDIS_URL`: sessions and sign-in states; unset, they live in the SQLite file.
     pub redis_url: Option<String>,
+    /// `REDIS_KEY_PREFIX` (default `hub:`): every key this hub keeps in Redis starts with it.
+    pub redis_prefix: String,
     /// `SESSION_EXPIRY_DAYS`, default 7.
     pub session_days: i64,
     /// `MAX_SESSIONS_PER_USER`, default 10.
@@ -58,6 +62,15 @@ pub struct Config {
     pub return_to_allowlist: Vec<String>,
     /// Google sign-in, when configured.
     pub google: Option<GoogleConfig>,
+    /// `JWT_PRIVATE_KEY_PATH`: the Ed25519 key (PKCS#8 PEM) that signs access tokens; made
+    /// once if missing. Default `HUB_DATA_DIR/jwt-ed25519.pem`.
+    pub jwt_key_path: std::path::PathBuf,
+    /// `JWT_ISSUER` (default `smart-ai-hub`).
+    pub jwt_issuer: String,
+    /// `JWT_AUDIENCE` (default `smart-ai-hub`).
+    pub jwt_audience: String,
+    /// `TRUSTED_PROXIES`: addresses whose `X-Forwarded-For` is believed (default loopback).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Config {
@@ -122,7 +135,28 @@ impl Config {
                 issuer_url: env.string_or("GOOGLE_ISSUER_URL", "https://accounts.google.com"),
             }),
         };
+        let trusted_proxies = env
+            .string_or("TRUSTED_PROXIES", "127.0.0.1,::1")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse().map_err(|_| ConfigError {
+                    name: "TRUSTED_PROXIES".into(),
+                    problem: format!("{s:?} is not an IP address"),
+                    expected: "a comma-separated list of IP addresses".into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
+            jwt_key_path: env.raw("JWT_PRIVATE_KEY_PATH").map_or_else(
+                || env.data_dir().join("jwt-ed25519.pem"),
+                std::path::PathBuf::from,
+            ),
+            jwt_issuer: env.string_or("JWT_ISSUER", "smart-ai-hub"),
+            redis_prefix: env.string_or("REDIS_KEY_PREFIX", sessions::redis::DEFAULT_PREFIX),
+            jwt_audience: env.string_or("JWT_AUDIENCE", "smart-ai-hub"),
+            trusted_proxies,
             addr,
             database,
             redis_url,
@@ -146,6 +180,8 @@ pub struct AppState {
     pub google: Option<Arc<google::Google>>,
     /// The configuration.
     pub config: Arc<Config>,
+    /// The access tokens' keys.
+    pub jwt: Arc<tokens::JwtKeys>,
     /// Which users exist, remembered briefly so that verifying a session costs one lookup.
     pub known_users: Arc<routes::KnownUsers>,
 }
@@ -191,7 +227,10 @@ impl App {
         let store: Arc<dyn SessionStore> = match (&config.redis_url, &database) {
             (Some(url), _) => {
                 let connection = sessions::redis::connect(url, Duration::from_millis(800)).await?;
-                Arc::new(sessions::redis::RedisSessions::new(connection))
+                Arc::new(sessions::redis::RedisSessions::with_prefix(
+                    connection,
+                    &config.redis_prefix,
+                ))
             }
             (None, Database::Sqlite { writer, reader, .. }) => Arc::new(
                 sessions::sqlite::SqliteSessions::new(writer.clone(), reader.clone()),
@@ -208,7 +247,13 @@ impl App {
             Some(google) => Some(Arc::new(google::Google::discover(google).await?)),
             None => None,
         };
+        let jwt = Arc::new(tokens::JwtKeys::load_or_create(
+            &config.jwt_key_path,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+        )?);
         let state = AppState {
+            jwt,
             sessions,
             users,
             google,
@@ -235,9 +280,12 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            self.listener,
+            router(self.state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 

@@ -272,3 +272,62 @@ async fn tokens_are_never_stored_in_plain_text() {
         }
     }
 }
+
+#[tokio::test]
+async fn kept_values_can_be_read_and_counters_count_within_their_window() {
+    for backend in session_backends() {
+        let (store, _db) = session_store(backend).await;
+        let key = Uuid::now_v7().to_string();
+        store
+            .put_once(&key, "family-1", Duration::from_secs(60), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.peek_once(&key, Utc::now()).await.unwrap().as_deref(),
+            Some("family-1"),
+            "{backend:?}"
+        );
+        assert_eq!(
+            store.peek_once(&key, Utc::now()).await.unwrap().as_deref(),
+            Some("family-1"),
+            "not taken"
+        );
+
+        let counter = format!("login:{}", Uuid::now_v7());
+        assert_eq!(store.count(&counter, Utc::now()).await.unwrap().0, 0);
+        for expected in 1..=3 {
+            assert_eq!(
+                store
+                    .hit(&counter, Duration::from_secs(900), Utc::now())
+                    .await
+                    .unwrap(),
+                expected
+            );
+        }
+        let (count, left) = store.count(&counter, Utc::now()).await.unwrap();
+        assert_eq!(count, 3);
+        assert!(
+            left > Duration::from_secs(890) && left <= Duration::from_secs(900),
+            "{left:?}"
+        );
+        let short = format!("short:{}", Uuid::now_v7());
+        store
+            .hit(&short, Duration::from_millis(50), Utc::now())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(
+            store.count(&short, Utc::now()).await.unwrap().0,
+            0,
+            "the window ended"
+        );
+        assert_eq!(
+            store
+                .hit(&short, Duration::from_secs(60), Utc::now())
+                .await
+                .unwrap(),
+            1,
+            "a new window"
+        );
+    }
+}

@@ -61,6 +61,8 @@ pub struct NewUser {
     pub role: Role,
     /// The Google account's subject, for users who sign in with Google.
     pub google_subject: Option<String>,
+    /// An argon2id PHC string, for users who sign in with a password.
+    pub password_hash: Option<String>,
 }
 
 impl NewUser {
@@ -102,7 +104,14 @@ impl NewUser {
             initial_credits,
             role,
             google_subject: None,
+            password_hash: None,
         })
+    }
+
+    /// The same user, signing in with a password of this hash.
+    pub fn with_password_hash(mut self, hash: String) -> Self {
+        self.password_hash = Some(hash);
+        self
     }
 
     /// The same user, signed in with the Google account `subject`.
@@ -137,6 +146,13 @@ pub trait UserStore: Send + Sync {
     async fn find_user_by_google_subject(&self, subject: &str) -> Result<Option<User>, StoreError>;
     /// Links a Google account to a user; `false` if another user has it.
     async fn link_google_subject(&self, id: Uuid, subject: &str) -> Result<bool, StoreError>;
+    /// A user by e-mail address, with their password hash (`None` for Google-only accounts).
+    async fn find_credentials(
+        &self,
+        email: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError>;
+    /// The names of a user's roles.
+    async fn roles(&self, id: Uuid) -> Result<Vec<String>, StoreError>;
     /// The permissions of a user through their roles.
     async fn permissions(&self, id: Uuid) -> Result<Vec<String>, StoreError>;
     /// Gives a user a role (no-op if they have it).

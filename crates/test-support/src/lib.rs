@@ -262,6 +262,7 @@ pub struct SpawnedAuth {
     /// A plain client.
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
+    _keys: tempfile::TempDir,
     /// The database; kept last so the server stops before it is dropped.
     pub db: TestDatabase,
 }
@@ -291,7 +292,13 @@ pub async fn spawn_auth_with_redis(
         .await
         .expect("bind auth");
     let base_url = format!("http://{}", listener.local_addr().expect("address"));
+    let keys = tempfile::tempdir().expect("temporary directory");
     let config = hub_auth::Config {
+        jwt_key_path: keys.path().join("jwt.pem"),
+        jwt_issuer: "smart-ai-hub".into(),
+        redis_prefix: format!("hub-test-{}:", Uuid::new_v4().simple()),
+        jwt_audience: "smart-ai-hub".into(),
+        trusted_proxies: vec!["127.0.0.1".parse().expect("address")],
         addr: "127.0.0.1:0".parse().expect("address"),
         database: db.config.clone(),
         redis_url,
@@ -327,6 +334,7 @@ pub async fn spawn_auth_with_redis(
         clock,
         http: reqwest::Client::new(),
         shutdown: Some(tx),
+        _keys: keys,
         db,
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP to session and sign-in calls and back.
 
+mod accounts;
 mod google;
 mod sessions;
 
@@ -11,7 +12,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use hub_error::ApiError;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -34,8 +35,15 @@ pub fn router(state: AppState) -> Router {
             delete(sessions::revoke_current),
         )
         .route("/api/auth/sessions/{id}", delete(sessions::revoke_one))
+        .route("/api/auth/register", post(accounts::register))
+        .route("/api/auth/login", post(accounts::login))
+        .route("/api/auth/refresh", post(accounts::refresh))
+        .route("/api/auth/logout", post(accounts::logout))
+        .route("/api/auth/me", get(accounts::me))
+        .route("/.well-known/jwks.json", get(accounts::jwks))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
 

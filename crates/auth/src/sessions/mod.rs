@@ -136,6 +136,22 @@ pub trait SessionStore: Send + Sync {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, SessionError>;
+    /// Reads a kept value without taking it.
+    async fn peek_once(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, SessionError>;
+    /// Counts one event under `key` in a window of `window` that starts at the first event;
+    /// returns the count so far in the window.
+    async fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<u64, SessionError>;
+    /// The count under `key` in its current window, and how long the window has left.
+    async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<(u64, Duration), SessionError>;
 }
 
 /// What verifying a token found.

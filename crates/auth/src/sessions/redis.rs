@@ -18,20 +18,24 @@ use uuid::Uuid;
 
 use super::{SessionError, SessionRecord, SessionStore};
 
-const SESSION: &str = "hub:session:";
-const INDEX: &str = "hub:user-sessions:";
-const ONCE: &str = "hub:once:";
+/// The default prefix of every key (`REDIS_KEY_PREFIX`).
+pub const DEFAULT_PREFIX: &str = "hub:";
 
 /// Sessions in Redis through one multiplexed, self-reconnecting connection. Every call has a
 /// deadline, so an unreachable Redis is an error within it, never a hang.
 #[derive(Clone)]
 pub struct RedisSessions {
     connection: ConnectionManager,
+    session: String,
+    index: String,
+    once: String,
+    counter: String,
     deadline: Duration,
     create: Script,
     revoke: Script,
     revoke_by_id: Script,
     revoke_all: Script,
+    hit: Script,
 }
 
 impl std::fmt::Debug for RedisSessions {
@@ -75,8 +79,17 @@ impl RedisSessions {
 impl RedisSessions {
     /// Over a connection.
     pub fn new(connection: ConnectionManager) -> Self {
+        Self::with_prefix(connection, DEFAULT_PREFIX)
+    }
+
+    /// Over a connection, with every key under `prefix` (several hubs, or tests, on one Redis).
+    pub fn with_prefix(connection: ConnectionManager, prefix: &str) -> Self {
         Self {
             connection,
+            session: format!("{prefix}session:"),
+            index: format!("{prefix}user-sessions:"),
+            once: format!("{prefix}once:"),
+            counter: format!("{prefix}counter:"),
             deadline: Duration::from_millis(750),
             create: Script::new(
                 r"
@@ -118,6 +131,13 @@ impl RedisSessions {
                     end
                 end
                 return 0
+                ",
+            ),
+            hit: Script::new(
+                r"
+                local count = redis.call('INCR', KEYS[1])
+                if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+                return count
                 ",
             ),
             revoke_all: Script::new(
@@ -188,6 +208,56 @@ impl SessionStore for RedisSessions {
     ) -> Result<Option<String>, SessionError> {
         self.within(self.take_once_now(key, now)).await
     }
+
+    async fn peek_once(
+        &self,
+        key: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<Option<String>, SessionError> {
+        let mut connection = self.connection.clone();
+        self.within(async move {
+            connection
+                .get(format!("{}{key}", self.once))
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        _now: DateTime<Utc>,
+    ) -> Result<u64, SessionError> {
+        let mut connection = self.connection.clone();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut invocation = self.hit.key(format!("{}{key}", self.counter));
+        invocation.arg(window_ms);
+        self.within(async move {
+            invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn count(&self, key: &str, _now: DateTime<Utc>) -> Result<(u64, Duration), SessionError> {
+        let mut connection = self.connection.clone();
+        let key = format!("{}{key}", self.counter);
+        self.within(async move {
+            let (count, left_ms): (Option<u64>, i64) = redis::pipe()
+                .get(&key)
+                .pttl(&key)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+            Ok((count.unwrap_or(0), left))
+        })
+        .await
+    }
 }
 
 impl RedisSessions {
@@ -201,15 +271,15 @@ impl RedisSessions {
         let ttl_ms = (record.expires_at - now).num_milliseconds().max(1);
         let mut connection = self.connection.clone();
         self.create
-            .key(format!("{SESSION}{token_hash}"))
-            .key(format!("{INDEX}{}", record.user_id))
+            .key(format!("{}{token_hash}", self.session))
+            .key(format!("{}{}", self.index, record.user_id))
             .arg(serde_json::to_string(record)?)
             .arg(ttl_ms)
             .arg(token_hash)
             .arg(record.expires_at.timestamp_millis())
             .arg(now.timestamp_millis())
             .arg(max_per_user)
-            .arg(SESSION)
+            .arg(&self.session)
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)
@@ -218,7 +288,7 @@ impl RedisSessions {
     async fn get_now(&self, token_hash: &str) -> Result<Option<SessionRecord>, SessionError> {
         let mut connection = self.connection.clone();
         let value: Option<String> = connection
-            .get(format!("{SESSION}{token_hash}"))
+            .get(format!("{}{token_hash}", self.session))
             .await
             .map_err(unavailable)?;
         Ok(value.as_deref().map(serde_json::from_str).transpose()?)
@@ -232,7 +302,7 @@ impl RedisSessions {
         let mut connection = self.connection.clone();
         let hashes: Vec<String> = connection
             .zrangebyscore(
-                format!("{INDEX}{user_id}"),
+                format!("{}{user_id}", self.index),
                 format!("({}", now.timestamp_millis()),
                 "+inf",
             )
@@ -241,7 +311,10 @@ impl RedisSessions {
         if hashes.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = hashes.iter().map(|h| format!("{SESSION}{h}")).collect();
+        let keys: Vec<String> = hashes
+            .iter()
+            .map(|h| format!("{}{h}", self.session))
+            .collect();
         let values: Vec<Option<String>> = redis::cmd("MGET")
             .arg(&keys)
             .query_async(&mut connection)
@@ -261,8 +334,8 @@ impl RedisSessions {
         let mut connection = self.connection.clone();
         let ended: i64 = self
             .revoke
-            .key(format!("{SESSION}{token_hash}"))
-            .arg(INDEX)
+            .key(format!("{}{token_hash}", self.session))
+            .arg(&self.index)
             .arg(token_hash)
             .invoke_async(&mut connection)
             .await
@@ -274,8 +347,8 @@ impl RedisSessions {
         let mut connection = self.connection.clone();
         let ended: i64 = self
             .revoke_by_id
-            .key(format!("{INDEX}{user_id}"))
-            .arg(SESSION)
+            .key(format!("{}{user_id}", self.index))
+            .arg(&self.session)
             .arg(id)
             .invoke_async(&mut connection)
             .await
@@ -286,8 +359,8 @@ impl RedisSessions {
     async fn revoke_all_now(&self, user_id: Uuid) -> Result<u64, SessionError> {
         let mut connection = self.connection.clone();
         self.revoke_all
-            .key(format!("{INDEX}{user_id}"))
-            .arg(SESSION)
+            .key(format!("{}{user_id}", self.index))
+            .arg(&self.session)
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)
@@ -303,7 +376,7 @@ impl RedisSessions {
         let mut connection = self.connection.clone();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let _: () = connection
-            .pset_ex(format!("{ONCE}{key}"), value, ttl_ms)
+            .pset_ex(format!("{}{key}", self.once), value, ttl_ms)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -316,7 +389,7 @@ impl RedisSessions {
     ) -> Result<Option<String>, SessionError> {
         let mut connection = self.connection.clone();
         connection
-            .get_del(format!("{ONCE}{key}"))
+            .get_del(format!("{}{key}", self.once))
             .await
             .map_err(unavailable)
     }

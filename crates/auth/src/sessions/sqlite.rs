@@ -179,4 +179,63 @@ impl SessionStore for SqliteSessions {
             .filter(|(_, expires)| expires.as_str() > text(now).as_str())
             .map(|(payload, _)| payload))
     }
+
+    async fn peek_once(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, SessionError> {
+        sqlx::query_scalar("SELECT payload FROM login_states WHERE key = ?1 AND expires_at > ?2")
+            .bind(key)
+            .bind(text(now))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn hit(
+        &self,
+        key: &str,
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<u64, SessionError> {
+        let ends =
+            now + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::minutes(15));
+        let count: i64 = sqlx::query_scalar(
+            "INSERT INTO counters (key, count, window_ends) VALUES (?1, 1, ?2)
+             ON CONFLICT (key) DO UPDATE SET
+                count = CASE WHEN counters.window_ends <= ?3 THEN 1 ELSE counters.count + 1 END,
+                window_ends = CASE WHEN counters.window_ends <= ?3 THEN excluded.window_ends ELSE counters.window_ends END
+             RETURNING count",
+        )
+        .bind(key)
+        .bind(text(ends))
+        .bind(text(now))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(unavailable)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<(u64, Duration), SessionError> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT count, window_ends FROM counters WHERE key = ?1 AND window_ends > ?2",
+        )
+        .bind(key)
+        .bind(text(now))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(unavailable)?;
+        let Some((count, ends)) = row else {
+            return Ok((0, Duration::ZERO));
+        };
+        let left = DateTime::parse_from_rfc3339(&ends)
+            .map(|ends| {
+                (ends.with_timezone(&Utc) - now)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+            })
+            .unwrap_or(Duration::ZERO);
+        Ok((u64::try_from(count).unwrap_or(0), left))
+    }
 }

@@ -395,13 +395,14 @@ impl UserStore for PgStore {
     async fn create_user(&self, new: &NewUser) -> Result<Option<CreatedUser>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let Some(row) = sqlx::query(
-            "INSERT INTO users (id, email, name, google_subject) VALUES ($1, $2, $3, $4)
+            "INSERT INTO users (id, email, name, google_subject, password_hash) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT DO NOTHING RETURNING id, email, name, created_at",
         )
         .bind(Uuid::now_v7())
         .bind(&new.email)
         .bind(&new.name)
         .bind(new.google_subject.as_deref())
+        .bind(new.password_hash.as_deref())
         .fetch_optional(&mut *tx)
         .await?
         else {
@@ -486,6 +487,29 @@ impl UserStore for PgStore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn find_credentials(
+        &self,
+        email: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, email, name, created_at, password_hash FROM users WHERE email = $1",
+        )
+        .bind(email.trim().to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((user(&row)?, row.try_get("password_hash")?)))
+    }
+
+    async fn roles(&self, id: Uuid) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn permissions(&self, id: Uuid) -> Result<Vec<String>, StoreError> {

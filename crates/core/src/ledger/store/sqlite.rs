@@ -450,15 +450,16 @@ fn create_user(conn: &Connection, new: &NewUser) -> Result<Option<CreatedUser>, 
     };
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO users (id, email, name, created_at, google_subject) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO users (id, email, name, created_at, google_subject, password_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             user.id.to_string(),
             user.email,
             user.name,
             timestamp(user.created_at),
-            new.google_subject
+            new.google_subject,
+            new.password_hash
         ])?;
     if inserted == 0 {
         return Ok(None);
@@ -711,6 +712,29 @@ impl UserStore for SqliteStore {
                     == 1)
             })
             .await
+    }
+
+    async fn find_credentials(
+        &self,
+        email: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, email, name, created_at, password_hash FROM users WHERE email = ?1",
+        )
+        .bind(email.trim().to_lowercase())
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((user(&row)?, row.try_get("password_hash")?)))
+    }
+
+    async fn roles(&self, id: Uuid) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = ?1 ORDER BY role")
+                .bind(id.to_string())
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     async fn permissions(&self, id: Uuid) -> Result<Vec<String>, StoreError> {

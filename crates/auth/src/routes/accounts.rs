@@ -1,0 +1,348 @@
+//! Email and password accounts, JWT access tokens and rotating refresh tokens.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use hub_error::{ApiError, ApiJson};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::passwords;
+use crate::routes::unavailable;
+use crate::sessions::token_hash;
+use crate::tokens::{ACCESS_TTL, REFRESH_PREFIX, REFRESH_TTL, new_refresh_token};
+
+/// Failed sign-ins allowed per account and per client address in [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: u64 = 5;
+/// The window failed sign-ins are counted in.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+fn store_error(e: &hub_core::StoreError) -> ApiError {
+    if e.is_unavailable() {
+        unavailable(e)
+    } else {
+        ApiError::internal(e)
+    }
+}
+
+/// A refresh token as kept, under its hash.
+#[derive(Serialize, Deserialize)]
+struct RefreshRecord {
+    family: String,
+    user_id: Uuid,
+    expires_at: DateTime<Utc>,
+}
+
+fn keep_for(ttl: chrono::Duration) -> Duration {
+    ttl.to_std().unwrap_or(Duration::from_secs(30 * 24 * 3600))
+}
+
+/// Issues an access token and a refresh token in `family`.
+async fn issue(
+    state: &AppState,
+    user: &hub_core::users::User,
+    family: &str,
+) -> Result<Value, ApiError> {
+    let now = state.sessions.clock().now();
+    let roles = state
+        .users
+        .roles(user.id)
+        .await
+        .map_err(|e| store_error(&e))?;
+    let access = state
+        .jwt
+        .issue(user.id, &user.email, roles.clone(), now)
+        .map_err(|e| ApiError::internal(&e))?;
+    let refresh = new_refresh_token().map_err(|e| ApiError::internal(&e))?;
+    let record = RefreshRecord {
+        family: family.to_owned(),
+        user_id: user.id,
+        expires_at: now + REFRESH_TTL,
+    };
+    let record = serde_json::to_string(&record).map_err(|e| ApiError::internal(&e))?;
+    state
+        .sessions
+        .store()
+        .put_once(
+            &format!("refresh:{}", token_hash(&refresh)),
+            &record,
+            keep_for(REFRESH_TTL),
+            now,
+        )
+        .await?;
+    Ok(json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TTL.num_seconds(),
+        "refresh_token": refresh,
+        "user": { "id": user.id, "email": user.email, "name": user.name, "roles": roles },
+    }))
+}
+
+fn new_family() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(&e))?;
+    Ok(hex::encode(bytes))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    email: String,
+    password: String,
+    name: String,
+}
+
+/// `POST /api/auth/register`.
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> Result<Response, ApiError> {
+    if !passwords::acceptable(&body.password) {
+        return Err(ApiError::unprocessable(
+            "invalid_password",
+            "password must be 8 to 128 characters",
+        ));
+    }
+    let new = hub_core::users::NewUser::new(
+        &body.email,
+        &body.name,
+        state.config.new_user_credits,
+        hub_core::users::Role::User,
+    )
+    .map_err(|e| ApiError::unprocessable(e.code, e.message))?;
+    let hash = passwords::hash(body.password)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let created = state
+        .users
+        .create_user(&new.with_password_hash(hash))
+        .await
+        .map_err(|e| store_error(&e))?
+        // The same answer for every existing account, Google-only or not.
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "email_taken",
+                "An account with this email exists.",
+            )
+        })?;
+    let tokens = issue(&state, &created.user, &new_family()?).await?;
+    Ok((StatusCode::CREATED, Json(tokens)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+/// The client's address: the peer, or what a trusted proxy says it forwarded for.
+fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let peer = peer.ip();
+    if !state.config.trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|list| {
+            list.rsplit(',')
+                .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+                .find(|hop| !state.config.trusted_proxies.contains(hop))
+        })
+        .unwrap_or(peer)
+}
+
+fn too_many(left: Duration) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        "Too many failed sign-ins; try again later.",
+    );
+    error.retry_after = Some(left.as_secs().max(1));
+    error
+}
+
+/// `POST /api/auth/login`.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<Value>, ApiError> {
+    let email = body.email.trim().to_lowercase();
+    let now = state.sessions.clock().now();
+    let keys = [
+        format!("login-fail:account:{}", token_hash(&email)),
+        format!(
+            "login-fail:address:{}",
+            client_address(&state, peer, &headers)
+        ),
+    ];
+    let store = state.sessions.store();
+    for key in &keys {
+        let (failures, left) = store.count(key, now).await?;
+        if failures >= MAX_FAILURES {
+            return Err(too_many(left));
+        }
+    }
+    let found = state
+        .users
+        .find_credentials(&email)
+        .await
+        .map_err(|e| store_error(&e))?;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), hash),
+        None => (None, None),
+    };
+    if !passwords::verify(body.password, hash).await {
+        for key in &keys {
+            store.hit(key, FAILURE_WINDOW, now).await?;
+        }
+        return Err(ApiError::unauthenticated("The email or password is wrong.")
+            .with_code("invalid_credentials"));
+    }
+    let user = user.ok_or_else(|| ApiError::unauthenticated("The email or password is wrong."))?;
+    Ok(Json(issue(&state, &user, &new_family()?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    refresh_token: String,
+}
+
+fn invalid_refresh() -> ApiError {
+    ApiError::unauthenticated("The refresh token is invalid, expired or revoked.")
+        .with_code("invalid_refresh_token")
+}
+
+/// `POST /api/auth/refresh`: a new pair for a refresh token, which is spent. Presenting a spent
+/// token again means it was stolen or replayed: its whole family is revoked.
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Json<Value>, ApiError> {
+    if !body.refresh_token.starts_with(REFRESH_PREFIX) || body.refresh_token.len() > 128 {
+        return Err(invalid_refresh());
+    }
+    let store = state.sessions.store();
+    let now = state.sessions.clock().now();
+    let hash = token_hash(&body.refresh_token);
+    let Some(record) = store.take_once(&format!("refresh:{hash}"), now).await? else {
+        if let Some(family) = store
+            .peek_once(&format!("refresh-used:{hash}"), now)
+            .await?
+        {
+            tracing::warn!(family = %family, "a spent refresh token came back: revoking its family");
+            store
+                .put_once(
+                    &format!("family-revoked:{family}"),
+                    "1",
+                    keep_for(REFRESH_TTL),
+                    now,
+                )
+                .await?;
+        }
+        return Err(invalid_refresh());
+    };
+    let record: RefreshRecord =
+        serde_json::from_str(&record).map_err(|e| ApiError::internal(&e))?;
+    store
+        .put_once(
+            &format!("refresh-used:{hash}"),
+            &record.family,
+            keep_for(REFRESH_TTL),
+            now,
+        )
+        .await?;
+    if record.expires_at <= now
+        || store
+            .peek_once(&format!("family-revoked:{}", record.family), now)
+            .await?
+            .is_some()
+    {
+        return Err(invalid_refresh());
+    }
+    let user = state
+        .users
+        .find_user(record.user_id)
+        .await
+        .map_err(|e| store_error(&e))?
+        .ok_or_else(invalid_refresh)?;
+    Ok(Json(issue(&state, &user, &record.family).await?))
+}
+
+/// `POST /api/auth/logout`: revokes the refresh token's whole family.
+pub async fn logout(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.sessions.store();
+    let now = state.sessions.clock().now();
+    let hash = token_hash(&body.refresh_token);
+    let taken = store.take_once(&format!("refresh:{hash}"), now).await?;
+    if let Some(record) = taken.and_then(|r| serde_json::from_str::<RefreshRecord>(&r).ok()) {
+        let family = format!("family-revoked:{}", record.family);
+        store
+            .put_once(&family, "1", keep_for(REFRESH_TTL), now)
+            .await?;
+    }
+    Ok(Json(json!({ "status": "ok" })))
+}
+
+/// `GET /api/auth/me`, with `Authorization: Bearer <access token>`.
+pub async fn me(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let invalid = || {
+        ApiError::unauthenticated("The access token is missing, invalid or expired.")
+            .with_code("invalid_token")
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(invalid)?;
+    let claims = state
+        .jwt
+        .verify(token.trim(), state.sessions.clock().now())
+        .ok_or_else(invalid)?;
+    let id: Uuid = claims.sub.parse().map_err(|_| invalid())?;
+    let user = state
+        .users
+        .find_user(id)
+        .await
+        .map_err(|e| store_error(&e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_user",
+                "The user of this token no longer exists.",
+            )
+        })?;
+    let roles = state.users.roles(id).await.map_err(|e| store_error(&e))?;
+    Ok(Json(
+        json!({ "user": { "id": user.id, "email": user.email, "name": user.name, "roles": roles } }),
+    ))
+}
+
+/// `GET /.well-known/jwks.json`: the public keys of access tokens.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let mut response = Json(state.jwt.jwks()).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
