@@ -108,8 +108,8 @@ async fn register_login_and_me() {
         let user_id = tokens["user"]["id"].as_str().unwrap().parse().unwrap();
         assert_eq!(
             auth.users.balance(user_id).await.unwrap(),
-            Some(10),
-            "new users get their credits"
+            Some(0),
+            "no credits for an address nobody verified"
         );
     }
 }
@@ -296,4 +296,55 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
             StatusCode::UNAUTHORIZED
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guesses_sent_all_at_once_get_five_tries_only() {
+    let auth = spawn_auth(SessionBackend::Sqlite, None).await;
+    post(
+        &auth,
+        "/api/auth/register",
+        register_body("target@example.com"),
+    )
+    .await;
+    let guesses = (0..40).map(|i| {
+        let body =
+            json!({ "email": "target@example.com", "password": format!("guess number {i}") });
+        let http = auth.http.clone();
+        let url = format!("{}/api/auth/login", auth.base_url);
+        tokio::spawn(async move { http.post(url).json(&body).send().await.unwrap().status() })
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let tried = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((tried, refused), (5, 35), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn text_no_account_can_have_is_a_clean_answer() {
+    let auth = spawn_auth(SessionBackend::Sqlite, None).await;
+    let (status, _, _) = post(
+        &auth,
+        "/api/auth/login",
+        json!({ "email": "a\u{0}b@example.com", "password": "whatever it is" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = post(
+        &auth,
+        "/api/auth/register",
+        json!({ "email": "nul@example.com", "password": "long enough", "name": "a\u{0}b" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }

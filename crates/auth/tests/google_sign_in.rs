@@ -442,3 +442,56 @@ async fn without_a_client_id_google_sign_in_says_what_to_set() {
         assert!(page.contains(variable), "{variable}");
     }
 }
+
+#[tokio::test]
+async fn an_address_linked_to_another_google_account_is_never_repointed() {
+    let google = FakeGoogle::start().await;
+    let auth = spawn_auth(SessionBackend::Sqlite, Some(&google)).await;
+    let first = auth.sign_in(&browser(), START).await.code().unwrap();
+    let owner = auth.verify(&first).await.json["user"]["id"].clone();
+    google.sign_in_as(FakeAccount {
+        subject: "google-sub-2".into(),
+        email: "somchai@example.com".into(),
+        email_verified: true,
+        name: "Someone Else".into(),
+    });
+    let page = auth.sign_in(&browser(), START).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.page);
+    assert!(page.page.contains("another Google account"));
+    assert_eq!(
+        auth.verify(&first).await.json["user"]["id"],
+        owner,
+        "the first account keeps its user"
+    );
+    assert_eq!(user_count(&auth).await, 1);
+}
+
+#[tokio::test]
+async fn a_google_sign_in_takes_over_an_unverified_registration_and_drops_its_password() {
+    let google = FakeGoogle::start().await;
+    let auth = spawn_auth(SessionBackend::Sqlite, Some(&google)).await;
+    let register = json!({ "email": "somchai@example.com", "password": "set by a squatter", "name": "Squatter" });
+    let r = auth
+        .http
+        .post(format!("{}/api/auth/register", auth.base_url))
+        .json(&register)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let code = auth.sign_in(&browser(), START).await.code().unwrap();
+    assert_eq!(auth.verify(&code).await.status, StatusCode::OK);
+    let login = json!({ "email": "somchai@example.com", "password": "set by a squatter" });
+    let r = auth
+        .http
+        .post(format!("{}/api/auth/login", auth.base_url))
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "the squatter's password is gone"
+    );
+}

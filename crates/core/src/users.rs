@@ -81,7 +81,7 @@ impl NewUser {
                     && !domain.starts_with('.')
                     && !domain.ends_with('.')
             })
-            && !email.chars().any(char::is_whitespace);
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control());
         if !valid_email {
             return Err(InvalidInput {
                 code: "invalid_email",
@@ -90,7 +90,7 @@ impl NewUser {
             });
         }
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(InvalidInput {
                 code: "invalid_name",
                 message: "name must be 1 to 200 characters".into(),
@@ -144,7 +144,9 @@ pub trait UserStore: Send + Sync {
     async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
     /// A user by the subject of their Google account.
     async fn find_user_by_google_subject(&self, subject: &str) -> Result<Option<User>, StoreError>;
-    /// Links a Google account to a user; `false` if another user has it.
+    /// Links a Google account to a user who has none yet; `false` if the user is linked already
+    /// or another user has this account. Linking drops any password: Google has just proved who
+    /// owns the address, and a password set before was set by someone who never had to.
     async fn link_google_subject(&self, id: Uuid, subject: &str) -> Result<bool, StoreError>;
     /// A user by e-mail address, with their password hash (`None` for Google-only accounts).
     async fn find_credentials(

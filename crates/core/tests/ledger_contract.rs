@@ -286,7 +286,11 @@ async fn a_balance_never_passes_its_maximum() {
     for engine in engines() {
         let db = TestDatabase::new(engine).await;
         let store = db.store();
-        let alice = user(&store, 0).await;
+        let alice = user(&store, 30).await;
+        let DebitOutcome::Debited { transaction: spent } = fresh_debit(&store, alice, 30).await
+        else {
+            panic!("expected a debit");
+        };
         let step = 1_000_000_000_000;
         let grant = Grant {
             user_id: alice,
@@ -308,6 +312,21 @@ async fn a_balance_never_passes_its_maximum() {
             "{engine:?}"
         );
         assert_eq!(store.balance(alice).await.unwrap(), Some(MAX_BALANCE));
+        assert_eq!(
+            store.refund(&refund(&spent.id, None), None).await.unwrap(),
+            Idempotent::Fresh(RefundOutcome::BalanceLimit),
+            "{engine:?}: a refund never passes the maximum either"
+        );
+        let partial = store
+            .refund(&refund(&spent.id, Some(1)), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            partial,
+            Idempotent::Fresh(RefundOutcome::BalanceLimit),
+            "and changed nothing"
+        );
+        assert_invariant(&store).await;
     }
 }
 

@@ -23,6 +23,10 @@ use crate::tokens::{ACCESS_TTL, REFRESH_PREFIX, REFRESH_TTL, new_refresh_token};
 pub const MAX_FAILURES: u64 = 5;
 /// The window failed sign-ins are counted in.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Registrations allowed per client address in [`REGISTRATION_WINDOW`].
+pub const MAX_REGISTRATIONS: u64 = 10;
+/// The window registrations are counted in.
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
 
 fn store_error(e: &hub_core::StoreError) -> ApiError {
     if e.is_unavailable() {
@@ -103,21 +107,32 @@ pub struct RegisterBody {
 /// `POST /api/auth/register`.
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, ApiError> {
+    // Each registration costs an argon2id hash: a few per address and hour are plenty.
+    let now = state.sessions.clock().now();
+    let key = format!(
+        "register:address:{}",
+        client_address(&state, peer, &headers)
+    );
+    let store = state.sessions.store();
+    if store.hit(&key, REGISTRATION_WINDOW, now).await? > MAX_REGISTRATIONS {
+        let (_, left) = store.count(&key, now).await?;
+        return Err(too_many(left));
+    }
     if !passwords::acceptable(&body.password) {
         return Err(ApiError::unprocessable(
             "invalid_password",
             "password must be 8 to 128 characters",
         ));
     }
-    let new = hub_core::users::NewUser::new(
-        &body.email,
-        &body.name,
-        state.config.new_user_credits,
-        hub_core::users::Role::User,
-    )
-    .map_err(|e| ApiError::unprocessable(e.code, e.message))?;
+    // No credits for an address nobody has verified: new-user credits come with a Google
+    // sign-in, which proves the address.
+    let new =
+        hub_core::users::NewUser::new(&body.email, &body.name, 0, hub_core::users::Role::User)
+            .map_err(|e| ApiError::unprocessable(e.code, e.message))?;
     let hash = passwords::hash(body.password)
         .await
         .map_err(|e| ApiError::internal(&e))?;
@@ -166,7 +181,7 @@ fn too_many(left: Duration) -> ApiError {
     let mut error = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_attempts",
-        "Too many failed sign-ins; try again later.",
+        "Too many attempts; try again later.",
     );
     error.retry_after = Some(left.as_secs().max(1));
     error
@@ -189,11 +204,21 @@ pub async fn login(
         ),
     ];
     let store = state.sessions.store();
+    // Each attempt is counted before the password is checked, atomically, so that attempts sent
+    // all at once cannot slip under the limit together; a success gives its count back.
     for key in &keys {
-        let (failures, left) = store.count(key, now).await?;
-        if failures >= MAX_FAILURES {
+        if store.hit(key, FAILURE_WINDOW, now).await? > MAX_FAILURES {
+            let (_, left) = store.count(key, now).await?;
             return Err(too_many(left));
         }
+    }
+    let wrong = || {
+        ApiError::unauthenticated("The email or password is wrong.")
+            .with_code("invalid_credentials")
+    };
+    // Text no account can have never reaches the database.
+    if email.chars().any(char::is_control) || email.len() > 254 {
+        return Err(wrong());
     }
     let found = state
         .users
@@ -205,13 +230,12 @@ pub async fn login(
         None => (None, None),
     };
     if !passwords::verify(body.password, hash).await {
-        for key in &keys {
-            store.hit(key, FAILURE_WINDOW, now).await?;
-        }
-        return Err(ApiError::unauthenticated("The email or password is wrong.")
-            .with_code("invalid_credentials"));
+        return Err(wrong());
     }
-    let user = user.ok_or_else(|| ApiError::unauthenticated("The email or password is wrong."))?;
+    let user = user.ok_or_else(wrong)?;
+    for key in &keys {
+        store.unhit(key).await?;
+    }
     Ok(Json(issue(&state, &user, &new_family()?).await?))
 }
 
@@ -238,10 +262,20 @@ pub async fn refresh(
     let store = state.sessions.store();
     let now = state.sessions.clock().now();
     let hash = token_hash(&body.refresh_token);
-    let Some(record) = store.take_once(&format!("refresh:{hash}"), now).await? else {
-        if let Some(family) = store
-            .peek_once(&format!("refresh-used:{hash}"), now)
-            .await?
+    let spent = format!("refresh-used:{hash}");
+    let taken = store
+        .take_and_keep(
+            &format!("refresh:{hash}"),
+            &spent,
+            keep_for(REFRESH_TTL),
+            now,
+        )
+        .await?;
+    let Some(record) = taken else {
+        let reused = store.peek_once(&spent, now).await?;
+        if let Some(family) = reused
+            .and_then(|r| serde_json::from_str::<RefreshRecord>(&r).ok())
+            .map(|r| r.family)
         {
             tracing::warn!(family = %family, "a spent refresh token came back: revoking its family");
             store
@@ -257,14 +291,6 @@ pub async fn refresh(
     };
     let record: RefreshRecord =
         serde_json::from_str(&record).map_err(|e| ApiError::internal(&e))?;
-    store
-        .put_once(
-            &format!("refresh-used:{hash}"),
-            &record.family,
-            keep_for(REFRESH_TTL),
-            now,
-        )
-        .await?;
     if record.expires_at <= now
         || store
             .peek_once(&format!("family-revoked:{}", record.family), now)

@@ -15,8 +15,35 @@ use crate::pages;
 
 /// How long a started sign-in may take.
 const SIGN_IN_TTL: Duration = Duration::from_secs(600);
-/// The cookie that binds a sign-in to the browser that started it.
-const BINDING_COOKIE: &str = "hub_signin";
+/// The cookie that binds one sign-in to the browser that started it.
+struct BindingCookie {
+    name: String,
+    path: &'static str,
+    secure: bool,
+}
+
+/// Named after the sign-in's state; over TLS a `__Host-` cookie (Secure, whole host, no Domain).
+fn binding_cookie(state: &AppState, state_param: &str) -> BindingCookie {
+    let secure = state
+        .config
+        .google
+        .as_ref()
+        .is_some_and(|g| g.callback_url.starts_with("https://"));
+    let id = &sha256_hex(state_param)[..16];
+    if secure {
+        BindingCookie {
+            name: format!("__Host-hub_signin_{id}"),
+            path: "/",
+            secure,
+        }
+    } else {
+        BindingCookie {
+            name: format!("hub_signin_{id}"),
+            path: "/auth/google",
+            secure,
+        }
+    }
+}
 
 /// What is kept server-side between the redirect to Google and the callback, used once.
 #[derive(Serialize, Deserialize)]
@@ -82,7 +109,6 @@ fn unavailable() -> Response {
 /// Starts a sign-in: 302 to Google with state, nonce and PKCE.
 pub async fn start(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let session = query.get("session").map(String::as_str).unwrap_or_default();
@@ -115,19 +141,13 @@ pub async fn start(
             None,
         );
     };
-    // One binding per browser, reused by its concurrent sign-ins.
-    let binding = match cookie_value(&headers, BINDING_COOKIE)
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        Some(existing) => existing.to_owned(),
-        None => {
-            let mut bytes = [0u8; 32];
-            if getrandom::fill(&mut bytes).is_err() {
-                return unavailable();
-            }
-            hex::encode(bytes)
-        }
-    };
+    // A fresh binding for every sign-in, in a cookie of its own: nobody can fix its value in
+    // advance, and several sign-ins in one browser do not disturb each other.
+    let mut bytes = [0u8; 32];
+    if getrandom::fill(&mut bytes).is_err() {
+        return unavailable();
+    }
+    let binding = hex::encode(bytes);
     let authorization = google.authorize();
     let now = state.sessions.clock().now();
     let pending = PendingSignIn {
@@ -152,19 +172,13 @@ pub async fn start(
         tracing::warn!(error = %e, "cannot keep a sign-in state");
         return unavailable();
     }
-    let secure = if state
-        .config
-        .google
-        .as_ref()
-        .is_some_and(|g| g.callback_url.starts_with("https://"))
-    {
-        "; Secure"
-    } else {
-        ""
-    };
+    let cookie = binding_cookie(&state, &authorization.state);
     let cookie = format!(
-        "{BINDING_COOKIE}={binding}; Path=/auth/google; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-        SIGN_IN_TTL.as_secs()
+        "{}={binding}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{}",
+        cookie.name,
+        cookie.path,
+        SIGN_IN_TTL.as_secs(),
+        if cookie.secure { "; Secure" } else { "" }
     );
     let mut response = StatusCode::FOUND.into_response();
     let response_headers = response.headers_mut();
@@ -235,8 +249,9 @@ pub async fn callback(
             Some(&retry),
         );
     }
-    let same_browser = cookie_value(&headers, BINDING_COOKIE)
-        .is_some_and(|b| sha256_hex(b) == pending.binding_hash);
+    let cookie = binding_cookie(&state, state_param);
+    let same_browser =
+        cookie_value(&headers, &cookie.name).is_some_and(|b| sha256_hex(b) == pending.binding_hash);
     if !same_browser {
         return bad_request(
             "เข้าสู่ระบบไม่สำเร็จ",
@@ -287,12 +302,10 @@ pub async fn callback(
             Some(&retry),
         );
     };
-    let name = identity
-        .name
-        .clone()
-        .unwrap_or_else(|| email.split('@').next().unwrap_or(email).to_owned());
+    let name = identity.name.clone().unwrap_or_default();
     let user = match find_or_create_user(&state, &identity.subject, email, &name).await {
-        Ok(user) => user,
+        Ok(Ok(user)) => user,
+        Ok(Err(Refusal(why))) => return bad_request("เข้าสู่ระบบไม่สำเร็จ", why, None),
         Err(e) => {
             tracing::warn!(error = %e, "cannot find or create the user");
             return unavailable();
@@ -316,45 +329,72 @@ pub async fn callback(
         }
     };
     tracing::info!(user_id = %user.id, session_id = %made.record.id, "signed in with Google");
-    pages::success(
+    let mut page = pages::success(
         &user.name,
         &made.token,
         state.sessions.lifetime().num_days(),
         made.record.expires_at,
-    )
+    );
+    let spent = format!(
+        "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax",
+        cookie.name, cookie.path
+    );
+    if let Ok(spent) = HeaderValue::from_str(&spent) {
+        page.headers_mut().insert(header::SET_COOKIE, spent);
+    }
+    page
 }
 
-/// The user of a Google account: found by its subject, else linked by its verified email, else
-/// created with the new-user credits.
+/// Why a verified Google account cannot be signed in; shown to the person, never retried.
+struct Refusal(&'static str);
+
+/// The user of a Google account: found by its subject, else linked by its verified email (when
+/// that user has no Google account yet), else created with the new-user credits.
 async fn find_or_create_user(
     state: &AppState,
     subject: &str,
     email: &str,
     name: &str,
-) -> Result<hub_core::users::User, hub_core::StoreError> {
+) -> Result<Result<hub_core::users::User, Refusal>, hub_core::StoreError> {
+    // Display names are free text at Google: keep them printable and of a sane length.
+    let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
+    let name = if name.trim().is_empty() {
+        email.split('@').next().unwrap_or("user").to_owned()
+    } else {
+        name
+    };
+    let Ok(new) = hub_core::users::NewUser::new(
+        email,
+        &name,
+        state.config.new_user_credits,
+        hub_core::users::Role::User,
+    ) else {
+        return Ok(Err(Refusal(
+            "Google gave an email address this hub cannot use.",
+        )));
+    };
     let users = &state.users;
     for _ in 0..3 {
         if let Some(user) = users.find_user_by_google_subject(subject).await? {
-            return Ok(user);
+            return Ok(Ok(user));
         }
         if let Some(user) = users.find_user_by_email(email).await? {
             if users.link_google_subject(user.id, subject).await? {
-                return Ok(user);
+                return Ok(Ok(user));
+            }
+            if users.find_user_by_google_subject(subject).await?.is_none() {
+                // The address's account belongs to another Google account: never re-point it.
+                return Ok(Err(Refusal(
+                    "This email address belongs to an account linked to another Google account.",
+                )));
             }
             continue;
         }
-        let Ok(new) = hub_core::users::NewUser::new(
-            email,
-            name,
-            state.config.new_user_credits,
-            hub_core::users::Role::User,
-        ) else {
-            return Err(hub_core::StoreError::Corrupt(format!(
-                "Google gave an unusable email or name for {subject}"
-            )));
-        };
-        if let Some(created) = users.create_user(&new.with_google_subject(subject)).await? {
-            return Ok(created.user);
+        if let Some(created) = users
+            .create_user(&new.clone().with_google_subject(subject))
+            .await?
+        {
+            return Ok(Ok(created.user));
         }
         // A concurrent sign-in created the user first: look again.
     }

@@ -136,6 +136,17 @@ pub trait SessionStore: Send + Sync {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, SessionError>;
+    /// Takes a one-time value and, in the same atomic step, keeps it under `keep_key` for `ttl`
+    /// (a refresh token is spent and remembered as spent at once).
+    async fn take_and_keep(
+        &self,
+        key: &str,
+        keep_key: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, SessionError>;
+    /// Takes back one event counted under `key` (a success that was counted in advance).
+    async fn unhit(&self, key: &str) -> Result<(), SessionError>;
     /// Reads a kept value without taking it.
     async fn peek_once(
         &self,

@@ -36,6 +36,8 @@ pub struct RedisSessions {
     revoke_by_id: Script,
     revoke_all: Script,
     hit: Script,
+    unhit: Script,
+    take_and_keep: Script,
 }
 
 impl std::fmt::Debug for RedisSessions {
@@ -105,8 +107,10 @@ impl RedisSessions {
                         ended = ended + 1
                     end
                 end
+                local keep = tonumber(ARGV[4])
                 local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-                redis.call('PEXPIREAT', KEYS[2], last[2])
+                if last[2] and tonumber(last[2]) > keep then keep = tonumber(last[2]) end
+                redis.call('PEXPIREAT', KEYS[2], string.format('%d', keep))
                 return ended
                 ",
             ),
@@ -131,6 +135,21 @@ impl RedisSessions {
                     end
                 end
                 return 0
+                ",
+            ),
+            unhit: Script::new(
+                r"
+                if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then
+                    redis.call('DECR', KEYS[1])
+                end
+                return 0
+                ",
+            ),
+            take_and_keep: Script::new(
+                r"
+                local value = redis.call('GETDEL', KEYS[1])
+                if value then redis.call('SET', KEYS[2], value, 'PX', ARGV[1]) end
+                return value
                 ",
             ),
             hit: Script::new(
@@ -207,6 +226,41 @@ impl SessionStore for RedisSessions {
         now: DateTime<Utc>,
     ) -> Result<Option<String>, SessionError> {
         self.within(self.take_once_now(key, now)).await
+    }
+
+    async fn take_and_keep(
+        &self,
+        key: &str,
+        keep_key: &str,
+        ttl: Duration,
+        _now: DateTime<Utc>,
+    ) -> Result<Option<String>, SessionError> {
+        let mut connection = self.connection.clone();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut invocation = self.take_and_keep.key(format!("{}{key}", self.once));
+        invocation
+            .key(format!("{}{keep_key}", self.once))
+            .arg(ttl_ms);
+        self.within(async move {
+            invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn unhit(&self, key: &str) -> Result<(), SessionError> {
+        let mut connection = self.connection.clone();
+        let invocation = self.unhit.key(format!("{}{key}", self.counter));
+        self.within(async move {
+            let _: i64 = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn peek_once(

@@ -238,4 +238,45 @@ impl SessionStore for SqliteSessions {
             .unwrap_or(Duration::ZERO);
         Ok((u64::try_from(count).unwrap_or(0), left))
     }
+
+    async fn take_and_keep(
+        &self,
+        key: &str,
+        keep_key: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, SessionError> {
+        let keep_until =
+            now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(30));
+        let mut tx = self.writer.begin().await.map_err(unavailable)?;
+        let taken: Option<(String, String)> =
+            sqlx::query_as("DELETE FROM login_states WHERE key = ?1 RETURNING payload, expires_at")
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let live = taken
+            .filter(|(_, expires)| expires.as_str() > text(now).as_str())
+            .map(|(payload, _)| payload);
+        if let Some(payload) = &live {
+            sqlx::query("INSERT OR REPLACE INTO login_states (key, payload, expires_at) VALUES (?1, ?2, ?3)")
+                .bind(keep_key)
+                .bind(payload)
+                .bind(text(keep_until))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(live)
+    }
+
+    async fn unhit(&self, key: &str) -> Result<(), SessionError> {
+        sqlx::query("UPDATE counters SET count = max(count - 1, 0) WHERE key = ?1")
+            .bind(key)
+            .execute(&self.writer)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }

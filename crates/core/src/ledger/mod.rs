@@ -306,6 +306,8 @@ pub enum RefundOutcome {
     },
     /// The caller owns the debit.
     OwnDebit,
+    /// The balance would pass [`MAX_BALANCE`].
+    BalanceLimit,
 }
 
 /// A grant to carry out.

@@ -166,6 +166,7 @@ fn render_refund(outcome: RefundOutcome) -> Response {
         RefundOutcome::ExceedsRemaining { remaining } => {
             CoreError::RefundExceedsRemaining { remaining }.into_response()
         }
+        RefundOutcome::BalanceLimit => CoreError::BalanceLimit.into_response(),
         RefundOutcome::OwnDebit => {
             CoreError::Forbidden("Nobody refunds their own debit.".into()).into_response()
         }
@@ -208,6 +209,9 @@ pub async fn transactions(
         }));
     }
     let cursor = query.cursor.filter(|c| !c.is_empty());
+    if let Some(cursor) = &cursor {
+        validate_transaction_id(cursor)?;
+    }
     let page = state
         .store
         .transactions(user_id, limit, cursor.as_deref())

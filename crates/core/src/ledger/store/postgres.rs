@@ -190,15 +190,11 @@ impl Operation for Refund {
             Ok(amount) => amount,
             Err(outcome) => return Ok(outcome),
         };
-        sqlx::query("UPDATE credit_transactions SET refundable = refundable - $2 WHERE id = $1")
-            .bind(&self.transaction_id)
-            .bind(amount)
-            .execute(&mut *conn)
-            .await?;
+        // The account first, conditionally: a refund never takes a balance past its maximum.
         let row = sqlx::query(&format!(
             "WITH credited AS (
                 UPDATE credit_accounts SET balance = balance + $2, updated_at = now()
-                WHERE user_id = $1 RETURNING user_id, balance
+                WHERE user_id = $1 AND balance <= $9 - $2 RETURNING user_id, balance
             )
             INSERT INTO credit_transactions
                 (id, user_id, kind, service, amount, balance_before, balance_after, refund_of,
@@ -214,8 +210,17 @@ impl Operation for Refund {
         .bind(&self.reason)
         .bind(key)
         .bind(self.request_id.as_deref())
-        .fetch_one(&mut *conn)
+        .bind(MAX_BALANCE)
+        .fetch_optional(&mut *conn)
         .await?;
+        let Some(row) = row else {
+            return Ok(RefundOutcome::BalanceLimit);
+        };
+        sqlx::query("UPDATE credit_transactions SET refundable = refundable - $2 WHERE id = $1")
+            .bind(&self.transaction_id)
+            .bind(amount)
+            .execute(&mut *conn)
+            .await?;
         Ok(RefundOutcome::Refunded {
             transaction: transaction(&row)?,
             remaining: refundable - amount,
@@ -472,7 +477,8 @@ impl UserStore for PgStore {
 
     async fn link_google_subject(&self, id: Uuid, subject: &str) -> Result<bool, StoreError> {
         let linked = sqlx::query(
-            "UPDATE users SET google_subject = $2 WHERE id = $1
+            "UPDATE users SET google_subject = $2, password_hash = NULL
+             WHERE id = $1 AND google_subject IS NULL
                AND NOT EXISTS (SELECT 1 FROM users WHERE google_subject = $2)",
         )
         .bind(id)

@@ -162,7 +162,7 @@ fn writer_thread(path: &Path, mut queue: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let committed = commit_group(&mut conn, &mut group).map_err(|e| e.to_string());
+        let committed = commit_group(&mut conn, &mut group);
         if let Err(e) = &committed {
             tracing::error!(error = %e, operations = group.len(), "sqlite group commit failed");
         }
@@ -172,19 +172,26 @@ fn writer_thread(path: &Path, mut queue: mpsc::Receiver<Box<dyn Job>>) {
     }
 }
 
-fn commit_group(conn: &mut Connection, group: &mut [Box<dyn Job>]) -> rusqlite::Result<()> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn commit_group(conn: &mut Connection, group: &mut [Box<dyn Job>]) -> Result<(), String> {
+    let mut tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
     for job in group.iter_mut() {
-        let savepoint = tx.savepoint()?;
+        let savepoint = tx.savepoint().map_err(|e| e.to_string())?;
         job.run(&savepoint);
         if job.failed() {
             // Dropping an uncommitted savepoint rolls it back: the failed operation leaves nothing.
             drop(savepoint);
+            // Some errors (disk full, I/O) make SQLite roll back the whole transaction itself;
+            // going on would run the rest outside it. Stop: the whole group has failed.
+            if tx.is_autocommit() {
+                return Err("the transaction was rolled back by the engine".into());
+            }
         } else {
-            savepoint.commit()?;
+            savepoint.commit().map_err(|e| e.to_string())?;
         }
     }
-    tx.commit()
+    tx.commit().map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,17 +382,34 @@ fn refund(
         Ok(amount) => amount,
         Err(outcome) => return Ok(outcome),
     };
+    // The account first, conditionally: a refund never takes a balance past its maximum.
+    let balance: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE credit_accounts SET balance = balance + ?2, updated_at = ?3
+             WHERE user_id = ?1 AND balance <= ?4 - ?2 RETURNING balance",
+        )?
+        .query_row(
+            params![
+                owner.to_string(),
+                amount,
+                timestamp(Utc::now()),
+                MAX_BALANCE
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(balance) = balance else {
+        return Ok(RefundOutcome::BalanceLimit);
+    };
     let updated = conn
         .prepare_cached("UPDATE credit_transactions SET refundable = refundable - ?2 WHERE id = ?1 AND refundable >= ?2")?
         .execute(params![refund.transaction_id, amount])?;
     if updated != 1 {
+        // Returning an error rolls this operation's savepoint back, balance update included.
         return Err(StoreError::Corrupt(
             "refundable changed under the writer".into(),
         ));
     }
-    let balance: i64 = conn
-        .prepare_cached("UPDATE credit_accounts SET balance = balance + ?2, updated_at = ?3 WHERE user_id = ?1 RETURNING balance")?
-        .query_row(params![owner.to_string(), amount, timestamp(Utc::now())], |row| row.get(0))?;
     let entry = Entry {
         user_id: owner,
         kind: TransactionKind::Refund,
@@ -705,7 +729,8 @@ impl UserStore for SqliteStore {
             .write(move |conn| {
                 Ok(conn
                     .prepare_cached(
-                        "UPDATE users SET google_subject = ?2 WHERE id = ?1
+                        "UPDATE users SET google_subject = ?2, password_hash = NULL
+                         WHERE id = ?1 AND google_subject IS NULL
                            AND NOT EXISTS (SELECT 1 FROM users WHERE google_subject = ?2)",
                     )?
                     .execute(params![id.to_string(), subject])?
