@@ -29,15 +29,26 @@ pub enum Engine {
     Postgres,
 }
 
+/// Whether the service at `variable` is configured for this run; with
+/// `HUB_TEST_REQUIRE_SERVICES=1` a missing one is a failure, not a skip.
+pub fn service_configured(variable: &str, what: &str) -> bool {
+    if std::env::var(variable).is_ok_and(|url| !url.is_empty()) {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("HUB_TEST_REQUIRE_SERVICES").as_deref(),
+        Ok("1"),
+        "HUB_TEST_REQUIRE_SERVICES=1 but {variable} is not set"
+    );
+    eprintln!("note: {variable} is not set; the {what} run is skipped");
+    false
+}
+
 /// The engines to run a contract test on: SQLite always, PostgreSQL when configured.
 pub fn engines() -> Vec<Engine> {
     let mut engines = vec![Engine::Sqlite];
-    match std::env::var("HUB_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => engines.push(Engine::Postgres),
-        _ if std::env::var("HUB_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("HUB_TEST_REQUIRE_SERVICES=1 but HUB_TEST_DATABASE_URL is not set")
-        }
-        _ => eprintln!("note: HUB_TEST_DATABASE_URL is not set; the PostgreSQL run is skipped"),
+    if service_configured("HUB_TEST_DATABASE_URL", "PostgreSQL") {
+        engines.push(Engine::Postgres);
     }
     engines
 }
@@ -54,12 +65,8 @@ pub enum SessionBackend {
 /// The session backends to run a contract test on: SQLite always, Redis when configured.
 pub fn session_backends() -> Vec<SessionBackend> {
     let mut backends = vec![SessionBackend::Sqlite];
-    match std::env::var("HUB_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => backends.push(SessionBackend::Redis),
-        _ if std::env::var("HUB_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("HUB_TEST_REQUIRE_SERVICES=1 but HUB_TEST_REDIS_URL is not set")
-        }
-        _ => eprintln!("note: HUB_TEST_REDIS_URL is not set; the Redis run is skipped"),
+    if service_configured("HUB_TEST_REDIS_URL", "Redis") {
+        backends.push(SessionBackend::Redis);
     }
     backends
 }
