@@ -9,6 +9,7 @@ pub mod caller;
 pub mod error;
 pub mod ledger;
 pub mod routes;
+pub mod service_keys;
 pub mod users;
 
 use std::future::Future;

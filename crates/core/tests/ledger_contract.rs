@@ -558,3 +558,50 @@ async fn google_accounts_are_found_and_linked_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn service_keys_are_found_by_hash_until_revoked() {
+    use hub_core::service_keys::{key_hash, new_key};
+    for engine in engines() {
+        let db = TestDatabase::new(engine).await;
+        let store = db.store();
+        let scopes = vec!["credits:check".to_owned(), "credits:deduct".to_owned()];
+        let made = new_key("sora2", &scopes).unwrap();
+        store.insert_service_key(&made).await.unwrap();
+        let found = store
+            .find_service_key(&key_hash(&made.key))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, made.record.id, "{engine:?}");
+        assert_eq!(found.scopes, scopes);
+        assert!(
+            store
+                .find_service_key(&key_hash("hub_sk_guess"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let listed = store.list_service_keys().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(
+            !serde_json::to_string(&listed).unwrap().contains(&made.key),
+            "never the key itself"
+        );
+        assert!(store.revoke_service_key(&made.record.id).await.unwrap());
+        assert!(!store.revoke_service_key(&made.record.id).await.unwrap());
+        assert!(
+            store
+                .find_service_key(&key_hash(&made.key))
+                .await
+                .unwrap()
+                .is_none(),
+            "revoked"
+        );
+        assert!(
+            store.list_service_keys().await.unwrap()[0]
+                .revoked_at
+                .is_some()
+        );
+    }
+}

@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: CreditsCommand,
     },
+    /// Service keys for servers that call the hub (such as the Sora2 GPT's).
+    ServiceKey {
+        #[command(subcommand)]
+        command: ServiceKeyCommand,
+    },
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -66,6 +71,26 @@ enum UserCommand {
         /// `user` or `admin`.
         #[arg(long, default_value = "user")]
         role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceKeyCommand {
+    /// Creates a key and prints it, once; only its hash is kept.
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: credits:check, credits:deduct, credits:refund, credits:grant, gpt.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// Lists the keys (never the keys themselves).
+    List,
+    /// Revokes a key by its id (`sk_…`).
+    Revoke {
+        /// The key's id.
+        id: String,
     },
 }
 
@@ -129,6 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { command } => user(&env, command).await,
         Command::Credits { command } => credits(&env, command).await,
+        Command::ServiceKey { command } => service_key(&env, command).await,
         Command::Bench { command } => bench::run(&env, command).await,
     }
 }
@@ -169,6 +195,44 @@ async fn user(env: &Env, command: UserCommand) -> anyhow::Result<()> {
     }));
     database.close().await;
     Ok(())
+}
+
+async fn service_key(env: &Env, command: ServiceKeyCommand) -> anyhow::Result<()> {
+    let database = open(env).await?;
+    let store = hub_core::ledger::store::open(database.clone());
+    let result = match command {
+        ServiceKeyCommand::Create { name, scopes } => {
+            let scopes: Vec<String> = scopes
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            let key = hub_core::service_keys::new_key(&name, &scopes)?;
+            store.insert_service_key(&key).await?;
+            print(&json!({
+                "id": key.record.id,
+                "name": key.record.name,
+                "scopes": key.record.scopes,
+                "key": key.key,
+                "note": "shown once: only its hash is kept",
+            }));
+            Ok(())
+        }
+        ServiceKeyCommand::List => {
+            print(&serde_json::to_value(store.list_service_keys().await?)?);
+            Ok(())
+        }
+        ServiceKeyCommand::Revoke { id } => {
+            if store.revoke_service_key(&id).await? {
+                print(&json!({ "id": id, "revoked": true }));
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("no live service key has the id {id}"))
+            }
+        }
+    };
+    database.close().await;
+    result
 }
 
 async fn credits(env: &Env, command: CreditsCommand) -> anyhow::Result<()> {

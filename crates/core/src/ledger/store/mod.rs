@@ -18,6 +18,7 @@ use super::{
     AuditReport, Debit, DebitOutcome, Grant, GrantOutcome, IdempotencyClaim, Idempotent, Refund,
     RefundOutcome, TransactionPage,
 };
+use crate::service_keys::ServiceKeyStore;
 use crate::users::UserStore;
 
 /// The engine failed, or returned something the ledger cannot read.
@@ -100,8 +101,8 @@ pub trait LedgerStore: Send + Sync {
 }
 
 /// Everything the core service stores.
-pub trait Store: LedgerStore + UserStore {}
-impl<T: LedgerStore + UserStore> Store for T {}
+pub trait Store: LedgerStore + UserStore + ServiceKeyStore {}
+impl<T: LedgerStore + UserStore + ServiceKeyStore> Store for T {}
 
 /// The store for an open database.
 pub fn open(database: hub_storage::Database) -> Arc<dyn Store> {
