@@ -15,7 +15,6 @@ pub mod tokens;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hub_config::{ConfigError, Env, SecretString};
 use hub_core::Store;
@@ -23,7 +22,7 @@ use hub_storage::{Database, DatabaseConfig};
 use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
-use crate::sessions::{SessionStore, Sessions};
+use crate::sessions::Sessions;
 
 /// The default listen address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3001";
@@ -224,19 +223,8 @@ impl App {
         users: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let store: Arc<dyn SessionStore> = match (&config.redis_url, &database) {
-            (Some(url), _) => {
-                let connection = sessions::redis::connect(url, Duration::from_millis(800)).await?;
-                Arc::new(sessions::redis::RedisSessions::with_prefix(
-                    connection,
-                    &config.redis_prefix,
-                ))
-            }
-            (None, Database::Sqlite { writer, reader, .. }) => Arc::new(
-                sessions::sqlite::SqliteSessions::new(writer.clone(), reader.clone()),
-            ),
-            (None, Database::Postgres(_)) => anyhow::bail!("REDIS_URL is required with PostgreSQL"),
-        };
+        let store =
+            sessions::open(config.redis_url.as_deref(), &config.redis_prefix, &database).await?;
         let sessions = Sessions::new(
             store,
             clock,

@@ -436,16 +436,9 @@ async fn verify(
 ) -> anyhow::Result<()> {
     let config = hub_auth::Config::from_env(env)?;
     let database = Database::connect(&config.database).await?;
-    let store: std::sync::Arc<dyn hub_auth::sessions::SessionStore> =
-        match (&config.redis_url, &database) {
-            (Some(redis), _) => std::sync::Arc::new(hub_auth::sessions::redis::RedisSessions::new(
-                hub_auth::sessions::redis::connect(redis, Duration::from_secs(2)).await?,
-            )),
-            (None, Database::Sqlite { writer, reader, .. }) => std::sync::Arc::new(
-                hub_auth::sessions::sqlite::SqliteSessions::new(writer.clone(), reader.clone()),
-            ),
-            (None, Database::Postgres(_)) => anyhow::bail!("REDIS_URL is required with PostgreSQL"),
-        };
+    let store =
+        hub_auth::sessions::open(config.redis_url.as_deref(), &config.redis_prefix, &database)
+            .await?;
     let sessions = hub_auth::sessions::Sessions::new(
         store,
         std::sync::Arc::new(hub_auth::clock::SystemClock),

@@ -165,6 +165,29 @@ pub trait SessionStore: Send + Sync {
     async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<(u64, Duration), SessionError>;
 }
 
+/// The session store the configuration names: Redis at `redis_url` (keys under `prefix`), else
+/// the embedded SQLite database.
+pub async fn open(
+    redis_url: Option<&str>,
+    prefix: &str,
+    database: &hub_storage::Database,
+) -> Result<Arc<dyn SessionStore>, SessionError> {
+    match (redis_url, database) {
+        (Some(url), _) => {
+            let connection = self::redis::connect(url, Duration::from_millis(800)).await?;
+            Ok(Arc::new(self::redis::RedisSessions::with_prefix(
+                connection, prefix,
+            )))
+        }
+        (None, hub_storage::Database::Sqlite { writer, reader, .. }) => Ok(Arc::new(
+            self::sqlite::SqliteSessions::new(writer.clone(), reader.clone()),
+        )),
+        (None, hub_storage::Database::Postgres(_)) => Err(SessionError::Unavailable(
+            "REDIS_URL is required with PostgreSQL".into(),
+        )),
+    }
+}
+
 /// What verifying a token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
