@@ -129,7 +129,7 @@ impl Config {
                     })?,
                 callback_url: env.string_or(
                     "GOOGLE_CALLBACK_URL",
-                    "http://localhost:3001/auth/google/callback",
+                    "http://localhost:3000/auth/google/callback",
                 ),
                 issuer_url: env.string_or("GOOGLE_ISSUER_URL", "https://accounts.google.com"),
             }),

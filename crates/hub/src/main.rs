@@ -359,17 +359,24 @@ async fn up(env: &Env) -> anyhow::Result<()> {
     };
     let auth = hub_auth::App::build_with(
         auth_config,
-        database,
-        store,
+        database.clone(),
+        store.clone(),
         std::sync::Arc::new(hub_auth::clock::SystemClock),
     )
     .await?;
+    let gateway_config = hub_gateway::Config::from_env_with_token(env, token.clone())?;
+    let gateway_listener = tokio::net::TcpListener::bind(gateway_config.addr)
+        .await
+        .with_context(|| format!("GATEWAY_ADDR {}: cannot listen", gateway_config.addr))?;
+    let gateway =
+        hub_gateway::App::build_on(gateway_listener, gateway_config, database, store).await?;
 
     println!("Smart AI Hub is up in {} ms", started.elapsed().as_millis());
     println!(
         "  storage  {}; sessions in {sessions_in}",
         core_config.database.describe()
     );
+    println!("  gateway  http://{}  (the public door)", gateway.address());
     println!("  auth     http://{}  ({google})", auth.address());
     println!("  core     http://{}", core.address());
     if let Some(path) = token_file {
@@ -384,6 +391,10 @@ async fn up(env: &Env) -> anyhow::Result<()> {
     }));
     let mut on_stop = stop.subscribe();
     services.spawn(auth.run_until(async move {
+        let _ = on_stop.recv().await;
+    }));
+    let mut on_stop = stop.subscribe();
+    services.spawn(gateway.run_until(async move {
         let _ = on_stop.recv().await;
     }));
     tokio::select! {

@@ -300,26 +300,14 @@ pub async fn spawn_auth_with_redis(
         .expect("bind auth");
     let base_url = format!("http://{}", listener.local_addr().expect("address"));
     let keys = tempfile::tempdir().expect("temporary directory");
-    let config = hub_auth::Config {
-        jwt_key_path: keys.path().join("jwt.pem"),
-        jwt_issuer: "smart-ai-hub".into(),
-        redis_prefix: format!("hub-test-{}:", Uuid::new_v4().simple()),
-        jwt_audience: "smart-ai-hub".into(),
-        trusted_proxies: vec!["127.0.0.1".parse().expect("address")],
-        addr: "127.0.0.1:0".parse().expect("address"),
-        database: db.config.clone(),
+    let config = auth_config(
+        &keys,
+        &db,
         redis_url,
-        session_days: 7,
-        max_sessions_per_user: 10,
-        new_user_credits: 10,
-        return_to_allowlist: vec!["chatgpt".into()],
-        google: google.map(|g| hub_auth::GoogleConfig {
-            client_id: g.client_id.clone(),
-            client_secret: SecretString::from(g.client_secret.clone()),
-            callback_url: format!("{base_url}/auth/google/callback"),
-            issuer_url: g.issuer.clone(),
-        }),
-    };
+        format!("hub-test-{}:", Uuid::new_v4().simple()),
+        google,
+        &format!("{base_url}/auth/google/callback"),
+    );
     let users = db.store();
     let clock = Arc::new(hub_auth::clock::ManualClock::new());
     let app = hub_auth::App::build_on(
@@ -343,6 +331,193 @@ pub async fn spawn_auth_with_redis(
         shutdown: Some(tx),
         _keys: keys,
         db,
+    }
+}
+
+/// The auth service's configuration in tests.
+fn auth_config(
+    keys: &tempfile::TempDir,
+    db: &TestDatabase,
+    redis_url: Option<String>,
+    redis_prefix: String,
+    google: Option<&fake_google::FakeGoogle>,
+    callback_url: &str,
+) -> hub_auth::Config {
+    hub_auth::Config {
+        jwt_key_path: keys.path().join("jwt.pem"),
+        jwt_issuer: "smart-ai-hub".into(),
+        redis_prefix,
+        jwt_audience: "smart-ai-hub".into(),
+        trusted_proxies: vec!["127.0.0.1".parse().expect("address")],
+        addr: "127.0.0.1:0".parse().expect("address"),
+        database: db.config.clone(),
+        redis_url,
+        session_days: 7,
+        max_sessions_per_user: 10,
+        new_user_credits: 10,
+        return_to_allowlist: vec!["chatgpt".into()],
+        google: google.map(|g| hub_auth::GoogleConfig {
+            client_id: g.client_id.clone(),
+            client_secret: SecretString::from(g.client_secret.clone()),
+            callback_url: callback_url.to_owned(),
+            issuer_url: g.issuer.clone(),
+        }),
+    }
+}
+
+/// The whole hub, as `hub up` runs it, behind its gateway: auth, core and gateway on port 0 over
+/// one database (and Redis for sessions when the engine is PostgreSQL), with the fake Google.
+pub struct SpawnedHub {
+    /// The gateway: `http://127.0.0.1:PORT`. Tests go through it only.
+    pub gateway_url: String,
+    /// The core service, for the tests that show what reaching it directly gets you.
+    pub core_url: String,
+    /// Users, the ledger and service keys.
+    pub store: Arc<dyn Store>,
+    /// A plain client.
+    pub http: reqwest::Client,
+    shutdown: Vec<oneshot::Sender<()>>,
+    _keys: tempfile::TempDir,
+    /// The database; kept last so the servers stop before it is dropped.
+    pub db: TestDatabase,
+}
+
+/// Starts the hub on `engine` (sessions in Redis with PostgreSQL, in the file with SQLite).
+pub async fn spawn_hub(engine: Engine, google: &fake_google::FakeGoogle) -> SpawnedHub {
+    let db = TestDatabase::new(engine).await;
+    let store = db.store();
+    let token = random_token();
+    let redis_url = match engine {
+        Engine::Sqlite => None,
+        Engine::Postgres => {
+            Some(std::env::var("HUB_TEST_REDIS_URL").expect("HUB_TEST_REDIS_URL with PostgreSQL"))
+        }
+    };
+    let redis_prefix = format!("hub-test-{}:", Uuid::new_v4().simple());
+    let bind = || async {
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+    };
+    let (gateway_listener, auth_listener) = (bind().await, bind().await);
+    let gateway_url = format!("http://{}", gateway_listener.local_addr().expect("address"));
+    let auth_url = format!("http://{}", auth_listener.local_addr().expect("address"));
+    let mut shutdown = Vec::new();
+    let mut stopper = || {
+        let (tx, rx) = oneshot::channel::<()>();
+        shutdown.push(tx);
+        async move {
+            let _ = rx.await;
+        }
+    };
+
+    let core_config = hub_core::Config {
+        addr: "127.0.0.1:0".parse().expect("address"),
+        database: db.config.clone(),
+        internal_token: SecretString::from(token.clone()),
+    };
+    let core = hub_core::App::build_with_store(core_config, db.database.clone(), store.clone())
+        .await
+        .expect("start core");
+    let core_url = format!("http://{}", core.address());
+    tokio::spawn(core.run_until(stopper()));
+
+    let keys = tempfile::tempdir().expect("temporary directory");
+    let config = auth_config(
+        &keys,
+        &db,
+        redis_url.clone(),
+        redis_prefix.clone(),
+        Some(google),
+        &format!("{gateway_url}/auth/google/callback"),
+    );
+    let clock = Arc::new(hub_auth::clock::SystemClock);
+    let auth = hub_auth::App::build_on(
+        auth_listener,
+        config,
+        db.database.clone(),
+        store.clone(),
+        clock,
+    )
+    .await
+    .expect("start auth");
+    tokio::spawn(auth.run_until(stopper()));
+
+    let gateway_config = hub_gateway::Config {
+        addr: "127.0.0.1:0".parse().expect("address"),
+        auth_url,
+        core_url: core_url.clone(),
+        // Nothing listens here until the MCP service exists: an upstream that is down.
+        mcp_url: "http://127.0.0.1:9".into(),
+        internal_token: SecretString::from(token),
+        database: db.config.clone(),
+        redis_url,
+        redis_prefix,
+        max_body_bytes: 1024 * 1024,
+        upstream_timeout: std::time::Duration::from_secs(5),
+        trusted_proxies: Vec::new(),
+    };
+    let gateway = hub_gateway::App::build_on(
+        gateway_listener,
+        gateway_config,
+        db.database.clone(),
+        store.clone(),
+    )
+    .await
+    .expect("start gateway");
+    tokio::spawn(gateway.run_until(stopper()));
+
+    SpawnedHub {
+        gateway_url,
+        core_url,
+        store,
+        http: reqwest::Client::new(),
+        shutdown,
+        _keys: keys,
+        db,
+    }
+}
+
+impl SpawnedHub {
+    /// Signs a browser in with Google through the gateway.
+    pub async fn sign_in(&self, browser: &reqwest::Client, query: &str) -> SignIn {
+        sign_in_at(&self.gateway_url, browser, query).await
+    }
+
+    /// A service key with these scopes, as `hub service-key create` makes it.
+    pub async fn service_key(&self, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        let key = hub_core::service_keys::new_key("test", &scopes).expect("key");
+        self.store.insert_service_key(&key).await.expect("keep key");
+        key.key
+    }
+
+    /// A request through the gateway with these headers and, if given, a JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.gateway_url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        read(request.send().await.expect("request reaches the gateway")).await
+    }
+}
+
+impl Drop for SpawnedHub {
+    fn drop(&mut self) {
+        for tx in self.shutdown.drain(..) {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -380,31 +555,36 @@ impl SignIn {
     }
 }
 
+/// Walks a browser through `GET {base_url}/auth/google?{query}`, the provider, and the callback.
+pub async fn sign_in_at(base_url: &str, browser: &reqwest::Client, query: &str) -> SignIn {
+    let start = browser
+        .get(format!("{base_url}/auth/google?{query}"))
+        .send()
+        .await
+        .expect("start sign-in");
+    if start.status() != StatusCode::FOUND {
+        return finish(start, None).await;
+    }
+    let to_provider = location(&start);
+    let at_provider = browser
+        .get(&to_provider)
+        .send()
+        .await
+        .expect("reach the provider");
+    assert_eq!(
+        at_provider.status(),
+        StatusCode::SEE_OTHER,
+        "the provider redirects back"
+    );
+    let callback = location(&at_provider);
+    let back = browser.get(&callback).send().await.expect("callback");
+    finish(back, Some(callback)).await
+}
+
 impl SpawnedAuth {
     /// Walks a browser through `GET /auth/google?{query}`, the provider, and the callback.
     pub async fn sign_in(&self, browser: &reqwest::Client, query: &str) -> SignIn {
-        let start = browser
-            .get(format!("{}/auth/google?{query}", self.base_url))
-            .send()
-            .await
-            .expect("start sign-in");
-        if start.status() != StatusCode::FOUND {
-            return finish(start, None).await;
-        }
-        let to_provider = location(&start);
-        let at_provider = browser
-            .get(&to_provider)
-            .send()
-            .await
-            .expect("reach the provider");
-        assert_eq!(
-            at_provider.status(),
-            StatusCode::SEE_OTHER,
-            "the provider redirects back"
-        );
-        let callback = location(&at_provider);
-        let back = browser.get(&callback).send().await.expect("callback");
-        finish(back, Some(callback)).await
+        sign_in_at(&self.base_url, browser, query).await
     }
 
     /// The sign-in's start only: the provider URL it redirects to.

@@ -1,0 +1,17 @@
+//! The gateway on its own: `gateway` (port 3000 by default).
+#![forbid(unsafe_code)]
+
+use hub_config::Env;
+use hub_gateway::{App, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    hub_config::load_dotenv();
+    let env = Env::process();
+    hub_telemetry::init(env.raw("LOG_FORMAT").as_deref());
+    let config = Config::from_env(&env)?;
+    let app = App::build(config).await?;
+    tracing::info!(address = %app.address(), "gateway listening");
+    app.run_until(hub_core::shutdown_signal()).await?;
+    Ok(())
+}

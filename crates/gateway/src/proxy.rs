@@ -1,0 +1,271 @@
+//! The reverse proxy: pooled upstream connections, bodies streamed both ways, the full path and
+//! query kept, hop-by-hop headers removed, `X-Forwarded-*` set, and an upstream that is down or
+//! slow answered quickly with 502 or 504 in the shared error shape.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use hub_error::ApiError;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+
+use crate::AppState;
+use crate::identity;
+
+/// The pooled HTTP/1.1 client to the services.
+pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+
+pub fn client() -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// Which service a path belongs to, and whether the gateway must vouch for a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upstream {
+    Auth,
+    Core,
+    Mcp,
+}
+
+fn route(path: &str) -> Option<(Upstream, bool)> {
+    if path.starts_with("/api/auth/")
+        || path == "/auth/google"
+        || path == "/auth/google/callback"
+        || path == "/.well-known/jwks.json"
+    {
+        return Some((Upstream::Auth, false));
+    }
+    if path.starts_with("/api/mcp/v1/credits/") || path.starts_with("/api/admin/") {
+        return Some((Upstream::Core, true));
+    }
+    if path == "/api/mcp/ws" || path == "/mcp" || path.starts_with("/mcp/") {
+        return Some((Upstream::Mcp, true));
+    }
+    None
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Everything that is not the gateway's own: to its service.
+pub async fn forward(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+) -> Response {
+    let Some((upstream, vouched)) = route(request.uri().path()) else {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such endpoint.")
+            .into_response();
+    };
+    let too_large = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > state.config.max_body_bytes);
+    if too_large {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The request body is too large.",
+        )
+        .into_response();
+    }
+    let claimed_user = request
+        .headers()
+        .get(hub_core::caller::USER_ID_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    // Only the services behind it learn who calls, from the gateway: sign-in and verify-session
+    // are open to anyone and check their own credentials.
+    let caller = if vouched {
+        match identity::resolve(&state, request.headers()).await {
+            Ok(caller) => caller,
+            Err(error) => return error.into_response(),
+        }
+    } else {
+        None
+    };
+    let headers = request.headers_mut();
+    identity::strip_client_identity(headers);
+    if vouched {
+        if let Err(error) =
+            identity::vouch(&state, caller.as_ref(), claimed_user.as_deref(), headers)
+        {
+            return error.into_response();
+        }
+    }
+    remove_hop_by_hop(headers);
+    forwarded_for(&state, peer, headers);
+
+    let base = match upstream {
+        Upstream::Auth => &state.config.auth_url,
+        Upstream::Core => &state.config.core_url,
+        Upstream::Mcp => &state.config.mcp_url,
+    };
+    let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let Ok(uri) = format!("{base}{path_and_query}").parse::<Uri>() else {
+        return ApiError::bad_request("bad_request", "The request path cannot be forwarded.")
+            .into_response();
+    };
+    if let Some(authority) = uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        request.headers_mut().insert(header::HOST, authority);
+    }
+    *request.uri_mut() = uri;
+    *request.version_mut() = http::Version::HTTP_11;
+    let limit = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
+    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+
+    match tokio::time::timeout(state.config.upstream_timeout, state.client.request(request)).await {
+        Ok(Ok(response)) => {
+            let mut response = response.map(Body::new);
+            remove_hop_by_hop(response.headers_mut());
+            response
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, service = ?upstream, "upstream unreachable");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                "The service behind this endpoint is not answering.",
+            )
+            .into_response()
+        }
+        Err(_) => {
+            tracing::warn!(service = ?upstream, "upstream timed out");
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "The service behind this endpoint took too long.",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// `X-Forwarded-For`: the client's address, appended to what a trusted proxy in front said.
+fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut HeaderMap) {
+    let before = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| state.config.trusted_proxies.contains(&peer.ip()))
+        .map(str::to_owned);
+    let value = match before {
+        Some(before) => format!("{before}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert("x-forwarded-for", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+}
+
+/// `GET /ready`: every service answers its own `/ready`.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let mut report = serde_json::Map::new();
+    let mut all = true;
+    for (name, base) in [
+        ("auth", &state.config.auth_url),
+        ("core", &state.config.core_url),
+    ] {
+        let ok = match format!("{base}/ready").parse::<Uri>() {
+            Ok(uri) => {
+                let request = http::Request::get(uri).body(Body::empty());
+                match request {
+                    Ok(request) => matches!(
+                        tokio::time::timeout(Duration::from_secs(2), state.client.request(request)).await,
+                        Ok(Ok(response)) if response.status().is_success()
+                    ),
+                    Err(_) => false,
+                }
+            }
+            Err(_) => false,
+        };
+        all &= ok;
+        report.insert(
+            name.to_owned(),
+            json!(if ok { "ready" } else { "unavailable" }),
+        );
+    }
+    let status = if all {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    report.insert(
+        "status".into(),
+        json!(if all { "ready" } else { "unavailable" }),
+    );
+    (status, axum::Json(serde_json::Value::Object(report))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_go_to_their_services() {
+        assert_eq!(
+            route("/api/auth/verify-session"),
+            Some((Upstream::Auth, false))
+        );
+        assert_eq!(route("/auth/google"), Some((Upstream::Auth, false)));
+        assert_eq!(
+            route("/auth/google/callback"),
+            Some((Upstream::Auth, false))
+        );
+        assert_eq!(
+            route("/.well-known/jwks.json"),
+            Some((Upstream::Auth, false))
+        );
+        assert_eq!(
+            route("/api/mcp/v1/credits/deduct"),
+            Some((Upstream::Core, true))
+        );
+        assert_eq!(
+            route("/api/admin/credits/grant"),
+            Some((Upstream::Core, true))
+        );
+        assert_eq!(route("/mcp"), Some((Upstream::Mcp, true)));
+        assert_eq!(route("/auth/googlex"), None);
+        assert_eq!(route("/api/mcp/v1/credit"), None);
+        assert_eq!(route("/"), None);
+    }
+}
