@@ -122,12 +122,11 @@ pub async fn forward(
     };
     let headers = request.headers_mut();
     identity::strip_client_identity(headers);
-    if vouched {
-        if let Err(error) =
+    if vouched
+        && let Err(error) =
             identity::vouch(&state, caller.as_ref(), claimed_user.as_deref(), headers)
-        {
-            return error.into_response();
-        }
+    {
+        return error.into_response();
     }
     remove_hop_by_hop(headers);
     forwarded_for(&state, peer, headers);
