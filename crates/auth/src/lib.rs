@@ -68,7 +68,7 @@ pub struct Config {
     pub jwt_issuer: String,
     /// `JWT_AUDIENCE` (default `smart-ai-hub`).
     pub jwt_audience: String,
-    /// `TRUSTED_PROXIES`: addresses whose `X-Forwarded-For` is believed (default loopback).
+    /// `AUTH_TRUSTED_PROXIES`: whose `X-Forwarded-For` is believed (default loopback: the gateway).
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
@@ -135,13 +135,13 @@ impl Config {
             }),
         };
         let trusted_proxies = env
-            .string_or("TRUSTED_PROXIES", "127.0.0.1,::1")
+            .string_or("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
                 s.parse().map_err(|_| ConfigError {
-                    name: "TRUSTED_PROXIES".into(),
+                    name: "AUTH_TRUSTED_PROXIES".into(),
                     problem: format!("{s:?} is not an IP address"),
                     expected: "a comma-separated list of IP addresses".into(),
                 })
