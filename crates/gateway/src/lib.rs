@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod identity;
+pub mod limits;
 mod proxy;
 
 use std::future::Future;
@@ -45,6 +46,36 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// `TRUSTED_PROXIES`: addresses whose `X-Forwarded-For` is kept (default none).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The rate limits.
+    pub limits: Limits,
+}
+
+/// Requests per minute, by class (`RATE_LIMIT_*_PER_MINUTE`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Starting a Google sign-in, per client address (`RATE_LIMIT_GOOGLE_PER_MINUTE`, 10).
+    pub google: limits::PerMinute,
+    /// `verify-session`, per code (`RATE_LIMIT_VERIFY_PER_MINUTE`, 120).
+    pub verify: limits::PerMinute,
+    /// Failed `verify-session` calls, per client address (`RATE_LIMIT_VERIFY_FAILURES_PER_MINUTE`, 30).
+    pub verify_failures: limits::PerMinute,
+    /// Credit endpoints, per caller (`RATE_LIMIT_CREDITS_PER_MINUTE`, 600).
+    pub credits: limits::PerMinute,
+    /// Everything else, per caller or client address (`RATE_LIMIT_DEFAULT_PER_MINUTE`, 300).
+    pub default: limits::PerMinute,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        use limits::PerMinute;
+        Self {
+            google: PerMinute(10),
+            verify: PerMinute(120),
+            verify_failures: PerMinute(30),
+            credits: PerMinute(600),
+            default: PerMinute(300),
+        }
+    }
 }
 
 impl Config {
@@ -78,7 +109,26 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let per_minute = |name: &str, default: u64| -> Result<limits::PerMinute, ConfigError> {
+            let value: u64 = env.parse_or(name, default, "requests per minute, 1 or more")?;
+            if value == 0 {
+                return Err(ConfigError {
+                    name: name.into(),
+                    problem: "0 would refuse everything".into(),
+                    expected: "requests per minute, 1 or more".into(),
+                });
+            }
+            Ok(limits::PerMinute(value))
+        };
+        let limits = Limits {
+            google: per_minute("RATE_LIMIT_GOOGLE_PER_MINUTE", 10)?,
+            verify: per_minute("RATE_LIMIT_VERIFY_PER_MINUTE", 120)?,
+            verify_failures: per_minute("RATE_LIMIT_VERIFY_FAILURES_PER_MINUTE", 30)?,
+            credits: per_minute("RATE_LIMIT_CREDITS_PER_MINUTE", 600)?,
+            default: per_minute("RATE_LIMIT_DEFAULT_PER_MINUTE", 300)?,
+        };
         Ok(Self {
+            limits,
             addr: env.parse_or(
                 "GATEWAY_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 3000)),
@@ -128,6 +178,8 @@ pub struct AppState {
     pub internal_token: String,
     /// The configuration.
     pub config: Arc<Config>,
+    /// Rate limits, shared through Redis when there is one.
+    pub limiter: Arc<limits::Limiter>,
     client: proxy::Client,
 }
 
@@ -166,7 +218,16 @@ impl App {
             chrono_days(7),
             10,
         );
+        let limiter = match &config.redis_url {
+            Some(url) => {
+                let connection =
+                    hub_auth::sessions::redis::connect(url, Duration::from_millis(800)).await?;
+                limits::Limiter::new(Some((connection, config.redis_prefix.clone())))
+            }
+            None => limits::Limiter::new(None),
+        };
         let state = AppState {
+            limiter: Arc::new(limiter),
             sessions,
             store,
             internal_token: config.internal_token.expose_secret().to_owned(),

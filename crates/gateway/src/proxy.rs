@@ -2,7 +2,7 @@
 //! query kept, hop-by-hop headers removed, `X-Forwarded-*` set, and an upstream that is down or
 //! slow answered quickly with 502 or 504 in the shared error shape.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,6 +16,8 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::identity;
+use crate::limits::{Decision, PerMinute};
+use sha2::{Digest, Sha256};
 
 /// The pooled HTTP/1.1 client to the services.
 pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
@@ -110,6 +112,7 @@ pub async fn forward(
         .headers()
         .get(hub_core::caller::USER_ID_HEADER)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let client = client_address(&state, peer, request.headers());
     // Only the services behind it learn who calls, from the gateway: sign-in and verify-session
     // are open to anyone and check their own credentials.
     let caller = if vouched {
@@ -120,6 +123,38 @@ pub async fn forward(
     } else {
         None
     };
+    // Rate limits, keyed by the caller wherever there is one, by the client address only where
+    // there is none (many ChatGPT users share a few addresses).
+    let path = request.uri().path().to_owned();
+    let verify = path == "/api/auth/verify-session";
+    let failures_key = format!("verify-failures:{client}");
+    let limits = state.config.limits;
+    if verify
+        && !state
+            .limiter
+            .check(&failures_key, limits.verify_failures, false)
+            .await
+            .allowed
+    {
+        let decision = state
+            .limiter
+            .check(&failures_key, limits.verify_failures, false)
+            .await;
+        return limited(limits.verify_failures, decision);
+    }
+    let (key, limit) = limit_for(
+        &state,
+        &path,
+        caller.as_ref(),
+        claimed_user.as_deref(),
+        request.headers(),
+        client,
+    );
+    let decision = state.limiter.check(&key, limit, true).await;
+    if !decision.allowed {
+        return limited(limit, decision);
+    }
+
     let headers = request.headers_mut();
     identity::strip_client_identity(headers);
     if vouched
@@ -149,13 +184,20 @@ pub async fn forward(
     }
     *request.uri_mut() = uri;
     *request.version_mut() = http::Version::HTTP_11;
-    let limit = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
-    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+    let body_limit = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
+    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, body_limit)));
 
     match tokio::time::timeout(state.config.upstream_timeout, state.client.request(request)).await {
         Ok(Ok(response)) => {
             let mut response = response.map(Body::new);
             remove_hop_by_hop(response.headers_mut());
+            if verify && response.status() == StatusCode::UNAUTHORIZED {
+                state
+                    .limiter
+                    .check(&failures_key, limits.verify_failures, true)
+                    .await;
+            }
+            rate_limit_headers(response.headers_mut(), limit, decision);
             response
         }
         Ok(Err(e)) => {
@@ -177,6 +219,96 @@ pub async fn forward(
             .into_response()
         }
     }
+}
+
+/// The client's address: the peer, or the last address a trusted proxy in front forwarded for.
+fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if !state.config.trusted_proxies.contains(&peer.ip()) {
+        return peer.ip();
+    }
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|list| {
+            list.rsplit(',')
+                .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+                .find(|hop| !state.config.trusted_proxies.contains(hop))
+        })
+        .unwrap_or(peer.ip())
+}
+
+fn digest(credential: &str) -> String {
+    hex::encode(&Sha256::digest(credential.as_bytes())[..16])
+}
+
+/// The rate-limit key and limit of a request.
+fn limit_for(
+    state: &AppState,
+    path: &str,
+    caller: Option<&identity::Caller>,
+    claimed_user: Option<&str>,
+    headers: &HeaderMap,
+    client: IpAddr,
+) -> (String, PerMinute) {
+    let limits = state.config.limits;
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let presented = text("x-session-token")
+        .or_else(|| text("authorization"))
+        .or_else(|| text("x-api-key"));
+    if path == "/auth/google" {
+        return (format!("google:{client}"), limits.google);
+    }
+    if path == "/api/auth/verify-session" {
+        let token = text("x-session-token")
+            .or_else(|| text("authorization").and_then(|v| v.strip_prefix("Bearer ")));
+        return match token {
+            Some(token) => (format!("verify:{}", digest(token)), limits.verify),
+            None => (format!("verify:anonymous:{client}"), limits.verify),
+        };
+    }
+    let class = if path.starts_with("/api/mcp/v1/credits/") || path.starts_with("/api/admin/") {
+        limits.credits
+    } else {
+        limits.default
+    };
+    match caller {
+        Some(identity::Caller::User(id)) => (format!("caller:user:{id}"), class),
+        // One key may serve every ChatGPT user: each user it acts for has a budget of their own.
+        Some(identity::Caller::ServiceKey { id, .. }) => (
+            format!("caller:key:{id}:{}", claimed_user.unwrap_or("-")),
+            class,
+        ),
+        None => match presented {
+            Some(credential) => (format!("caller:{}", digest(credential)), limits.default),
+            None => (format!("address:{client}"), limits.default),
+        },
+    }
+}
+
+fn rate_limit_headers(headers: &mut HeaderMap, limit: PerMinute, decision: Decision) {
+    let reset = decision.reset.as_secs() + u64::from(decision.reset.subsec_nanos() > 0);
+    headers.insert("ratelimit-limit", HeaderValue::from(limit.0));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
+}
+
+/// 429 with `Retry-After` and the `RateLimit-*` headers.
+fn limited(limit: PerMinute, decision: Decision) -> Response {
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests; slow down and try again after Retry-After seconds.",
+    );
+    let wait = decision.reset.as_secs() + u64::from(decision.reset.subsec_nanos() > 0);
+    error.retry_after = Some(wait.max(1));
+    let mut response = error.into_response();
+    rate_limit_headers(response.headers_mut(), limit, decision);
+    response
 }
 
 /// `X-Forwarded-For`: the client's address, appended to what a trusted proxy in front said.

@@ -384,6 +384,15 @@ pub struct SpawnedHub {
 
 /// Starts the hub on `engine` (sessions in Redis with PostgreSQL, in the file with SQLite).
 pub async fn spawn_hub(engine: Engine, google: &fake_google::FakeGoogle) -> SpawnedHub {
+    spawn_hub_with(engine, google, hub_gateway::Limits::default()).await
+}
+
+/// As [`spawn_hub`], with the gateway's rate limits given.
+pub async fn spawn_hub_with(
+    engine: Engine,
+    google: &fake_google::FakeGoogle,
+    limits: hub_gateway::Limits,
+) -> SpawnedHub {
     let db = TestDatabase::new(engine).await;
     let store = db.store();
     let token = random_token();
@@ -456,6 +465,7 @@ pub async fn spawn_hub(engine: Engine, google: &fake_google::FakeGoogle) -> Spaw
         max_body_bytes: 1024 * 1024,
         upstream_timeout: std::time::Duration::from_secs(5),
         trusted_proxies: Vec::new(),
+        limits,
     };
     let gateway = hub_gateway::App::build_on(
         gateway_listener,

@@ -1,0 +1,232 @@
+//! Rate limits at the gateway: per address only where there is no caller, per caller (and per
+//! user a key acts for) where there is one; failed verifications per address; shared through
+//! Redis by every replica, in process without it.
+
+use hub_gateway::Limits;
+use hub_gateway::limits::{Limiter, PerMinute};
+use hub_test_support::fake_google::FakeGoogle;
+use hub_test_support::proxy::ToggleProxy;
+use hub_test_support::{Engine, browser, engines, service_configured, spawn_hub_with};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+fn small() -> Limits {
+    Limits {
+        google: PerMinute(3),
+        verify: PerMinute(100),
+        verify_failures: PerMinute(3),
+        credits: PerMinute(5),
+        default: PerMinute(100),
+    }
+}
+
+#[tokio::test]
+async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
+    for engine in engines() {
+        let google = FakeGoogle::start().await;
+        let hub = spawn_hub_with(engine, &google, small()).await;
+
+        // Starting sign-ins: per address.
+        let client = browser();
+        for i in 0..3 {
+            let r = client
+                .get(format!("{}/auth/google?session=s{i}", hub.gateway_url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::FOUND, "{engine:?} start {i}");
+        }
+        let r = client
+            .get(format!("{}/auth/google?session=s9", hub.gateway_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=20).contains(&retry), "{retry}");
+        assert_eq!(r.headers()["ratelimit-limit"], "3");
+        assert_eq!(r.headers()["ratelimit-remaining"], "0");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited");
+
+        // Credits: per caller, and per user a key acts for.
+        let a = hub
+            .store
+            .create_user(
+                &hub_core::users::NewUser::new(
+                    "a@example.com",
+                    "A",
+                    100,
+                    hub_core::users::Role::User,
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .id
+            .to_string();
+        let b = hub
+            .store
+            .create_user(
+                &hub_core::users::NewUser::new(
+                    "b@example.com",
+                    "B",
+                    100,
+                    hub_core::users::Role::User,
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .id
+            .to_string();
+        let key = hub.service_key(&["credits:check"]).await;
+        let check = json!({ "service": "sora2", "cost": 1 });
+        for i in 0..5 {
+            let r = hub
+                .call(
+                    Method::POST,
+                    "/api/mcp/v1/credits/check",
+                    &[("x-api-key", &key), ("x-user-id", &a)],
+                    Some(&check),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "check {i}");
+            assert_eq!(
+                r.headers["ratelimit-remaining"].to_str().unwrap(),
+                (4 - i).to_string()
+            );
+        }
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/mcp/v1/credits/check",
+                &[("x-api-key", &key), ("x-user-id", &a)],
+                Some(&check),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/mcp/v1/credits/check",
+                &[("x-api-key", &key), ("x-user-id", &b)],
+                Some(&check),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "another user the same key acts for has a budget of their own"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failed_verifications_are_limited_per_address_and_successes_do_not_count() {
+    let google = FakeGoogle::start().await;
+    let hub = spawn_hub_with(Engine::Sqlite, &google, small()).await;
+    let code = hub.sign_in(&browser(), "session=v").await.code().unwrap();
+    for _ in 0..10 {
+        let r = hub
+            .call(
+                Method::GET,
+                "/api/auth/verify-session",
+                &[("x-session-token", &code)],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "successes do not count");
+    }
+    for i in 0..3 {
+        let guess = format!("VERIFIED-{:032}", i);
+        let r = hub
+            .call(
+                Method::GET,
+                "/api/auth/verify-session",
+                &[("x-session-token", &guess)],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = hub
+        .call(
+            Method::GET,
+            "/api/auth/verify-session",
+            &[("x-session-token", &code)],
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "three failures from this address: it waits"
+    );
+    assert!(r.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn replicas_share_limits_through_redis_and_fall_back_when_it_is_gone() {
+    if !service_configured("HUB_TEST_REDIS_URL", "Redis rate limit") {
+        return;
+    }
+    let url = std::env::var("HUB_TEST_REDIS_URL").unwrap();
+    let target = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let target = tokio::net::lookup_host(target)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = ToggleProxy::start(target).await;
+    let prefix = format!("hub-test-{}:", uuid::Uuid::new_v4().simple());
+    let connect = || async {
+        hub_auth::sessions::redis::connect(
+            &format!("redis://{}", proxy.addr),
+            std::time::Duration::from_secs(1),
+        )
+        .await
+        .unwrap()
+    };
+    let one = Limiter::new(Some((connect().await, prefix.clone())));
+    let two = Limiter::new(Some((connect().await, prefix)));
+    let limit = PerMinute(3);
+    assert!(one.check("k", limit, true).await.allowed);
+    assert!(two.check("k", limit, true).await.allowed);
+    assert!(one.check("k", limit, true).await.allowed);
+    let refused = two.check("k", limit, true).await;
+    assert!(
+        !refused.allowed,
+        "the second replica sees the first one's requests"
+    );
+    assert!(refused.reset.as_secs() <= 20);
+
+    proxy.cut();
+    let started = std::time::Instant::now();
+    let fallback = one.check("fresh", limit, true).await;
+    assert!(
+        fallback.allowed,
+        "in process: neither open to everything nor closed with errors"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    for _ in 0..2 {
+        one.check("fresh", limit, true).await;
+    }
+    assert!(
+        !one.check("fresh", limit, true).await.allowed,
+        "the fallback still limits"
+    );
+}
