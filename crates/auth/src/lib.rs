@@ -134,19 +134,7 @@ impl Config {
                 issuer_url: env.string_or("GOOGLE_ISSUER_URL", "https://accounts.google.com"),
             }),
         };
-        let trusted_proxies = env
-            .string_or("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse().map_err(|_| ConfigError {
-                    name: "AUTH_TRUSTED_PROXIES".into(),
-                    problem: format!("{s:?} is not an IP address"),
-                    expected: "a comma-separated list of IP addresses".into(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let trusted_proxies = env.ip_list("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")?;
         Ok(Self {
             jwt_key_path: env.raw("JWT_PRIVATE_KEY_PATH").map_or_else(
                 || env.data_dir().join("jwt-ed25519.pem"),

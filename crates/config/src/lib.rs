@@ -123,6 +123,22 @@ impl Env {
         }
     }
 
+    /// A comma-separated list of IP addresses, or `default` when unset.
+    pub fn ip_list(&self, name: &str, default: &str) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+        self.string_or(name, default)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse().map_err(|_| ConfigError {
+                    name: name.to_owned(),
+                    problem: format!("{s:?} is not an IP address"),
+                    expected: "a comma-separated list of IP addresses".to_owned(),
+                })
+            })
+            .collect()
+    }
+
     /// The data directory of the embedded mode (`HUB_DATA_DIR`, default `./data`).
     pub fn data_dir(&self) -> PathBuf {
         PathBuf::from(self.string_or("HUB_DATA_DIR", "./data"))

@@ -279,6 +279,27 @@ where
     }
 }
 
+/// The client's address: the peer, or, when the peer is a trusted proxy, the last address in
+/// `X-Forwarded-For` that is not one.
+pub fn client_address(
+    peer: std::net::SocketAddr,
+    headers: &http::HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer.ip()) {
+        return peer.ip();
+    }
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|list| {
+            list.rsplit(',')
+                .filter_map(|hop| hop.trim().parse::<std::net::IpAddr>().ok())
+                .find(|hop| !trusted.contains(hop))
+        })
+        .unwrap_or(peer.ip())
+}
+
 /// Applies the request-context layer (request ids and the error shape) every service uses.
 pub fn with_request_ids_and_errors(router: axum::Router) -> axum::Router {
     router.layer(axum::middleware::from_fn(request_context))

@@ -96,19 +96,7 @@ impl Config {
                 })
             }
         };
-        let trusted_proxies = env
-            .string_or("TRUSTED_PROXIES", "")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse().map_err(|_| ConfigError {
-                    name: "TRUSTED_PROXIES".into(),
-                    problem: format!("{s:?} is not an IP address"),
-                    expected: "a comma-separated list of IP addresses".into(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let trusted_proxies = env.ip_list("TRUSTED_PROXIES", "")?;
         let per_minute = |name: &str, default: u64| -> Result<limits::PerMinute, ConfigError> {
             let value: u64 = env.parse_or(name, default, "requests per minute, 1 or more")?;
             if value == 0 {

@@ -221,20 +221,8 @@ pub async fn forward(
     }
 }
 
-/// The client's address: the peer, or the last address a trusted proxy in front forwarded for.
 fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if !state.config.trusted_proxies.contains(&peer.ip()) {
-        return peer.ip();
-    }
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|list| {
-            list.rsplit(',')
-                .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-                .find(|hop| !state.config.trusted_proxies.contains(hop))
-        })
-        .unwrap_or(peer.ip())
+    hub_error::client_address(peer, headers, &state.config.trusted_proxies)
 }
 
 fn digest(credential: &str) -> String {

@@ -160,21 +160,8 @@ pub struct LoginBody {
     password: String,
 }
 
-/// The client's address: the peer, or what a trusted proxy says it forwarded for.
 fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    let peer = peer.ip();
-    if !state.config.trusted_proxies.contains(&peer) {
-        return peer;
-    }
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|list| {
-            list.rsplit(',')
-                .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-                .find(|hop| !state.config.trusted_proxies.contains(hop))
-        })
-        .unwrap_or(peer)
+    hub_error::client_address(peer, headers, &state.config.trusted_proxies)
 }
 
 fn too_many(left: Duration) -> ApiError {
