@@ -292,3 +292,119 @@ async fn unknown_paths_big_bodies_and_a_service_that_is_down() {
         "verify-session answers for itself"
     );
 }
+
+#[tokio::test]
+async fn the_gpt_callable_form_static_key_and_the_code_in_the_body() {
+    for engine in engines() {
+        let google = FakeGoogle::start().await;
+        let hub = spawn_hub(engine, &google).await;
+        let (code, user_id) = signed_in_user(&hub).await;
+        let gpt_key = hub.service_key(&["gpt"]).await;
+        let bearer = format!("Bearer {gpt_key}");
+        let gpt = [("authorization", bearer.as_str())];
+
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/auth/verify-session",
+                &gpt,
+                Some(&json!({ "session_token": code })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{engine:?} {:?}", r.json);
+        assert_eq!(r.json["user"]["id"], user_id.as_str());
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/auth/verify-session",
+                &gpt,
+                Some(&json!({ "session_token": "VERIFIED-guess" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+        let check = json!({ "service": SORA, "cost": 10, "session_token": code });
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/mcp/v1/credits/check",
+                &gpt,
+                Some(&check),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+        assert_eq!(r.json["balance"], 10);
+        let deduct = json!({ "service": SORA, "cost": 10, "metadata": { "video": "v1" }, "session_token": code });
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/mcp/v1/credits/deduct",
+                &gpt,
+                Some(&deduct),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+        assert_eq!(r.json["new_balance"], 0);
+
+        // The GPT key never picks the user: not by X-User-ID, and a code acts only as its own user.
+        let victim = hub_core::users::NewUser::new(
+            "other@example.com",
+            "O",
+            100,
+            hub_core::users::Role::User,
+        )
+        .unwrap();
+        let victim = hub
+            .store
+            .create_user(&victim)
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .id
+            .to_string();
+        let named = [
+            ("authorization", bearer.as_str()),
+            ("x-user-id", victim.as_str()),
+        ];
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/mcp/v1/credits/deduct",
+                &named,
+                Some(&json!({ "service": SORA, "cost": 1 })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/mcp/v1/credits/deduct",
+                &named,
+                Some(&deduct),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "a code naming someone else"
+        );
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/mcp/v1/credits/check",
+                &gpt,
+                Some(&json!({ "service": SORA, "cost": 1 })),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "a GPT key without a code acts for nobody"
+        );
+        assert_eq!(
+            hub.store.balance(victim.parse().unwrap()).await.unwrap(),
+            Some(100)
+        );
+    }
+}

@@ -132,6 +132,13 @@ pub fn vouch(
             set(headers, USER_ID_HEADER, &id.to_string())?;
         }
         Caller::ServiceKey { id, scopes } => {
+            // One GPT key serves every ChatGPT user, and a user could talk the model into naming
+            // someone else: a GPT key acts only through a user's own session code.
+            if scopes.iter().any(|s| s == "gpt") {
+                return Err(ApiError::forbidden(
+                    "A GPT key acts only for the user whose session_token (or X-Session-Token) it sends.",
+                ));
+            }
             set(headers, CALLER_HEADER, "service")?;
             set(headers, SERVICE_KEY_HEADER, id)?;
             set(headers, SCOPES_HEADER, &scopes.join(" "))?;

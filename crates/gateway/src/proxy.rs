@@ -113,6 +113,20 @@ pub async fn forward(
         .get(hub_core::caller::USER_ID_HEADER)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let client = client_address(&state, peer, request.headers());
+    let body_token = match take_body_token(&state, &mut request, vouched).await {
+        Ok(token) => token,
+        Err(error) => return error.into_response(),
+    };
+    if let Some(token) = body_token.as_deref().filter(|_| vouched) {
+        // A code in the body counts as one in the header, with the same rules.
+        match HeaderValue::from_str(token) {
+            Ok(value) => request.headers_mut().insert("x-session-token", value),
+            Err(_) => {
+                return ApiError::unauthenticated("The session_token is not valid.")
+                    .into_response();
+            }
+        };
+    }
     // Only the services behind it learn who calls, from the gateway: sign-in and verify-session
     // are open to anyone and check their own credentials.
     let caller = if vouched {
@@ -148,6 +162,7 @@ pub async fn forward(
         caller.as_ref(),
         claimed_user.as_deref(),
         request.headers(),
+        body_token.as_deref(),
         client,
     );
     let decision = state.limiter.check(&key, limit, true).await;
@@ -157,6 +172,12 @@ pub async fn forward(
 
     let headers = request.headers_mut();
     identity::strip_client_identity(headers);
+    if vouched {
+        // The services learn who calls from the gateway's headers; credentials stop here.
+        for credential in ["x-session-token", "x-api-key", "authorization"] {
+            headers.remove(credential);
+        }
+    }
     if vouched
         && let Err(error) =
             identity::vouch(&state, caller.as_ref(), claimed_user.as_deref(), headers)
@@ -236,6 +257,7 @@ fn limit_for(
     caller: Option<&identity::Caller>,
     claimed_user: Option<&str>,
     headers: &HeaderMap,
+    body_token: Option<&str>,
     client: IpAddr,
 ) -> (String, PerMinute) {
     let limits = state.config.limits;
@@ -253,7 +275,8 @@ fn limit_for(
     }
     if path == "/api/auth/verify-session" {
         let token = text("x-session-token")
-            .or_else(|| text("authorization").and_then(|v| v.strip_prefix("Bearer ")));
+            .or_else(|| text("authorization").and_then(|v| v.strip_prefix("Bearer ")))
+            .or(body_token);
         return match token {
             Some(token) => (format!("verify:{}", digest(token)), limits.verify),
             None => (format!("verify:anonymous:{client}"), limits.verify),
@@ -297,6 +320,59 @@ fn limited(limit: PerMinute, decision: Decision) -> Response {
     let mut response = error.into_response();
     rate_limit_headers(response.headers_mut(), limit, decision);
     response
+}
+
+/// A GPT Action cannot set per-user headers, so the operations it uses take the user's code as a
+/// declared body field, `session_token`. For `POST` verify-session and credit calls the gateway
+/// reads the (small) JSON body: to key verify-session's limit by the code, and, on credit calls, to
+/// learn the caller and take the field out before the ledger sees the body.
+async fn take_body_token(
+    state: &AppState,
+    request: &mut Request,
+    vouched: bool,
+) -> Result<Option<String>, ApiError> {
+    let path = request.uri().path();
+    let wanted = request.method() == http::Method::POST
+        && (path == "/api/auth/verify-session" || path.starts_with("/api/mcp/v1/credits/"));
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !wanted || !json {
+        return Ok(None);
+    }
+    let limit = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
+    let body = std::mem::take(request.body_mut());
+    let bytes =
+        match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "The request body is too large.",
+                ));
+            }
+        };
+    let mut forwarded = bytes.clone();
+    let mut token = None;
+    if let Ok(serde_json::Value::Object(mut fields)) =
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+        && let Some(serde_json::Value::String(found)) = fields.get("session_token")
+    {
+        token = Some(found.trim().to_owned());
+        if vouched {
+            fields.remove("session_token");
+            forwarded = serde_json::to_vec(&fields)
+                .map_err(|e| ApiError::internal(&e))?
+                .into();
+        }
+    }
+    request
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(forwarded.len()));
+    *request.body_mut() = Body::from(forwarded);
+    Ok(token)
 }
 
 /// `X-Forwarded-For`: the client's address, appended to what a trusted proxy in front said.

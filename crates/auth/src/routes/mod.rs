@@ -25,7 +25,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/auth/google", get(google::start))
         .route("/auth/google/callback", get(google::callback))
-        .route("/api/auth/verify-session", get(sessions::verify))
+        .route(
+            "/api/auth/verify-session",
+            get(sessions::verify).post(sessions::verify_posted),
+        )
         .route(
             "/api/auth/sessions",
             get(sessions::list).delete(sessions::revoke_all),

@@ -47,7 +47,34 @@ pub async fn verify(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (_, session) = session_of(&state, &headers).await?;
-    if !state.known_users.exists(&state, session.user_id).await? {
+    answer_verified(&state, &session).await
+}
+
+/// The body of `POST /api/auth/verify-session`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    session_token: String,
+}
+
+/// `POST /api/auth/verify-session` `{ "session_token": "VERIFIED-…" }`: the same check, for a
+/// GPT Action, which can fill declared body fields but cannot set per-user headers.
+pub async fn verify_posted(
+    State(state): State<AppState>,
+    hub_error::ApiJson(body): hub_error::ApiJson<VerifyBody>,
+) -> Result<Json<Value>, ApiError> {
+    let session = match state.sessions.verify(body.session_token.trim()).await? {
+        Verified::Live(record) => record,
+        Verified::Invalid => return Err(invalid_session()),
+    };
+    answer_verified(&state, &session).await
+}
+
+async fn answer_verified(
+    state: &AppState,
+    session: &SessionRecord,
+) -> Result<Json<Value>, ApiError> {
+    if !state.known_users.exists(state, session.user_id).await? {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_user",
