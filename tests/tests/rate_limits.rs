@@ -6,7 +6,7 @@ use hub_gateway::Limits;
 use hub_gateway::limits::{Limiter, PerMinute};
 use hub_test_support::fake_google::FakeGoogle;
 use hub_test_support::proxy::ToggleProxy;
-use hub_test_support::{Engine, browser, engines, service_configured, spawn_hub_with};
+use hub_test_support::{Engine, browser, engines, spawn_hub_with};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -176,30 +176,15 @@ async fn failed_verifications_are_limited_per_address_and_successes_do_not_count
 
 #[tokio::test]
 async fn replicas_share_limits_through_redis_and_fall_back_when_it_is_gone() {
-    if !service_configured("HUB_TEST_REDIS_URL", "Redis rate limit") {
+    let Some((proxy, through)) = ToggleProxy::in_front_of_test_redis("Redis rate limit").await
+    else {
         return;
-    }
-    let url = std::env::var("HUB_TEST_REDIS_URL").unwrap();
-    let target = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let target = tokio::net::lookup_host(target)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = ToggleProxy::start(target).await;
+    };
     let prefix = format!("hub-test-{}:", uuid::Uuid::new_v4().simple());
     let connect = || async {
-        hub_auth::sessions::redis::connect(
-            &format!("redis://{}", proxy.addr),
-            std::time::Duration::from_secs(1),
-        )
-        .await
-        .unwrap()
+        hub_auth::sessions::redis::connect(&through, std::time::Duration::from_secs(1))
+            .await
+            .unwrap()
     };
     let one = Limiter::new(Some((connect().await, prefix.clone())));
     let two = Limiter::new(Some((connect().await, prefix)));

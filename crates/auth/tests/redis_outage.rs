@@ -10,24 +10,11 @@ use reqwest::StatusCode;
 
 #[tokio::test]
 async fn an_unreachable_redis_is_a_quick_503_and_recovery_is_automatic() {
-    if !hub_test_support::service_configured("HUB_TEST_REDIS_URL", "Redis outage") {
+    let Some((proxy, through)) = ToggleProxy::in_front_of_test_redis("Redis outage").await else {
         return;
-    }
-    let url = std::env::var("HUB_TEST_REDIS_URL").unwrap();
-    let target = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let target = tokio::net::lookup_host(target)
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = ToggleProxy::start(target).await;
+    };
     let google = FakeGoogle::start().await;
-    let auth = spawn_auth_with_redis(Some(format!("redis://{}", proxy.addr)), Some(&google)).await;
+    let auth = spawn_auth_with_redis(Some(through.clone()), Some(&google)).await;
     let code = auth
         .sign_in(&browser(), "session=outage")
         .await

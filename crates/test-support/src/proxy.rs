@@ -57,3 +57,29 @@ impl ToggleProxy {
         self.up.store(true, Ordering::SeqCst);
     }
 }
+
+impl ToggleProxy {
+    /// A proxy in front of the Redis at `HUB_TEST_REDIS_URL`, or `None` when that is not set
+    /// (a failure instead with `HUB_TEST_REQUIRE_SERVICES=1`). Returns the proxy and the
+    /// `redis://` URL that goes through it.
+    pub async fn in_front_of_test_redis(what: &str) -> Option<(Self, String)> {
+        if !crate::service_configured("HUB_TEST_REDIS_URL", what) {
+            return None;
+        }
+        let url = std::env::var("HUB_TEST_REDIS_URL").expect("HUB_TEST_REDIS_URL");
+        let host = url
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let target = tokio::net::lookup_host(host)
+            .await
+            .expect("resolve HUB_TEST_REDIS_URL")
+            .next()
+            .expect("an address for HUB_TEST_REDIS_URL");
+        let proxy = Self::start(target).await;
+        let through = format!("redis://{}", proxy.addr);
+        Some((proxy, through))
+    }
+}
