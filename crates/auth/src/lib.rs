@@ -267,5 +267,8 @@ impl App {
 
 /// The auth service's routes.
 pub fn router(state: AppState) -> axum::Router {
-    hub_error::with_request_ids_and_errors(routes::router(state))
+    hub_telemetry::with_metrics(
+        hub_error::with_request_ids_and_errors(routes::router(state)),
+        std::sync::Arc::new(hub_telemetry::Metrics::new("auth")),
+    )
 }

@@ -191,7 +191,10 @@ async fn sweep_idempotency_keys(store: Arc<dyn Store>) {
 
 /// The core service's routes.
 pub fn router(state: AppState) -> axum::Router {
-    hub_error::with_request_ids_and_errors(routes::router(state))
+    hub_telemetry::with_metrics(
+        hub_error::with_request_ids_and_errors(routes::router(state)),
+        std::sync::Arc::new(hub_telemetry::Metrics::new("core")),
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

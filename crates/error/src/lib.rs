@@ -103,6 +103,26 @@ impl ApiError {
     }
 }
 
+/// The shape of every error body, for API documents.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// What went wrong.
+    error: ErrorDetail,
+}
+
+/// The `error` object of an error body.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// A stable snake_case code, e.g. `insufficient_credits`.
+    code: String,
+    /// A sentence for the human reading the response.
+    message: String,
+    /// The request's id, also in the `X-Request-Id` header and in our logs.
+    request_id: String,
+}
+
 /// Marks an error response whose body [`request_context`] writes once it knows the request id.
 #[derive(Debug, Clone)]
 struct PendingError(ApiError);
@@ -134,7 +154,14 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
             value
         }
     };
-    let mut response = next.run(request).await;
+    // Every line logged while the request is served carries its id.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER, request_id.clone());

@@ -15,7 +15,7 @@ use crate::AppState;
 /// A caller the gateway recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// An end user, by their session code.
+    /// An end user, by their session code or access token.
     User(Uuid),
     /// A service key.
     ServiceKey {
@@ -28,7 +28,7 @@ pub enum Caller {
 
 fn unauthenticated() -> ApiError {
     ApiError::unauthenticated(
-        "Authenticate with a session code (X-Session-Token), or a service key (Authorization: Bearer hub_sk_… or X-API-Key).",
+        "Authenticate with a session code (X-Session-Token), an access token (Authorization: Bearer eyJ…), or a service key (Authorization: Bearer hub_sk_… or X-API-Key).",
     )
 }
 
@@ -81,6 +81,13 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
             Ok(None) => Err(unauthenticated()),
             Err(e) if e.is_unavailable() => Err(store_unavailable(&e)),
             Err(e) => Err(ApiError::internal(&e)),
+        };
+    }
+    if let Some(token) = bearer.filter(|b| crate::jwt::looks_like_jwt(b)) {
+        return match state.jwt.verify(token).await {
+            Ok(user) => Ok(Some(Caller::User(user))),
+            Err(crate::jwt::Rejected::Invalid) => Err(unauthenticated()),
+            Err(crate::jwt::Rejected::KeysUnavailable(e)) => Err(store_unavailable(&e)),
         };
     }
     if bearer.is_some() {

@@ -5,17 +5,26 @@
 #![forbid(unsafe_code)]
 
 pub mod identity;
+pub mod jwt;
 pub mod limits;
+pub mod openapi;
+mod pages;
 mod proxy;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{HeaderName, HeaderValue};
 use hub_config::{ConfigError, Env, ExposeSecret, SecretString};
 use hub_core::Store;
 use hub_storage::{Database, DatabaseConfig};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::net::TcpListener;
 
 /// The default listen address.
@@ -48,6 +57,61 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The rate limits.
     pub limits: Limits,
+    /// `PUBLIC_BASE_URL`, default `http://localhost:3000`: the address clients use, named in the
+    /// OpenAPI document's `servers` and the privacy page.
+    pub public_base_url: String,
+    /// `CORS_ALLOWED_ORIGINS`: browser origins allowed to call the API (default none; `*` allows
+    /// any origin, without credentials).
+    pub cors_allowed_origins: Vec<String>,
+    /// `TLS_CERT_PATH` and `TLS_KEY_PATH` (PEM): serve HTTPS.
+    pub tls: Option<TlsFiles>,
+    /// `PRIVACY_POLICY_PATH`: an HTML file that replaces the built-in privacy page.
+    pub privacy_policy_path: Option<std::path::PathBuf>,
+    /// `JWT_ISSUER` and `JWT_AUDIENCE` (default `smart-ai-hub`), as the auth service signs them.
+    pub jwt_issuer: String,
+    /// See `jwt_issuer`.
+    pub jwt_audience: String,
+}
+
+/// The certificate chain and private key the gateway serves HTTPS with.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert_path: std::path::PathBuf,
+    /// PEM private key.
+    pub key_path: std::path::PathBuf,
+}
+
+impl Config {
+    /// The defaults of everything but the addresses and the credential (tests, `hub up`).
+    pub fn defaults_for(
+        auth_url: String,
+        core_url: String,
+        mcp_url: String,
+        internal_token: SecretString,
+        database: DatabaseConfig,
+    ) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            auth_url,
+            core_url,
+            mcp_url,
+            internal_token,
+            database,
+            redis_url: None,
+            redis_prefix: hub_auth::sessions::redis::DEFAULT_PREFIX.to_owned(),
+            max_body_bytes: 1024 * 1024,
+            upstream_timeout: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+            limits: Limits::default(),
+            public_base_url: "http://localhost:3000".to_owned(),
+            cors_allowed_origins: Vec::new(),
+            tls: None,
+            privacy_policy_path: None,
+            jwt_issuer: "smart-ai-hub".to_owned(),
+            jwt_audience: "smart-ai-hub".to_owned(),
+        }
+    }
 }
 
 /// Requests per minute, by class (`RATE_LIMIT_*_PER_MINUTE`).
@@ -115,7 +179,56 @@ impl Config {
             credits: per_minute("RATE_LIMIT_CREDITS_PER_MINUTE", 600)?,
             default: per_minute("RATE_LIMIT_DEFAULT_PER_MINUTE", 300)?,
         };
+        let tls = match (env.raw("TLS_CERT_PATH"), env.raw("TLS_KEY_PATH")) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert_path: cert.into(),
+                key_path: key.into(),
+            }),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError {
+                    name: "TLS_CERT_PATH".into(),
+                    problem: "only one of TLS_CERT_PATH and TLS_KEY_PATH is set".into(),
+                    expected: "both (PEM files) to serve HTTPS, or neither".into(),
+                });
+            }
+        };
+        let public_base_url = env
+            .string_or("PUBLIC_BASE_URL", "http://localhost:3000")
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
+            return Err(ConfigError {
+                name: "PUBLIC_BASE_URL".into(),
+                problem: format!("{public_base_url:?} is not an http(s) URL"),
+                expected: "the address clients reach the gateway at, e.g. https://hub.example.com"
+                    .into(),
+            });
+        }
+        let cors_allowed_origins: Vec<String> = env
+            .string_or("CORS_ALLOWED_ORIGINS", "")
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if let Some(bad) = cors_allowed_origins.iter().find(|o| {
+            o.as_str() != "*"
+                && (!(o.starts_with("http://") || o.starts_with("https://"))
+                    || HeaderValue::from_str(o).is_err())
+        }) {
+            return Err(ConfigError {
+                name: "CORS_ALLOWED_ORIGINS".into(),
+                problem: format!("{bad:?} is not an origin"),
+                expected: "comma-separated origins like https://app.example.com, or *".into(),
+            });
+        }
         Ok(Self {
+            public_base_url,
+            cors_allowed_origins,
+            tls,
+            privacy_policy_path: env.raw("PRIVACY_POLICY_PATH").map(Into::into),
+            jwt_issuer: env.string_or("JWT_ISSUER", "smart-ai-hub"),
+            jwt_audience: env.string_or("JWT_AUDIENCE", "smart-ai-hub"),
             limits,
             addr: env.parse_or(
                 "GATEWAY_ADDR",
@@ -168,7 +281,66 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Rate limits, shared through Redis when there is one.
     pub limiter: Arc<limits::Limiter>,
+    /// End users' access tokens, checked against the auth service's keys.
+    pub jwt: Arc<jwt::JwtVerifier>,
+    /// What `/metrics` reports.
+    pub metrics: Arc<GatewayMetrics>,
     client: proxy::Client,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: &'static str,
+}
+
+/// The gateway's metrics: the requests every service counts, plus the time the services take to
+/// answer and the requests refused by a rate limit.
+#[derive(Debug)]
+pub struct GatewayMetrics {
+    http: Arc<hub_telemetry::Metrics>,
+    upstream: Family<ServiceLabel, Histogram>,
+    rate_limited: Family<ClassLabel, Counter>,
+}
+
+impl GatewayMetrics {
+    fn new() -> Self {
+        let mut http = hub_telemetry::Metrics::new("gateway");
+        let upstream = Family::<ServiceLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(hub_telemetry::latency_buckets())) as fn() -> Histogram,
+        );
+        let rate_limited = Family::<ClassLabel, Counter>::default();
+        let registry = http.registry_mut();
+        registry.register(
+            "upstream_response_seconds",
+            "Time from forwarding a request to the service's response headers",
+            upstream.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429, by route class",
+            rate_limited.clone(),
+        );
+        Self {
+            http: Arc::new(http),
+            upstream,
+            rate_limited,
+        }
+    }
+
+    pub(crate) fn upstream_latency(&self, service: &'static str, started: std::time::Instant) {
+        self.upstream
+            .get_or_create(&ServiceLabel { service })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    pub(crate) fn rate_limited(&self, class: &'static str) {
+        self.rate_limited.get_or_create(&ClassLabel { class }).inc();
+    }
 }
 
 /// The gateway, bound and ready to serve.
@@ -215,6 +387,8 @@ impl App {
             None => limits::Limiter::new(None),
         };
         let state = AppState {
+            jwt: jwt::JwtVerifier::new(&config.auth_url, &config.jwt_issuer, &config.jwt_audience),
+            metrics: Arc::new(GatewayMetrics::new()),
             limiter: Arc::new(limiter),
             sessions,
             store,
@@ -232,17 +406,31 @@ impl App {
             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    /// The scheme clients use: `https` with TLS files configured.
+    pub fn scheme(&self) -> &'static str {
+        if self.state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Serves (HTTPS when TLS files are configured) until `shutdown` resolves, then finishes the
+    /// requests in flight.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            self.listener,
-            router(self.state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let tls = self.state.config.tls.clone();
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        match tls {
+            None => {
+                axum::serve(self.listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Some(files) => tls::serve(self.listener, &files, app, shutdown).await,
+        }
     }
 }
 
@@ -250,18 +438,104 @@ fn chrono_days(days: i64) -> chrono::Duration {
     chrono::Duration::days(days)
 }
 
-/// The gateway's routes: its own health, and everything else through the proxy.
+/// The gateway's routes: its own health, documents and pages, and everything else through the
+/// proxy; then CORS, the security headers, request ids and metrics around all of it.
 pub fn router(state: AppState) -> axum::Router {
     use axum::routing::get;
+    let metrics = state.metrics.http.clone();
+    let cors = cors_layer(&state.config.cors_allowed_origins);
+    let hsts = state.config.tls.is_some();
     let routes = axum::Router::new()
-        .route(
-            "/health",
-            get(|| async {
-                axum::Json(serde_json::json!({ "status": "ok", "service": "gateway" }))
-            }),
-        )
+        .route("/health", get(openapi::health))
         .route("/ready", get(proxy::ready))
+        .route("/openapi.json", get(openapi::full))
+        .route("/openapi.gpt.json", get(openapi::gpt))
+        .route("/privacy", get(pages::privacy))
         .fallback(proxy::forward)
-        .with_state(state);
-    hub_error::with_request_ids_and_errors(routes)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                security_headers(request, next, hsts)
+            },
+        ));
+    let routes = match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    hub_telemetry::with_metrics(hub_error::with_request_ids_and_errors(routes), metrics)
+}
+
+/// CORS for the origins configured: with credentials for a list, without for `*`.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let base = CorsLayer::new()
+        .allow_methods([
+            http::Method::GET,
+            http::Method::POST,
+            http::Method::DELETE,
+            http::Method::OPTIONS,
+        ])
+        .allow_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            HeaderName::from_static("x-session-token"),
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("x-user-id"),
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("retry-after"),
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        // A wildcard never goes with credentials.
+        return Some(base.allow_origin(AllowOrigin::any()));
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        base.allow_origin(AllowOrigin::list(list))
+            .allow_credentials(true),
+    )
+}
+
+/// `X-Content-Type-Options`, `X-Frame-Options` (unless a page set its own framing rules) and,
+/// over TLS, `Strict-Transport-Security`.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+    hsts: bool,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    let framing_set = headers.contains_key("x-frame-options")
+        || headers
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("frame-ancestors"));
+    if !framing_set {
+        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    }
+    if hsts {
+        headers.insert(
+            "strict-transport-security",
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
 }

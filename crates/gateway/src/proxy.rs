@@ -40,6 +40,16 @@ enum Upstream {
     Mcp,
 }
 
+impl Upstream {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Core => "core",
+            Self::Mcp => "mcp",
+        }
+    }
+}
+
 fn route(path: &str) -> Option<(Upstream, bool)> {
     if path.starts_with("/api/auth/")
         || path == "/auth/google"
@@ -84,10 +94,39 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The label a request's metrics carry: its route class.
+pub fn route_class(path: &str) -> &'static str {
+    match path {
+        "/auth/google" | "/auth/google/callback" => "google",
+        "/api/auth/verify-session" => "verify_session",
+        "/.well-known/jwks.json" => "jwks",
+        _ if path.starts_with("/api/auth/") => "auth",
+        _ if path.starts_with("/api/mcp/v1/credits/") => "credits",
+        _ if path.starts_with("/api/admin/") => "admin",
+        "/api/mcp/ws" => "mcp_ws",
+        _ if path == "/mcp" || path.starts_with("/mcp/") => "mcp",
+        _ => "unknown",
+    }
+}
+
 /// Everything that is not the gateway's own: to its service.
 pub async fn forward(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let class = route_class(request.uri().path());
+    let mut response = forward_to_service(state, peer, class, request).await;
+    response
+        .extensions_mut()
+        .insert(hub_telemetry::RouteLabel(class));
+    response
+}
+
+async fn forward_to_service(
+    state: AppState,
+    peer: SocketAddr,
+    class: &'static str,
     mut request: Request,
 ) -> Response {
     let Some((upstream, vouched)) = route(request.uri().path()) else {
@@ -154,6 +193,7 @@ pub async fn forward(
             .limiter
             .check(&failures_key, limits.verify_failures, false)
             .await;
+        state.metrics.rate_limited("verify_failures");
         return limited(limits.verify_failures, decision);
     }
     let (key, limit) = limit_for(
@@ -167,8 +207,18 @@ pub async fn forward(
     );
     let decision = state.limiter.check(&key, limit, true).await;
     if !decision.allowed {
+        state.metrics.rate_limited(class);
         return limited(limit, decision);
     }
+
+    // A WebSocket (or other) upgrade passes through: the client's half and the service's half are
+    // joined once the service agrees (101).
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .cloned()
+        .filter(|_| wants_upgrade(request.headers()));
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
 
     let headers = request.headers_mut();
     identity::strip_client_identity(headers);
@@ -185,6 +235,10 @@ pub async fn forward(
         return error.into_response();
     }
     remove_hop_by_hop(headers);
+    if let Some(protocol) = &upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
     forwarded_for(&state, peer, headers);
 
     let base = match upstream {
@@ -208,10 +262,31 @@ pub async fn forward(
     let body_limit = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
     let request = request.map(|body| Body::new(http_body_util::Limited::new(body, body_limit)));
 
-    match tokio::time::timeout(state.config.upstream_timeout, state.client.request(request)).await {
-        Ok(Ok(response)) => {
+    let started = std::time::Instant::now();
+    // The timeout covers the wait for the response's headers only: a streamed body or a joined
+    // WebSocket runs as long as both ends want.
+    let sent =
+        tokio::time::timeout(state.config.upstream_timeout, state.client.request(request)).await;
+    state.metrics.upstream_latency(upstream.name(), started);
+    match sent {
+        Ok(Ok(mut response)) => {
+            let joined = match (client_upgrade, &upgrade) {
+                (Some(client_half), Some(protocol))
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    let service_half = hyper::upgrade::on(&mut response);
+                    tokio::spawn(join_upgraded(client_half, service_half));
+                    Some(protocol.clone())
+                }
+                _ => None,
+            };
             let mut response = response.map(Body::new);
             remove_hop_by_hop(response.headers_mut());
+            if let Some(protocol) = joined {
+                let headers = response.headers_mut();
+                headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                headers.insert(header::UPGRADE, protocol);
+            }
             if verify && response.status() == StatusCode::UNAUTHORIZED {
                 state
                     .limiter
@@ -221,6 +296,12 @@ pub async fn forward(
             rate_limit_headers(response.headers_mut(), limit, decision);
             response
         }
+        Ok(Err(e)) if body_too_large(&e) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The request body is too large.",
+        )
+        .into_response(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, service = ?upstream, "upstream unreachable");
             ApiError::new(
@@ -240,6 +321,44 @@ pub async fn forward(
             .into_response()
         }
     }
+}
+
+/// Whether the client asked to switch protocols (`Connection: upgrade` with `Upgrade`).
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Copies bytes both ways between the client's and the service's upgraded connections until
+/// either end closes.
+async fn join_upgraded(client: hyper::upgrade::OnUpgrade, service: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, service) {
+        Ok((client, service)) => {
+            let mut client = hyper_util::rt::TokioIo::new(client);
+            let mut service = hyper_util::rt::TokioIo::new(service);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut service).await {
+                tracing::debug!(error = %e, "upgraded connection ended");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not join an upgraded connection"),
+    }
+}
+
+/// Whether a failed upstream call failed because the client's (streamed) body passed the limit.
+fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
@@ -389,10 +508,35 @@ fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut HeaderMap) {
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert("x-forwarded-for", value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let proto = if state.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let kept_proto = headers
+        .get("x-forwarded-proto")
+        .filter(|_| state.config.trusted_proxies.contains(&peer.ip()))
+        .cloned();
+    headers.insert(
+        "x-forwarded-proto",
+        kept_proto.unwrap_or(HeaderValue::from_static(proto)),
+    );
 }
 
 /// `GET /ready`: every service answers its own `/ready`.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    operation_id = "ready",
+    tag = "operations",
+    summary = "Whether the services behind the gateway are ready",
+    description = "200 when the auth and core services are ready, else 503 with which is not.",
+    responses(
+        (status = 200, description = "Ready.", body = Object),
+        (status = 503, description = "A service is not ready.", body = Object),
+    ),
+    security(())
+)]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let mut report = serde_json::Map::new();
     let mut all = true;

@@ -453,19 +453,19 @@ pub async fn spawn_hub_with(
     tokio::spawn(auth.run_until(stopper()));
 
     let gateway_config = hub_gateway::Config {
-        addr: "127.0.0.1:0".parse().expect("address"),
-        auth_url,
-        core_url: core_url.clone(),
-        // Nothing listens here until the MCP service exists: an upstream that is down.
-        mcp_url: "http://127.0.0.1:9".into(),
-        internal_token: SecretString::from(token),
-        database: db.config.clone(),
         redis_url,
         redis_prefix,
-        max_body_bytes: 1024 * 1024,
         upstream_timeout: std::time::Duration::from_secs(5),
-        trusted_proxies: Vec::new(),
         limits,
+        public_base_url: gateway_url.clone(),
+        ..hub_gateway::Config::defaults_for(
+            auth_url,
+            core_url.clone(),
+            // Nothing listens here until the MCP service exists: an upstream that is down.
+            "http://127.0.0.1:9".into(),
+            SecretString::from(token),
+            db.config.clone(),
+        )
     };
     let gateway = hub_gateway::App::build_on(
         gateway_listener,

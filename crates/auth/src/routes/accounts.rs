@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hub_error::{ApiError, ApiJson};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::api::{Account, ErrorBody, JwkSet, Me, StatusOk, Tokens};
 use crate::AppState;
 use crate::passwords;
 use crate::routes::unavailable;
@@ -53,7 +53,7 @@ async fn issue(
     state: &AppState,
     user: &hub_core::users::User,
     family: &str,
-) -> Result<Value, ApiError> {
+) -> Result<Tokens, ApiError> {
     let now = state.sessions.clock().now();
     let roles = state
         .users
@@ -81,13 +81,18 @@ async fn issue(
             now,
         )
         .await?;
-    Ok(json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": ACCESS_TTL.num_seconds(),
-        "refresh_token": refresh,
-        "user": { "id": user.id, "email": user.email, "name": user.name, "roles": roles },
-    }))
+    Ok(Tokens {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL.num_seconds(),
+        refresh_token: refresh,
+        user: Account {
+            id: user.id,
+            email: user.email.clone(),
+            name: user.name.clone(),
+            roles,
+        },
+    })
 }
 
 fn new_family() -> Result<String, ApiError> {
@@ -96,15 +101,33 @@ fn new_family() -> Result<String, ApiError> {
     Ok(hex::encode(bytes))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
+    /// The email to sign in with.
     email: String,
+    /// 8 to 128 characters.
     password: String,
+    /// A display name.
     name: String,
 }
 
 /// `POST /api/auth/register`.
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    operation_id = "register",
+    tag = "accounts",
+    summary = "Create an account with email and password",
+    description = "Creates an account with email and password (0 credits) and signs it in.",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Created and signed in.", body = Tokens),
+        (status = 409, description = "An account with this email exists.", body = ErrorBody),
+        (status = 422, description = "The email, password or name is not acceptable.", body = ErrorBody),
+    ),
+    security(())
+)]
 pub async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -153,10 +176,12 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(tokens)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    /// The account's email.
     email: String,
+    /// Its password.
     password: String,
 }
 
@@ -175,12 +200,26 @@ fn too_many(left: Duration) -> ApiError {
 }
 
 /// `POST /api/auth/login`.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    operation_id = "login",
+    tag = "accounts",
+    summary = "Sign in with email and password",
+    description = "Signs in with email and password: an access token (15 minutes) and a refresh token.",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in.", body = Tokens),
+        (status = 401, description = "The email or password is wrong.", body = ErrorBody),
+    ),
+    security(())
+)]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Tokens>, ApiError> {
     let email = body.email.trim().to_lowercase();
     let now = state.sessions.clock().now();
     let keys = [
@@ -226,9 +265,10 @@ pub async fn login(
     Ok(Json(issue(&state, &user, &new_family()?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
+    /// The refresh token (`hub_rt_…`).
     refresh_token: String,
 }
 
@@ -239,10 +279,24 @@ fn invalid_refresh() -> ApiError {
 
 /// `POST /api/auth/refresh`: a new pair for a refresh token, which is spent. Presenting a spent
 /// token again means it was stolen or replayed: its whole family is revoked.
+#[utoipa::path(
+    post,
+    path = "/api/auth/refresh",
+    operation_id = "refreshTokens",
+    tag = "accounts",
+    summary = "Trade a refresh token for a new pair",
+    description = "Spends a refresh token for a new access token and refresh token. A spent token presented again revokes its whole family.",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "A new pair.", body = Tokens),
+        (status = 401, description = "The refresh token is invalid, expired or revoked.", body = ErrorBody),
+    ),
+    security(())
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Tokens>, ApiError> {
     if !body.refresh_token.starts_with(REFRESH_PREFIX) || body.refresh_token.len() > 128 {
         return Err(invalid_refresh());
     }
@@ -296,10 +350,21 @@ pub async fn refresh(
 }
 
 /// `POST /api/auth/logout`: revokes the refresh token's whole family.
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    operation_id = "logout",
+    tag = "accounts",
+    summary = "Sign out a refresh token's family",
+    description = "Revokes the refresh token and every token refreshed from it.",
+    request_body = RefreshBody,
+    responses((status = 200, description = "Signed out (also when the token was already spent).", body = StatusOk)),
+    security(())
+)]
 pub async fn logout(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusOk>, ApiError> {
     let store = state.sessions.store();
     let now = state.sessions.clock().now();
     let hash = token_hash(&body.refresh_token);
@@ -310,14 +375,25 @@ pub async fn logout(
             .put_once(&family, "1", keep_for(REFRESH_TTL), now)
             .await?;
     }
-    Ok(Json(json!({ "status": "ok" })))
+    Ok(Json(StatusOk { status: "ok" }))
 }
 
 /// `GET /api/auth/me`, with `Authorization: Bearer <access token>`.
-pub async fn me(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/auth/me",
+    operation_id = "getMe",
+    tag = "accounts",
+    summary = "The account of an access token",
+    description = "The account an access token belongs to.",
+    responses(
+        (status = 200, description = "The account.", body = Me),
+        (status = 401, description = "The access token is missing, invalid or expired.", body = ErrorBody),
+        (status = 404, description = "The token's user no longer exists.", body = ErrorBody),
+    ),
+    security(("bearerJwt" = []))
+)]
+pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Me>, ApiError> {
     let invalid = || {
         ApiError::unauthenticated("The access token is missing, invalid or expired.")
             .with_code("invalid_token")
@@ -345,12 +421,27 @@ pub async fn me(
             )
         })?;
     let roles = state.users.roles(id).await.map_err(|e| store_error(&e))?;
-    Ok(Json(
-        json!({ "user": { "id": user.id, "email": user.email, "name": user.name, "roles": roles } }),
-    ))
+    Ok(Json(Me {
+        user: Account {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            roles,
+        },
+    }))
 }
 
 /// `GET /.well-known/jwks.json`: the public keys of access tokens.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "getJwks",
+    tag = "accounts",
+    summary = "The public keys of access tokens",
+    description = "The Ed25519 public keys that verify access tokens, by key id.",
+    responses((status = 200, description = "The key set.", body = JwkSet)),
+    security(())
+)]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.jwt.jwks()).into_response();
     response.headers_mut().insert(

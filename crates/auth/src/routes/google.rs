@@ -107,6 +107,23 @@ fn unavailable() -> Response {
 }
 
 /// Starts a sign-in: 302 to Google with state, nonce and PKCE.
+#[utoipa::path(
+    get,
+    path = "/auth/google",
+    operation_id = "startGoogleSignIn",
+    tag = "sign-in",
+    summary = "Start signing in with Google (a link for the user)",
+    description = "The sign-in link a GPT gives the user: redirects the browser to Google. After sign-in the user sees a page with their verification code (VERIFIED-…) to paste back into the chat.",
+    params(
+        ("session" = String, Query, description = "An id of the chat or client, 1 to 128 of A-Z, a-z, 0-9, '.', '_', '-'."),
+        ("return_to" = Option<String>, Query, description = "Where the user returns, from the operator's allow-list (default `chatgpt`)."),
+    ),
+    responses(
+        (status = 302, description = "To Google's consent page."),
+        (status = 400, description = "The link is incomplete (an HTML page)."),
+    ),
+    security(())
+)]
 pub async fn start(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
@@ -198,6 +215,23 @@ pub async fn start(
 }
 
 /// Finishes a sign-in and shows the verification code.
+#[utoipa::path(
+    get,
+    path = "/auth/google/callback",
+    operation_id = "googleCallback",
+    tag = "sign-in",
+    summary = "Google returns the browser here",
+    description = "Where Google sends the browser back. Shows the success page with the verification code, or an error page.",
+    params(
+        ("state" = String, Query, description = "The sign-in's state, from Google."),
+        ("code" = String, Query, description = "The authorization code, from Google."),
+    ),
+    responses(
+        (status = 200, description = "The success page (HTML) with the verification code."),
+        (status = 400, description = "The sign-in failed or expired (an HTML page)."),
+    ),
+    security(())
+)]
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,6 +1,7 @@
 //! HTTP to session and sign-in calls and back.
 
 mod accounts;
+mod api;
 mod google;
 mod sessions;
 
@@ -12,38 +13,42 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use hub_error::ApiError;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::sessions::SessionError;
 
+/// The public API: each route registered with its OpenAPI operation, so the two cannot differ.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(google::start))
+        .routes(routes!(google::callback))
+        .routes(routes!(sessions::verify, sessions::verify_posted))
+        .routes(routes!(sessions::list, sessions::revoke_all))
+        .routes(routes!(sessions::revoke_current))
+        .routes(routes!(sessions::revoke_one))
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::refresh))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::me))
+        .routes(routes!(accounts::jwks))
+}
+
+/// The OpenAPI paths and schemas of the auth service's public API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
 /// Every route of the auth service.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/auth/google", get(google::start))
-        .route("/auth/google/callback", get(google::callback))
-        .route(
-            "/api/auth/verify-session",
-            get(sessions::verify).post(sessions::verify_posted),
-        )
-        .route(
-            "/api/auth/sessions",
-            get(sessions::list).delete(sessions::revoke_all),
-        )
-        .route(
-            "/api/auth/sessions/current",
-            delete(sessions::revoke_current),
-        )
-        .route("/api/auth/sessions/{id}", delete(sessions::revoke_one))
-        .route("/api/auth/register", post(accounts::register))
-        .route("/api/auth/login", post(accounts::login))
-        .route("/api/auth/refresh", post(accounts::refresh))
-        .route("/api/auth/logout", post(accounts::logout))
-        .route("/api/auth/me", get(accounts::me))
-        .route("/.well-known/jwks.json", get(accounts::jwks))
+    let (public, _) = api().split_for_parts();
+    public
         .route("/health", get(health))
         .route("/ready", get(ready))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))

@@ -4,8 +4,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use hub_error::ApiError;
-use serde_json::{Value, json};
 
+use super::api::{
+    ErrorBody, Revoked, SessionInfo, SessionList, SessionUser, Verified as VerifiedBody,
+};
 use crate::AppState;
 use crate::sessions::{SessionRecord, Verified};
 
@@ -42,27 +44,58 @@ async fn session_of(
 }
 
 /// `GET /api/auth/verify-session`: who this verification code belongs to.
+#[utoipa::path(
+    get,
+    path = "/api/auth/verify-session",
+    operation_id = "verifySession",
+    tag = "sessions",
+    summary = "Verify a session code (header form)",
+    description = "Answers whom a verification code (VERIFIED-…) from the sign-in success page belongs to. Send it as X-Session-Token or Authorization: Bearer.",
+    responses(
+        (status = 200, description = "The code is live.", body = VerifiedBody),
+        (status = 401, description = "The code is missing, invalid, expired or revoked.", body = ErrorBody),
+        (status = 404, description = "The code's user no longer exists.", body = ErrorBody),
+    ),
+    security(("sessionToken" = []))
+)]
 pub async fn verify(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VerifiedBody>, ApiError> {
     let (_, session) = session_of(&state, &headers).await?;
     answer_verified(&state, &session).await
 }
 
 /// The body of `POST /api/auth/verify-session`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
+    /// The code the user copied from the sign-in success page.
+    #[schema(example = "VERIFIED-AbCdEfGhIjKlMnOpQrStUvWxYz012345")]
     session_token: String,
 }
 
 /// `POST /api/auth/verify-session` `{ "session_token": "VERIFIED-…" }`: the same check, for a
 /// GPT Action, which can fill declared body fields but cannot set per-user headers.
+#[utoipa::path(
+    post,
+    path = "/api/auth/verify-session",
+    operation_id = "verifySessionCode",
+    tag = "sessions",
+    summary = "Verify a session code the user pasted",
+    description = "Answers whom a verification code (VERIFIED-…) from the sign-in success page belongs to. The code goes in the body, so a GPT Action can send the code the user pasted.",
+    request_body = VerifyBody,
+    responses(
+        (status = 200, description = "The code is live.", body = VerifiedBody),
+        (status = 401, description = "The code is invalid, expired or revoked.", body = ErrorBody),
+        (status = 404, description = "The code's user no longer exists.", body = ErrorBody),
+    ),
+    security((), ("serviceKey" = []))
+)]
 pub async fn verify_posted(
     State(state): State<AppState>,
     hub_error::ApiJson(body): hub_error::ApiJson<VerifyBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VerifiedBody>, ApiError> {
     let session = match state.sessions.verify(body.session_token.trim()).await? {
         Verified::Live(record) => record,
         Verified::Invalid => return Err(invalid_session()),
@@ -73,7 +106,7 @@ pub async fn verify_posted(
 async fn answer_verified(
     state: &AppState,
     session: &SessionRecord,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VerifiedBody>, ApiError> {
     if !state.known_users.exists(state, session.user_id).await? {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -81,50 +114,97 @@ async fn answer_verified(
             "The user of this session no longer exists.",
         ));
     }
-    Ok(Json(json!({
-        "user": { "id": session.user_id, "email": session.email, "name": session.name }
-    })))
+    Ok(Json(VerifiedBody {
+        user: SessionUser {
+            id: session.user_id,
+            email: session.email.clone(),
+            name: session.name.clone(),
+        },
+    }))
 }
 
-fn describe(record: &SessionRecord, current: &SessionRecord) -> Value {
-    json!({
-        "id": record.id,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "session": record.session_param,
-        "return_to": record.return_to,
-        "current": record.id == current.id,
-    })
+fn describe(record: &SessionRecord, current: &SessionRecord) -> SessionInfo {
+    SessionInfo {
+        id: record.id.clone(),
+        created_at: record.created_at,
+        expires_at: record.expires_at,
+        session: record.session_param.clone(),
+        return_to: record.return_to.clone(),
+        current: record.id == current.id,
+    }
 }
 
 /// `GET /api/auth/sessions`: the caller's live sessions, without their tokens.
+#[utoipa::path(
+    get,
+    path = "/api/auth/sessions",
+    operation_id = "listSessions",
+    tag = "sessions",
+    summary = "List the caller's sessions",
+    description = "The live sessions of the user whose code is sent, without their codes.",
+    responses(
+        (status = 200, description = "The sessions.", body = SessionList),
+        (status = 401, description = "The code is missing, invalid, expired or revoked.", body = ErrorBody),
+    ),
+    security(("sessionToken" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionList>, ApiError> {
     let (_, current) = session_of(&state, &headers).await?;
     let sessions = state.sessions.list(current.user_id).await?;
-    Ok(Json(
-        json!({ "sessions": sessions.iter().map(|s| describe(s, &current)).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(SessionList {
+        sessions: sessions.iter().map(|s| describe(s, &current)).collect(),
+    }))
 }
 
 /// `DELETE /api/auth/sessions/current`: sign this code out.
+#[utoipa::path(
+    delete,
+    path = "/api/auth/sessions/current",
+    operation_id = "signOut",
+    tag = "sessions",
+    summary = "Sign this code out",
+    description = "Revokes the session of the code sent.",
+    responses(
+        (status = 200, description = "Signed out.", body = Revoked),
+        (status = 401, description = "The code is missing, invalid, expired or revoked.", body = ErrorBody),
+    ),
+    security(("sessionToken" = []))
+)]
 pub async fn revoke_current(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     let (token, _) = session_of(&state, &headers).await?;
     let revoked = state.sessions.revoke(&token).await?;
-    Ok(Json(json!({ "revoked": u8::from(revoked) })))
+    Ok(Json(Revoked {
+        revoked: u64::from(revoked),
+    }))
 }
 
 /// `DELETE /api/auth/sessions/{id}`: sign out one of the caller's sessions.
+#[utoipa::path(
+    delete,
+    path = "/api/auth/sessions/{id}",
+    operation_id = "revokeSession",
+    tag = "sessions",
+    summary = "Sign out one of the caller's sessions",
+    description = "Revokes one of the caller's sessions by its public id (from listSessions).",
+    params(("id" = String, Path, description = "The session's public id.")),
+    responses(
+        (status = 200, description = "Signed out.", body = Revoked),
+        (status = 401, description = "The code is missing, invalid, expired or revoked.", body = ErrorBody),
+        (status = 404, description = "The caller has no session with this id.", body = ErrorBody),
+    ),
+    security(("sessionToken" = []))
+)]
 pub async fn revoke_one(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     let (_, current) = session_of(&state, &headers).await?;
     if !state
         .sessions
@@ -138,15 +218,28 @@ pub async fn revoke_one(
             "You have no session with this id.",
         ));
     }
-    Ok(Json(json!({ "revoked": 1 })))
+    Ok(Json(Revoked { revoked: 1 }))
 }
 
 /// `DELETE /api/auth/sessions`: sign out everywhere.
+#[utoipa::path(
+    delete,
+    path = "/api/auth/sessions",
+    operation_id = "signOutEverywhere",
+    tag = "sessions",
+    summary = "Sign out everywhere",
+    description = "Revokes every session of the user whose code is sent.",
+    responses(
+        (status = 200, description = "Signed out.", body = Revoked),
+        (status = 401, description = "The code is missing, invalid, expired or revoked.", body = ErrorBody),
+    ),
+    security(("sessionToken" = []))
+)]
 pub async fn revoke_all(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     let (_, current) = session_of(&state, &headers).await?;
     let revoked = state.sessions.revoke_all(current.user_id).await?;
-    Ok(Json(json!({ "revoked": revoked })))
+    Ok(Json(Revoked { revoked }))
 }

@@ -30,7 +30,7 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 pub const MAX_PAGE: u32 = 200;
 
 /// What a transaction did to its account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransactionKind {
     /// Credits spent on a service.
@@ -67,7 +67,7 @@ impl TransactionKind {
 }
 
 /// One row of an account's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transaction {
     /// Opaque, unique id (`txn_…`).
     pub id: String,
@@ -88,6 +88,7 @@ pub struct Transaction {
     /// Why (grants, refunds).
     pub reason: Option<String>,
     /// The caller's metadata (debits).
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     /// When it was written.
     pub created_at: DateTime<Utc>,
@@ -339,7 +340,7 @@ pub enum GrantOutcome {
 }
 
 /// A page of history, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TransactionPage {
     /// The transactions.
     pub transactions: Vec<Transaction>,

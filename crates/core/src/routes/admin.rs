@@ -13,15 +13,36 @@ use crate::caller::{Caller, Scope};
 use crate::error::CoreError;
 use crate::ledger::{Grant, GrantOutcome, IdempotencyClaim, validate_amount, validate_reason};
 
-#[derive(Deserialize)]
+/// A grant of credits.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
+    /// The user to credit.
     user_id: Uuid,
+    /// Credits to add, 1 or more.
+    #[schema(minimum = 1)]
     amount: i64,
+    /// Why, 1 to 500 characters.
     reason: String,
 }
 
 /// `POST /api/admin/credits/grant`: for callers with `credits:grant`.
+#[utoipa::path(
+    post,
+    path = "/api/admin/credits/grant",
+    operation_id = "grantCredits",
+    tag = "admin",
+    summary = "Add credits to a user's balance",
+    description = "Adds credits to a user's balance (a purchase, a gift). For service keys with credits:grant and operators.",
+    request_body = GrantBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer.")),
+    responses(
+        (status = 200, description = "The grant's transaction.", body = crate::ledger::Transaction),
+        (status = 404, description = "No such user.", body = super::api::ErrorBody),
+        (status = 409, description = "The balance would pass its limit, or the Idempotency-Key was used with another request.", body = super::api::ErrorBody),
+    ),
+    security(("serviceKey" = []), ("bearerJwt" = []))
+)]
 pub async fn grant(
     State(state): State<AppState>,
     caller: Caller,

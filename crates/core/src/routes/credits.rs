@@ -5,8 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hub_error::{ApiError, ApiJson, ApiQuery};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::api::{ErrorBody, InsufficientCredits};
 
 use super::extract::{IdempotencyKey, RequestId, respond};
 use crate::AppState;
@@ -17,14 +21,44 @@ use crate::ledger::{
     ServiceName, validate_amount, validate_metadata, validate_reason, validate_transaction_id,
 };
 
-#[derive(Deserialize)]
+/// What a call would cost.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
+    /// The service asking, e.g. `sora2`: 1 to 64 of a-z, 0-9, `-`, `_`, `.`.
+    #[schema(example = "sora2")]
     service: String,
+    /// Credits the call would cost (0 or more; 0 just reads the balance).
+    #[schema(example = 30, minimum = 0)]
     cost: i64,
 }
 
+/// The balance covers the cost.
+#[derive(Serialize, ToSchema)]
+pub struct CheckOk {
+    /// Always `true` here (a shortfall is a 402).
+    pub sufficient: bool,
+    /// The user's balance.
+    pub balance: i64,
+}
+
 /// `POST /api/mcp/v1/credits/check`: does the balance cover `cost`?
+#[utoipa::path(
+    post,
+    path = "/api/mcp/v1/credits/check",
+    operation_id = "checkCredits",
+    tag = "credits",
+    summary = "Check whether the user's balance covers a cost",
+    description = "Answers whether the user's credit balance covers `cost` and what the balance is, without changing it. Server-side callers name the user in X-User-ID with a service key; a GPT sends the user's session_token in the body.",
+    request_body = CheckBody,
+    params(("X-User-ID" = Option<Uuid>, Header, description = "The user a service key acts for. End users act only as themselves.")),
+    responses(
+        (status = 200, description = "The balance covers the cost.", body = CheckOk),
+        (status = 402, description = "The balance does not cover the cost.", body = InsufficientCredits),
+        (status = 404, description = "No such user.", body = ErrorBody),
+    ),
+    security(("sessionToken" = []), ("serviceKey" = []), ("bearerJwt" = []))
+)]
 pub async fn check(
     State(state): State<AppState>,
     caller: Caller,
@@ -39,22 +73,65 @@ pub async fn check(
         .await?
         .ok_or(CoreError::UnknownUser)?;
     if balance >= cost {
-        return Ok(Json(json!({ "sufficient": true, "balance": balance })).into_response());
+        return Ok(Json(CheckOk {
+            sufficient: true,
+            balance,
+        })
+        .into_response());
     }
     let error = ApiError::from(CoreError::Insufficient { balance }).with_field("sufficient", false);
     Ok(error.into_response())
 }
 
-#[derive(Deserialize)]
+/// A debit.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeductBody {
+    /// The service spending, e.g. `sora2`.
+    #[schema(example = "sora2")]
     service: String,
+    /// Credits to take, 1 or more.
+    #[schema(example = 30, minimum = 1)]
     cost: i64,
+    /// What the credits paid for (a JSON object of at most 4 KiB), kept with the transaction.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
 }
 
+/// The debit was made.
+#[derive(Serialize, ToSchema)]
+pub struct DeductOk {
+    /// `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    /// The balance after the debit.
+    pub new_balance: i64,
+    /// The debit's id, for a refund.
+    pub transaction_id: String,
+}
+
 /// `POST /api/mcp/v1/credits/deduct`: debit `cost` if the balance covers it.
+#[utoipa::path(
+    post,
+    path = "/api/mcp/v1/credits/deduct",
+    operation_id = "deductCredits",
+    tag = "credits",
+    summary = "Spend credits",
+    description = "Takes `cost` credits from the user's balance in one atomic step, or nothing if the balance is short (402). Send an Idempotency-Key to retry safely: a repeat answers the first outcome again.",
+    request_body = DeductBody,
+    params(
+        ("X-User-ID" = Option<Uuid>, Header, description = "The user a service key acts for. End users act only as themselves."),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer."),
+    ),
+    responses(
+        (status = 200, description = "Debited.", body = DeductOk),
+        (status = 402, description = "The balance does not cover the cost; nothing was taken.", body = InsufficientCredits),
+        (status = 404, description = "No such user.", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used with another request.", body = ErrorBody),
+    ),
+    security(("sessionToken" = []), ("serviceKey" = []), ("bearerJwt" = []))
+)]
 pub async fn deduct(
     State(state): State<AppState>,
     caller: Caller,
@@ -85,11 +162,11 @@ pub async fn deduct(
 
 fn render_debit(outcome: DebitOutcome) -> Response {
     match outcome {
-        DebitOutcome::Debited { transaction } => Json(json!({
-            "status": "ok",
-            "new_balance": transaction.balance_after,
-            "transaction_id": transaction.id,
-        }))
+        DebitOutcome::Debited { transaction } => Json(DeductOk {
+            status: "ok",
+            new_balance: transaction.balance_after,
+            transaction_id: transaction.id,
+        })
         .into_response(),
         DebitOutcome::Insufficient { balance } => {
             CoreError::Insufficient { balance }.into_response()
@@ -98,17 +175,60 @@ fn render_debit(outcome: DebitOutcome) -> Response {
     }
 }
 
-#[derive(Deserialize)]
+/// A refund of one debit.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
+    /// The debit to reverse (`txn_…`).
     transaction_id: String,
+    /// How much to return (default: all that is left of the debit).
     #[serde(default)]
+    #[schema(minimum = 1)]
     amount: Option<i64>,
+    /// Why, 1 to 500 characters.
+    #[schema(example = "video generation failed")]
     reason: String,
+}
+
+/// The refund was made.
+#[derive(Serialize, ToSchema)]
+pub struct RefundOk {
+    /// `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    /// The refund's own transaction id.
+    pub transaction_id: String,
+    /// The debit it reverses.
+    pub refund_of: Option<String>,
+    /// Credits returned.
+    pub refunded: i64,
+    /// The balance after the refund.
+    pub new_balance: i64,
+    /// What of the debit may still be refunded.
+    pub remaining_refundable: i64,
 }
 
 /// `POST /api/mcp/v1/credits/refund`: reverse all or part of one debit. For trusted callers:
 /// service keys with `credits:refund` and operators, never the user whose debit it was.
+#[utoipa::path(
+    post,
+    path = "/api/mcp/v1/credits/refund",
+    operation_id = "refundCredits",
+    tag = "credits",
+    summary = "Return credits of a debit",
+    description = "Returns all or part of one debit to the user. For service keys with credits:refund and operators; never open to end users. Refunds of one debit never add up to more than it.",
+    request_body = RefundBody,
+    params(
+        ("X-User-ID" = Option<Uuid>, Header, description = "The user whose debit it is, when a service key acts for them."),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer."),
+    ),
+    responses(
+        (status = 200, description = "Refunded.", body = RefundOk),
+        (status = 404, description = "No such transaction.", body = ErrorBody),
+        (status = 409, description = "Already refunded in full, more than remains, or the Idempotency-Key was used with another request.", body = ErrorBody),
+    ),
+    security(("serviceKey" = []))
+)]
 pub async fn refund(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,14 +271,14 @@ fn render_refund(outcome: RefundOutcome) -> Response {
         RefundOutcome::Refunded {
             transaction,
             remaining,
-        } => Json(json!({
-            "status": "ok",
-            "transaction_id": transaction.id,
-            "refund_of": transaction.refund_of,
-            "refunded": transaction.amount,
-            "new_balance": transaction.balance_after,
-            "remaining_refundable": remaining,
-        }))
+        } => Json(RefundOk {
+            status: "ok",
+            transaction_id: transaction.id,
+            refund_of: transaction.refund_of,
+            refunded: transaction.amount,
+            new_balance: transaction.balance_after,
+            remaining_refundable: remaining,
+        })
         .into_response(),
         RefundOutcome::UnknownTransaction => CoreError::UnknownTransaction.into_response(),
         RefundOutcome::NotADebit => CoreError::NotADebit.into_response(),
@@ -173,7 +293,30 @@ fn render_refund(outcome: RefundOutcome) -> Response {
     }
 }
 
+/// A user's balance.
+#[derive(Serialize, ToSchema)]
+pub struct BalanceOk {
+    /// The user.
+    pub user_id: Uuid,
+    /// Their balance in credits.
+    pub balance: i64,
+}
+
 /// `GET /api/mcp/v1/credits/balance`.
+#[utoipa::path(
+    get,
+    path = "/api/mcp/v1/credits/balance",
+    operation_id = "getBalance",
+    tag = "credits",
+    summary = "Read the user's balance",
+    description = "The user's credit balance.",
+    params(("X-User-ID" = Option<Uuid>, Header, description = "The user a service key acts for. End users act only as themselves.")),
+    responses(
+        (status = 200, description = "The balance.", body = BalanceOk),
+        (status = 404, description = "No such user.", body = ErrorBody),
+    ),
+    security(("sessionToken" = []), ("serviceKey" = []), ("bearerJwt" = []))
+)]
 pub async fn balance(State(state): State<AppState>, caller: Caller) -> Result<Response, CoreError> {
     let user_id = caller.acting_user(Scope::Check)?;
     let balance = state
@@ -181,19 +324,40 @@ pub async fn balance(State(state): State<AppState>, caller: Caller) -> Result<Re
         .balance(user_id)
         .await?
         .ok_or(CoreError::UnknownUser)?;
-    Ok(Json(json!({ "user_id": user_id, "balance": balance })).into_response())
+    Ok(Json(BalanceOk { user_id, balance }).into_response())
 }
 
-#[derive(Deserialize)]
+/// A page of history.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Transactions per page, 1 to 200 (default 50).
     #[serde(default)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
 }
 
 /// `GET /api/mcp/v1/credits/transactions?limit=&cursor=`: newest first.
+#[utoipa::path(
+    get,
+    path = "/api/mcp/v1/credits/transactions",
+    operation_id = "listTransactions",
+    tag = "credits",
+    summary = "List the user's transactions",
+    description = "The user's credit history, newest first, a page at a time.",
+    params(
+        HistoryQuery,
+        ("X-User-ID" = Option<Uuid>, Header, description = "The user a service key acts for. End users act only as themselves."),
+    ),
+    responses(
+        (status = 200, description = "A page of transactions.", body = crate::ledger::TransactionPage),
+        (status = 404, description = "No such user.", body = ErrorBody),
+    ),
+    security(("sessionToken" = []), ("serviceKey" = []), ("bearerJwt" = []))
+)]
 pub async fn transactions(
     State(state): State<AppState>,
     caller: Caller,

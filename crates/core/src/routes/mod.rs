@@ -1,30 +1,41 @@
 //! HTTP to ledger calls and back.
 
 mod admin;
+mod api;
 mod credits;
 mod health;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 
 /// The largest request body any endpoint takes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The public API: each route registered with its OpenAPI operation, so the two cannot differ.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(credits::check))
+        .routes(routes!(credits::deduct))
+        .routes(routes!(credits::refund))
+        .routes(routes!(credits::balance))
+        .routes(routes!(credits::transactions))
+        .routes(routes!(admin::grant))
+}
+
+/// The OpenAPI paths and schemas of the core service's public API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
 /// Every route of the core service.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/mcp/v1/credits/check", post(credits::check))
-        .route("/api/mcp/v1/credits/deduct", post(credits::deduct))
-        .route("/api/mcp/v1/credits/refund", post(credits::refund))
-        .route("/api/mcp/v1/credits/balance", get(credits::balance))
-        .route(
-            "/api/mcp/v1/credits/transactions",
-            get(credits::transactions),
-        )
-        .route("/api/admin/credits/grant", post(admin::grant))
+    let (public, _) = api().split_for_parts();
+    public
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

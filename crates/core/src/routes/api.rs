@@ -1,0 +1,16 @@
+//! Schemas the API documents name that no handler type carries.
+
+pub use hub_error::ErrorBody;
+use hub_error::ErrorDetail;
+
+/// The balance does not cover the cost (402).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct InsufficientCredits {
+    /// `insufficient_credits`.
+    error: ErrorDetail,
+    /// The balance seen.
+    balance: i64,
+    /// `false` (check only).
+    sufficient: Option<bool>,
+}

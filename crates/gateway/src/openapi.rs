@@ -1,0 +1,288 @@
+//! The OpenAPI 3.1 documents of the public API.
+//!
+//! The paths and schemas come from the services' own routers (`utoipa-axum` registers each route
+//! with its operation, so a service cannot serve a route its document lacks); the gateway adds
+//! its own routes, the servers, the security schemes, the errors it answers itself (401, 403, 413,
+//! 429, 502, 503, 504), the GPT-callable `session_token` fields and the `x-openai-*` markers.
+//!
+//! `GET /openapi.json` is the whole public API. `GET /openapi.gpt.json` is what a ChatGPT GPT
+//! Action needs and nothing else: verify a pasted code, check and deduct credits with the code in
+//! the body, under one static service key.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use utoipa::OpenApi;
+
+use crate::AppState;
+
+/// Operations that spend or return credits: ChatGPT asks the user before it calls them.
+const CONSEQUENTIAL: [&str; 3] = ["deductCredits", "refundCredits", "grantCredits"];
+
+/// Operations whose bodies may carry the user's code as `session_token` (the GPT-callable form).
+const BODY_TOKEN_SCHEMAS: [&str; 2] = ["CheckBody", "DeductBody"];
+
+/// The operations a GPT uses, by path and method.
+const GPT_OPERATIONS: [(&str, &str); 3] = [
+    ("/api/auth/verify-session", "post"),
+    ("/api/mcp/v1/credits/check", "post"),
+    ("/api/mcp/v1/credits/deduct", "post"),
+];
+
+#[derive(OpenApi)]
+#[openapi(paths(health, crate::proxy::ready, full, gpt, crate::pages::privacy))]
+struct GatewayApi;
+
+/// `GET /health`: the gateway is up.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "operations",
+    summary = "Whether the gateway is up",
+    description = "Answers 200 while the gateway process runs.",
+    responses((status = 200, description = "Up.", body = Object)),
+    security(())
+)]
+pub async fn health() -> axum::Json<Value> {
+    axum::Json(json!({ "status": "ok", "service": "gateway" }))
+}
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "getOpenApi",
+    tag = "operations",
+    summary = "This document",
+    description = "The OpenAPI 3.1 document of the whole public API.",
+    responses((status = 200, description = "The document.", body = Object)),
+    security(())
+)]
+pub async fn full(State(state): State<AppState>) -> Response {
+    axum::Json(document(&state.config.public_base_url)).into_response()
+}
+
+/// `GET /openapi.gpt.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.gpt.json",
+    operation_id = "getGptOpenApi",
+    tag = "operations",
+    summary = "The document for a ChatGPT GPT Action",
+    description = "The operations a GPT needs, in the form a GPT Action can call: the user's code in the body, one static service key. Paste it into the GPT editor.",
+    responses((status = 200, description = "The document.", body = Object)),
+    security(())
+)]
+pub async fn gpt(State(state): State<AppState>) -> Response {
+    axum::Json(gpt_document(&state.config.public_base_url)).into_response()
+}
+
+/// The whole public API, served at `base_url`.
+pub fn document(base_url: &str) -> Value {
+    let mut api = GatewayApi::openapi();
+    api.merge(hub_auth::routes::openapi());
+    api.merge(hub_core::routes::openapi());
+    let mut doc = serde_json::to_value(&api).unwrap_or_else(|_| json!({}));
+    doc["openapi"] = json!("3.1.0");
+    doc["info"] = json!({
+        "title": "Smart AI Hub",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": "Sign-in with Google and prepaid credits for AI services. Users sign in through /auth/google and paste the code from the success page; services verify it, check and deduct credits.",
+    });
+    doc["servers"] = json!([{ "url": base_url }]);
+    add_metrics_path(&mut doc);
+    add_security_schemes(&mut doc);
+    add_gateway_errors(&mut doc);
+    add_body_tokens(&mut doc);
+    doc
+}
+
+/// `/metrics` is added to every service by the telemetry crate, outside the routers above.
+fn add_metrics_path(doc: &mut Value) {
+    doc["paths"]["/metrics"] = json!({
+        "get": {
+            "tags": ["operations"],
+            "operationId": "getMetrics",
+            "summary": "Prometheus metrics",
+            "description": "Requests by route class and status, upstream latency and rate-limit rejections, in the Prometheus text format.",
+            "responses": { "200": {
+                "description": "The metrics.",
+                "content": { "text/plain": { "schema": { "type": "string" } } }
+            } },
+            "security": [{}]
+        }
+    });
+}
+
+fn add_security_schemes(doc: &mut Value) {
+    doc["components"]["securitySchemes"] = json!({
+        "sessionToken": {
+            "type": "apiKey", "in": "header", "name": "X-Session-Token",
+            "description": "An end user's verification code (VERIFIED-…), from the sign-in success page. Also accepted as Authorization: Bearer VERIFIED-…."
+        },
+        "serviceKey": {
+            "type": "http", "scheme": "bearer", "bearerFormat": "hub_sk_…",
+            "description": "A service key from `hub service-key create` (also accepted as X-API-Key). It acts for the user in X-User-ID within its scopes; a key with the gpt scope acts only through the user's session_token."
+        },
+        "bearerJwt": {
+            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "An end user's access token from /api/auth/login or /api/auth/refresh."
+        }
+    });
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } }
+    })
+}
+
+/// The answers the gateway gives itself, on every operation where they can happen.
+fn add_gateway_errors(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let proxied = path.starts_with("/api/")
+            || path.starts_with("/auth/")
+            || path.starts_with("/.well-known/");
+        let vouched = path.starts_with("/api/mcp/v1/credits/") || path.starts_with("/api/admin/");
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            let Some(operation) = operation.as_object_mut() else {
+                continue;
+            };
+            let id = operation
+                .get("operationId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            operation.insert(
+                "x-openai-isConsequential".into(),
+                json!(CONSEQUENTIAL.contains(&id.as_str())),
+            );
+            let has_body = operation.contains_key("requestBody");
+            let responses = operation
+                .entry("responses")
+                .or_insert_with(|| json!({}))
+                .as_object_mut();
+            let Some(responses) = responses else { continue };
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error_response(description));
+            };
+            if has_body {
+                add("400", "The body is not JSON.");
+                add("413", "The body is larger than the limit.");
+                add("415", "The body is not sent as application/json.");
+                add("422", "A field is missing or not valid.");
+            }
+            if vouched {
+                add("401", "No credential, or one that is not valid.");
+                add("403", "The caller may not do this, or not for this user.");
+                add(
+                    "503",
+                    "A store the hub needs is unavailable; retry after Retry-After seconds.",
+                );
+            }
+            if proxied {
+                add("429", "Too many requests; retry after Retry-After seconds.");
+                add("502", "The service behind the gateway is not answering.");
+                add("504", "The service behind the gateway took too long.");
+            }
+            let _ = method;
+        }
+    }
+}
+
+/// The GPT-callable form: check and deduct also take the user's code as `session_token`.
+fn add_body_tokens(doc: &mut Value) {
+    for name in BODY_TOKEN_SCHEMAS {
+        let schema = &mut doc["components"]["schemas"][name];
+        if let Some(properties) = schema["properties"].as_object_mut() {
+            properties.insert(
+                "session_token".into(),
+                json!({
+                    "type": "string",
+                    "description": "The user's verification code (VERIFIED-…) that they pasted into the chat. The call then acts for that user only. The gateway takes it out before the ledger sees the body.",
+                    "examples": ["VERIFIED-AbCdEfGhIjKlMnOpQrStUvWxYz012345"]
+                }),
+            );
+        }
+    }
+}
+
+/// The GPT Action's document: the three operations, the code in the body, one service key.
+pub fn gpt_document(base_url: &str) -> Value {
+    let full = document(base_url);
+    let mut paths = Map::new();
+    for (path, method) in GPT_OPERATIONS {
+        let mut operation = full["paths"][path][method].clone();
+        // The GPT names users only through their codes: no X-User-ID, no Idempotency-Key.
+        if let Some(object) = operation.as_object_mut() {
+            object.remove("parameters");
+            object.insert("security".into(), json!([{ "serviceKey": [] }]));
+        }
+        let mut item = Map::new();
+        item.insert(method.to_owned(), operation);
+        paths.insert(path.to_owned(), Value::Object(item));
+    }
+    let mut schemas = Map::new();
+    let mut wanted: Vec<String> = Vec::new();
+    collect_refs(&Value::Object(paths.clone()), &mut wanted);
+    while let Some(name) = wanted.pop() {
+        if schemas.contains_key(&name) {
+            continue;
+        }
+        let mut schema = full["components"]["schemas"][&name].clone();
+        if BODY_TOKEN_SCHEMAS.contains(&name.as_str()) || name == "VerifyBody" {
+            // In the GPT form the code is how the user is named: required.
+            if let Some(required) = schema["required"].as_array_mut()
+                && !required.contains(&json!("session_token"))
+            {
+                required.push(json!("session_token"));
+            }
+        }
+        collect_refs(&schema, &mut wanted);
+        schemas.insert(name, schema);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Smart AI Hub for GPTs",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Verify the code a user pasted after signing in with Google, then check and spend their credits. Send the user's code as session_token in every call.",
+        },
+        "servers": [{ "url": base_url }],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": { "serviceKey": full["components"]["securitySchemes"]["serviceKey"].clone() },
+        },
+    })
+}
+
+fn collect_refs(value: &Value, into: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                if key == "$ref"
+                    && let Some(name) = inner
+                        .as_str()
+                        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                {
+                    into.push(name.to_owned());
+                } else {
+                    collect_refs(inner, into);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, into)),
+        _ => {}
+    }
+}
