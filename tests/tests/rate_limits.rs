@@ -127,6 +127,17 @@ async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
             StatusCode::OK,
             "another user the same key acts for has a budget of their own"
         );
+        let metrics = hub
+            .http
+            .get(format!("{}/metrics", hub.gateway_url))
+            .send()
+            .await
+            .unwrap();
+        let text = metrics.text().await.unwrap();
+        for class in ["google", "credits"] {
+            let line = format!(r#"hub_rate_limited_total{{service="gateway",class="{class}"}} 1"#);
+            assert!(text.contains(&line), "{engine:?}: {line} in\n{text}");
+        }
     }
 }
 

@@ -76,7 +76,9 @@ impl JwtVerifier {
             return Err(Rejected::Invalid);
         }
         let kid = header.kid.ok_or(Rejected::Invalid)?;
-        let key = match self.keys.read().await.get(&kid).cloned() {
+        // The read guard must be gone before a refresh takes the write lock.
+        let known = self.keys.read().await.get(&kid).cloned();
+        let key = match known {
             Some(key) => key,
             None => {
                 self.refresh().await?;

@@ -290,7 +290,7 @@ pub struct AppState {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabel {
-    service: &'static str,
+    upstream: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -334,7 +334,7 @@ impl GatewayMetrics {
 
     pub(crate) fn upstream_latency(&self, service: &'static str, started: std::time::Instant) {
         self.upstream
-            .get_or_create(&ServiceLabel { service })
+            .get_or_create(&ServiceLabel { upstream: service })
             .observe(started.elapsed().as_secs_f64());
     }
 

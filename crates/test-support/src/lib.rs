@@ -393,6 +393,16 @@ pub async fn spawn_hub_with(
     google: &fake_google::FakeGoogle,
     limits: hub_gateway::Limits,
 ) -> SpawnedHub {
+    spawn_hub_configured(engine, google, |config| config.limits = limits).await
+}
+
+/// As [`spawn_hub`], with the gateway's configuration changed by `configure` (an MCP upstream,
+/// TLS, CORS, limits). With TLS the gateway's URL is `https://localhost:PORT`.
+pub async fn spawn_hub_configured(
+    engine: Engine,
+    google: &fake_google::FakeGoogle,
+    configure: impl FnOnce(&mut hub_gateway::Config),
+) -> SpawnedHub {
     let db = TestDatabase::new(engine).await;
     let store = db.store();
     let token = random_token();
@@ -452,11 +462,10 @@ pub async fn spawn_hub_with(
     .expect("start auth");
     tokio::spawn(auth.run_until(stopper()));
 
-    let gateway_config = hub_gateway::Config {
+    let mut gateway_config = hub_gateway::Config {
         redis_url,
         redis_prefix,
         upstream_timeout: std::time::Duration::from_secs(5),
-        limits,
         public_base_url: gateway_url.clone(),
         ..hub_gateway::Config::defaults_for(
             auth_url,
@@ -466,6 +475,11 @@ pub async fn spawn_hub_with(
             SecretString::from(token),
             db.config.clone(),
         )
+    };
+    configure(&mut gateway_config);
+    let gateway_url = match gateway_config.tls {
+        Some(_) => gateway_url.replace("http://127.0.0.1", "https://localhost"),
+        None => gateway_url,
     };
     let gateway = hub_gateway::App::build_on(
         gateway_listener,
@@ -489,6 +503,45 @@ pub async fn spawn_hub_with(
 }
 
 impl SpawnedHub {
+    /// A user signed in with the fake Google through the gateway, verified: their code and id.
+    pub async fn signed_in_user(&self) -> (String, String) {
+        let page = self
+            .sign_in(&browser(), "session=conv-9&return_to=chatgpt")
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.page);
+        let code = page.code().expect("a code on the success page");
+        let r = self
+            .call(
+                Method::GET,
+                "/api/auth/verify-session",
+                &[("x-session-token", &code)],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+        let id = r.json["user"]["id"].as_str().expect("user id").to_owned();
+        (code, id)
+    }
+
+    /// Creates a user with `credits` through the store, as `hub user create` does.
+    pub async fn user_with(&self, credits: i64) -> Uuid {
+        let email = format!("{}@example.com", Uuid::new_v4().simple());
+        let new = hub_core::users::NewUser::new(
+            &email,
+            "Test User",
+            credits,
+            hub_core::users::Role::User,
+        )
+        .expect("valid user");
+        self.store
+            .create_user(&new)
+            .await
+            .expect("create user")
+            .expect("new email")
+            .user
+            .id
+    }
+
     /// Signs a browser in with Google through the gateway.
     pub async fn sign_in(&self, browser: &reqwest::Client, query: &str) -> SignIn {
         sign_in_at(&self.gateway_url, browser, query).await

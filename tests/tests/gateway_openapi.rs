@@ -1,0 +1,308 @@
+//! The OpenAPI documents a ChatGPT GPT Action imports: valid OpenAPI 3.1 (checked with
+//! openapi-spec-validator), within ChatGPT's limits, and true to the gateway: every operation it
+//! lists is served, and every route the gateway serves is listed. Also the privacy page.
+
+use std::collections::BTreeSet;
+
+use hub_test_support::fake_google::FakeGoogle;
+use hub_test_support::{Engine, SpawnedHub, spawn_hub, spawn_hub_configured};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// Validates a document with the Python `openapi-spec-validator` (CI installs it).
+fn validate(name: &str, document: &Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, serde_json::to_vec(document).unwrap()).unwrap();
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))",
+        ])
+        .arg(&path)
+        .output();
+    let required = std::env::var_os("HUB_TEST_REQUIRE_SERVICES").is_some();
+    match output {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.contains("No module named 'openapi_spec_validator'") && !required {
+                eprintln!(
+                    "openapi-spec-validator is not installed (pip install openapi-spec-validator); only the structural checks ran"
+                );
+                return;
+            }
+            panic!("{name} is not valid OpenAPI:\n{stderr}");
+        }
+        Err(e) if !required => {
+            eprintln!("python3 is missing ({e}); only the structural checks ran")
+        }
+        Err(e) => panic!("python3: {e}"),
+    }
+}
+
+async fn document(hub: &SpawnedHub, path: &str) -> Value {
+    let r = hub.call(Method::GET, path, &[], None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    r.json
+}
+
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut all = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            all.push((path.clone(), method.clone(), operation.clone()));
+        }
+    }
+    all
+}
+
+/// What ChatGPT requires of each operation it imports.
+fn check_gpt_limits(doc: &Value) {
+    let mut ids = BTreeSet::new();
+    for (path, method, operation) in operations(doc) {
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+        assert!(ids.insert(id.to_owned()), "operationId {id} twice");
+        let description = operation["description"].as_str().unwrap_or_default();
+        assert!(
+            !description.is_empty() && description.chars().count() < 300,
+            "{id}: the description must be 1 to 299 characters"
+        );
+        for parameter in operation["parameters"].as_array().into_iter().flatten() {
+            let text = parameter["description"].as_str().unwrap_or_default();
+            assert!(text.chars().count() < 700, "{id}: a parameter description");
+        }
+        assert!(
+            operation["x-openai-isConsequential"].is_boolean(),
+            "{id} says whether it is consequential"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_valid_and_true_to_the_gateway() {
+    let google = FakeGoogle::start().await;
+    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let doc = document(&hub, "/openapi.json").await;
+    validate("openapi.json", &doc);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(
+        doc["servers"][0]["url"],
+        hub.gateway_url.as_str(),
+        "PUBLIC_BASE_URL"
+    );
+    check_gpt_limits(&doc);
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    for scheme in ["sessionToken", "serviceKey", "bearerJwt"] {
+        assert!(schemes.contains_key(scheme), "{scheme}");
+    }
+
+    let consequential: BTreeSet<String> = operations(&doc)
+        .into_iter()
+        .filter(|(_, _, op)| op["x-openai-isConsequential"] == true)
+        .map(|(_, _, op)| op["operationId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        consequential,
+        ["deductCredits", "grantCredits", "refundCredits"]
+            .map(str::to_owned)
+            .into(),
+        "operations that spend or return credits"
+    );
+    for (path, method, operation) in operations(&doc) {
+        let responses = operation["responses"].as_object().unwrap();
+        assert!(
+            responses
+                .keys()
+                .any(|s| s.starts_with('2') || s.starts_with('3')),
+            "{method} {path}: its success"
+        );
+        if path.starts_with("/api/") {
+            assert!(responses.contains_key("429"), "{method} {path}: 429");
+        }
+        if path.starts_with("/api/mcp/v1/credits/") {
+            for status in ["401", "403"] {
+                assert!(responses.contains_key(status), "{method} {path}: {status}");
+            }
+        }
+    }
+
+    // Every operation listed is served through the gateway: nothing answers the gateway's own
+    // "no such endpoint" or "method not allowed".
+    let key = hub
+        .service_key(&[
+            "credits:check",
+            "credits:deduct",
+            "credits:refund",
+            "credits:grant",
+        ])
+        .await;
+    let listed: BTreeSet<(String, String)> = operations(&doc)
+        .into_iter()
+        .map(|(path, method, _)| (path, method))
+        .collect();
+    for (path, method) in &listed {
+        let concrete = path.replace("{id}", "some-id");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let r = hub
+            .call(method.clone(), &concrete, &[("x-api-key", &key)], None)
+            .await;
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(
+            !(r.status == StatusCode::NOT_FOUND && r.json["error"]["code"] == "not_found"),
+            "{method} {path} is listed but not served: {:?}",
+            r.json
+        );
+    }
+
+    // And every route served is listed: other methods on listed paths, and other paths under
+    // every prefix the gateway routes, are not served.
+    for path in listed.iter().map(|(p, _)| p).collect::<BTreeSet<_>>() {
+        let concrete = path.replace("{id}", "some-id");
+        for method in ["get", "post", "delete", "put", "patch"] {
+            if listed.contains(&(path.clone(), method.to_owned())) {
+                continue;
+            }
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = hub
+                .call(m.clone(), &concrete, &[("x-api-key", &key)], None)
+                .await;
+            assert!(
+                r.status == StatusCode::METHOD_NOT_ALLOWED || r.status == StatusCode::NOT_FOUND,
+                "{m} {path} is served ({}) but not listed",
+                r.status
+            );
+        }
+    }
+    for path in [
+        "/api/auth/unlisted",
+        "/api/mcp/v1/credits/unlisted",
+        "/api/admin/unlisted",
+        "/api/admin/credits/unlisted",
+        "/auth/unlisted",
+        "/.well-known/unlisted",
+        "/unlisted",
+        "/api/unlisted",
+    ] {
+        let r = hub
+            .call(Method::GET, path, &[("x-api-key", &key)], None)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{path} is served but not listed"
+        );
+    }
+    // The MCP endpoints (/api/mcp/ws, /mcp) speak JSON-RPC over WebSocket and Streamable HTTP,
+    // which OpenAPI cannot describe; they are the only routes the document leaves out.
+    for path in ["/api/mcp/ws", "/mcp"] {
+        assert!(doc["paths"].get(path).is_none());
+    }
+}
+
+#[tokio::test]
+async fn the_gpt_document_has_just_what_a_gpt_needs() {
+    let google = FakeGoogle::start().await;
+    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let doc = document(&hub, "/openapi.gpt.json").await;
+    validate("openapi.gpt.json", &doc);
+    check_gpt_limits(&doc);
+    let ids: BTreeSet<String> = operations(&doc)
+        .into_iter()
+        .map(|(_, _, op)| op["operationId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        ["checkCredits", "deductCredits", "verifySessionCode"]
+            .map(str::to_owned)
+            .into()
+    );
+    for (path, method, operation) in operations(&doc) {
+        assert_eq!(method, "post", "{path}");
+        assert!(
+            operation.get("parameters").is_none(),
+            "{path}: no X-User-ID"
+        );
+        assert_eq!(
+            operation["security"],
+            serde_json::json!([{ "serviceKey": [] }])
+        );
+        let schema = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let body = &doc["components"]["schemas"][&schema];
+        assert!(
+            body["required"]
+                .as_array()
+                .unwrap()
+                .contains(&"session_token".into()),
+            "{path}: the user's code is a required body field"
+        );
+        assert!(body["properties"].get("user_id").is_none());
+    }
+    assert_eq!(
+        doc["paths"]["/api/mcp/v1/credits/deduct"]["post"]["x-openai-isConsequential"],
+        true
+    );
+    let size = serde_json::to_vec(&doc).unwrap().len();
+    assert!(size < 16 * 1024, "{size} bytes is too much to paste");
+}
+
+#[tokio::test]
+async fn the_privacy_page_is_built_in_or_the_operators() {
+    let google = FakeGoogle::start().await;
+    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let r = hub
+        .http
+        .get(format!("{}/privacy", hub.gateway_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = r.text().await.unwrap();
+    for part in [
+        "Privacy policy",
+        "What we store",
+        "How long",
+        "How to delete",
+        &hub.gateway_url,
+    ] {
+        assert!(page.contains(part), "{part}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("privacy.html");
+    std::fs::write(&path, "<h1>Our own policy</h1>").unwrap();
+    let custom = spawn_hub_configured(Engine::Sqlite, &google, |config| {
+        config.privacy_policy_path = Some(path.clone());
+    })
+    .await;
+    let page = custom
+        .http
+        .get(format!("{}/privacy", custom.gateway_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(page, "<h1>Our own policy</h1>");
+}
