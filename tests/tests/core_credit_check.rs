@@ -8,6 +8,9 @@ use serde_json::json;
 
 const SORA: &str = "sora2-video-generation";
 
+/// A way to call check: its name, its headers, and the body before the cost.
+type Form<'a> = (&'a str, Vec<(&'a str, &'a str)>, serde_json::Value);
+
 #[tokio::test]
 async fn check_answers_sufficient_or_402_in_every_form() {
     for engine in engines() {
@@ -18,7 +21,7 @@ async fn check_answers_sufficient_or_402_in_every_form() {
         let server_key = hub.service_key(&["credits:check"]).await;
         let gpt_key = format!("Bearer {}", hub.service_key(&["gpt"]).await);
 
-        let forms: [(&str, Vec<(&str, &str)>, serde_json::Value); 3] = [
+        let forms: [Form; 3] = [
             (
                 "service key and X-User-ID",
                 vec![
