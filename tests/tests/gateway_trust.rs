@@ -110,3 +110,51 @@ async fn nobody_acts_for_someone_else() {
         "the victim kept every credit"
     );
 }
+
+#[tokio::test]
+async fn a_revoked_service_key_stops_working_within_seconds() {
+    let google = FakeGoogle::start().await;
+    let hub = hub_test_support::spawn_hub_configured(Engine::Sqlite, &google, |config| {
+        config.service_key_cache = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let user = hub.user_with(100).await.to_string();
+    let scopes = vec!["credits:check".to_owned()];
+    let made = hub_core::service_keys::new_key("to-revoke", &scopes).unwrap();
+    hub.store.insert_service_key(&made).await.unwrap();
+    let headers = [
+        ("x-api-key", made.key.as_str()),
+        ("x-user-id", user.as_str()),
+    ];
+    let check = json!({ "service": SORA, "cost": 1 });
+    let r = hub
+        .call(
+            Method::POST,
+            "/api/mcp/v1/credits/check",
+            &headers,
+            Some(&check),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(hub.store.revoke_service_key(&made.record.id).await.unwrap());
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/mcp/v1/credits/check",
+                &headers,
+                Some(&check),
+            )
+            .await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_millis(1500),
+            "a revoked key still works after the cache interval"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -257,7 +257,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         axum::serve(
-            self.listener,
+            axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
             router(self.state).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)

@@ -1,6 +1,10 @@
 //! The auth service on its own: `auth` (port 3001 by default).
 #![forbid(unsafe_code)]
 
+/// mimalloc: fewer cycles per request than the system allocator under many small allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use hub_auth::{App, Config};
 use hub_config::Env;
 

@@ -165,9 +165,14 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sweeper = tokio::spawn(sweep_idempotency_keys(self.state.store.clone()));
-        let result = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = axum::serve(
+            axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            router(self.state),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         sweeper.abort();
         self.database.close().await;
         result

@@ -1,6 +1,10 @@
 //! The core service on its own: `core` (port 3002 by default).
 #![forbid(unsafe_code)]
 
+/// mimalloc: fewer cycles per request than the system allocator under many small allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use hub_config::Env;
 use hub_core::{App, Config};
 

@@ -1,6 +1,10 @@
 //! Who is calling: the gateway decides before anything reaches a service, and tells the services
 //! in headers they trust only beside the internal credential.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use hub_auth::sessions::{Verified, looks_like_token};
 use hub_core::caller::{
@@ -73,11 +77,19 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
         };
     }
     if let Some(key) = api_key.or(bearer.filter(|b| b.starts_with(KEY_PREFIX))) {
-        return match state.store.find_service_key(&key_hash(key)).await {
-            Ok(Some(found)) => Ok(Some(Caller::ServiceKey {
-                id: found.id,
-                scopes: found.scopes,
-            })),
+        let hash = key_hash(key);
+        if let Some(caller) = state.key_cache.get(&hash) {
+            return Ok(Some(caller));
+        }
+        return match state.store.find_service_key(&hash).await {
+            Ok(Some(found)) => {
+                let caller = Caller::ServiceKey {
+                    id: found.id,
+                    scopes: found.scopes,
+                };
+                state.key_cache.put(hash, caller.clone());
+                Ok(Some(caller))
+            }
             Ok(None) => Err(unauthenticated()),
             Err(e) if e.is_unavailable() => Err(store_unavailable(&e)),
             Err(e) => Err(ApiError::internal(&e)),
@@ -94,6 +106,44 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
         return Err(unauthenticated());
     }
     Ok(None)
+}
+
+/// Live service keys the gateway has looked up, kept for a few seconds so that a busy key costs
+/// one database read per interval instead of one per request. A revoked key stops working within
+/// that interval; keys that do not exist are never cached.
+#[derive(Debug)]
+pub struct KeyCache {
+    ttl: Duration,
+    keys: Mutex<HashMap<String, (Caller, Instant)>>,
+}
+
+impl KeyCache {
+    /// Keys are kept for `ttl` (zero: no cache).
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, hash: &str) -> Option<Caller> {
+        let keys = self.keys.lock().ok()?;
+        let (caller, at) = keys.get(hash)?;
+        (at.elapsed() < self.ttl).then(|| caller.clone())
+    }
+
+    fn put(&self, hash: String, caller: Caller) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut keys) = self.keys.lock() {
+            if keys.len() >= 10_000 {
+                let ttl = self.ttl;
+                keys.retain(|_, (_, at)| at.elapsed() < ttl);
+            }
+            keys.insert(hash, (caller, Instant::now()));
+        }
+    }
 }
 
 /// Removes every identity or internal header a client sent.

@@ -26,6 +26,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The default listen address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
@@ -69,6 +70,9 @@ pub struct Config {
     pub privacy_policy_path: Option<std::path::PathBuf>,
     /// `JWT_ISSUER` and `JWT_AUDIENCE` (default `smart-ai-hub`), as the auth service signs them.
     pub jwt_issuer: String,
+    /// `SERVICE_KEY_CACHE_SECONDS`, default 5: how long a looked-up service key is trusted
+    /// before it is read again (a revoked key stops working within this; 0 reads every time).
+    pub service_key_cache: Duration,
     /// See `jwt_issuer`.
     pub jwt_audience: String,
 }
@@ -110,6 +114,7 @@ impl Config {
             privacy_policy_path: None,
             jwt_issuer: "smart-ai-hub".to_owned(),
             jwt_audience: "smart-ai-hub".to_owned(),
+            service_key_cache: Duration::from_secs(5),
         }
     }
 }
@@ -170,6 +175,13 @@ impl Config {
                     expected: "requests per minute, 1 or more".into(),
                 });
             }
+            if value > limits::MAX_PER_MINUTE {
+                return Err(ConfigError {
+                    name: name.into(),
+                    problem: format!("{value} is more than the limiter measures"),
+                    expected: format!("requests per minute, 1 to {}", limits::MAX_PER_MINUTE),
+                });
+            }
             Ok(limits::PerMinute(value))
         };
         let limits = Limits {
@@ -228,6 +240,11 @@ impl Config {
             tls,
             privacy_policy_path: env.raw("PRIVACY_POLICY_PATH").map(Into::into),
             jwt_issuer: env.string_or("JWT_ISSUER", "smart-ai-hub"),
+            service_key_cache: Duration::from_secs(env.parse_or(
+                "SERVICE_KEY_CACHE_SECONDS",
+                5,
+                "seconds, 0 or more",
+            )?),
             jwt_audience: env.string_or("JWT_AUDIENCE", "smart-ai-hub"),
             limits,
             addr: env.parse_or(
@@ -268,9 +285,19 @@ impl Config {
     }
 }
 
-/// The state every request shares.
+/// The state every request shares: one pointer, cheap to clone per request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] points to.
+pub struct Shared {
     /// Sessions, to recognise end users by their codes.
     pub sessions: hub_auth::sessions::Sessions,
     /// Service keys.
@@ -283,6 +310,8 @@ pub struct AppState {
     pub limiter: Arc<limits::Limiter>,
     /// End users' access tokens, checked against the auth service's keys.
     pub jwt: Arc<jwt::JwtVerifier>,
+    /// Service keys recently looked up.
+    pub key_cache: identity::KeyCache,
     /// What `/metrics` reports.
     pub metrics: Arc<GatewayMetrics>,
     client: proxy::Client,
@@ -386,16 +415,17 @@ impl App {
             }
             None => limits::Limiter::new(None),
         };
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             jwt: jwt::JwtVerifier::new(&config.auth_url, &config.jwt_issuer, &config.jwt_audience),
             metrics: Arc::new(GatewayMetrics::new()),
+            key_cache: identity::KeyCache::new(config.service_key_cache),
             limiter: Arc::new(limiter),
             sessions,
             store,
             internal_token: config.internal_token.expose_secret().to_owned(),
             client: proxy::client(),
             config: Arc::new(config),
-        };
+        }));
         Ok(Self { listener, state })
     }
 
@@ -425,7 +455,10 @@ impl App {
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         match tls {
             None => {
-                axum::serve(self.listener, app)
+                let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, app)
                     .with_graceful_shutdown(shutdown)
                     .await
             }
@@ -453,11 +486,23 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/privacy", get(pages::privacy))
         .fallback(proxy::forward)
         .with_state(state)
-        .layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                security_headers(request, next, hsts)
-            },
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        // Pages that set their own framing rules keep them.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
         ));
+    let routes = if hsts {
+        routes.layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("strict-transport-security"),
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ))
+    } else {
+        routes
+    };
     let routes = match cors {
         Some(cors) => routes.layer(cors),
         None => routes,
@@ -508,34 +553,4 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
         base.allow_origin(AllowOrigin::list(list))
             .allow_credentials(true),
     )
-}
-
-/// `X-Content-Type-Options`, `X-Frame-Options` (unless a page set its own framing rules) and,
-/// over TLS, `Strict-Transport-Security`.
-async fn security_headers(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-    hsts: bool,
-) -> axum::response::Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    let framing_set = headers.contains_key("x-frame-options")
-        || headers
-            .get("content-security-policy")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("frame-ancestors"));
-    if !framing_set {
-        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    }
-    if hsts {
-        headers.insert(
-            "strict-transport-security",
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
-    }
-    response
 }

@@ -19,13 +19,17 @@ use redis::aio::ConnectionManager;
 
 const MINUTE_US: u64 = 60_000_000;
 
+/// The highest limit the limiter measures: one request per microsecond.
+pub const MAX_PER_MINUTE: u64 = MINUTE_US;
+
 /// A limit: so many requests per minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PerMinute(pub u64);
 
 impl PerMinute {
     fn interval_us(self) -> u64 {
-        MINUTE_US / self.0.max(1)
+        // At most one request per microsecond: the clock's resolution.
+        (MINUTE_US / self.0.max(1)).max(1)
     }
     fn tolerance_us(self) -> u64 {
         MINUTE_US - self.interval_us()
@@ -230,6 +234,15 @@ mod tests {
             local.check_at("other", limit, true, start).allowed,
             "keys are apart"
         );
+    }
+
+    #[test]
+    fn the_highest_limit_never_divides_by_zero() {
+        let local = Local::new();
+        for limit in [MAX_PER_MINUTE, MAX_PER_MINUTE + 1, u64::MAX] {
+            let d = local.check_at("k", PerMinute(limit), true, MINUTE_US);
+            assert!(d.allowed, "{limit}");
+        }
     }
 
     #[test]

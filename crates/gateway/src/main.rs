@@ -1,6 +1,10 @@
 //! The gateway on its own: `gateway` (port 3000 by default).
 #![forbid(unsafe_code)]
 
+/// mimalloc: fewer cycles per request than the system allocator under many small allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use hub_config::Env;
 use hub_gateway::{App, Config};
 

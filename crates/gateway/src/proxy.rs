@@ -475,8 +475,11 @@ async fn take_body_token(
         };
     let mut forwarded = bytes.clone();
     let mut token = None;
-    if let Ok(serde_json::Value::Object(mut fields)) =
-        serde_json::from_slice::<serde_json::Value>(&bytes)
+    // Most bodies carry no code: only those that mention it are parsed.
+    let mentions_token = bytes.windows(13).any(|w| w == b"session_token");
+    if mentions_token
+        && let Ok(serde_json::Value::Object(mut fields)) =
+            serde_json::from_slice::<serde_json::Value>(&bytes)
         && let Some(serde_json::Value::String(found)) = fields.get("session_token")
     {
         token = Some(found.trim().to_owned());

@@ -44,6 +44,28 @@ pub enum BenchCommand {
         /// The internal credential (default: HUB_INTERNAL_TOKEN, then <data dir>/internal-token).
         #[arg(long)]
         token: Option<String>,
+        /// Call as a service key (`X-API-Key` and `X-User-ID`), as through the gateway, instead
+        /// of with the internal credential straight to core.
+        #[arg(long)]
+        service_key: Option<String>,
+    },
+    /// Serves a fixed small JSON body on every path: the upstream of the proxying benchmark.
+    Upstream {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:39200")]
+        addr: std::net::SocketAddr,
+    },
+    /// Drives `GET` of one URL (the proxying benchmark).
+    Get {
+        /// The URL.
+        #[arg(long)]
+        url: String,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// How long to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Drives `verify-session` against a running auth service, with sessions it makes for the
     /// benchmark accounts in the configured store (REDIS_URL, or the SQLite file).
@@ -87,17 +109,23 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
             seconds,
             cost,
             token,
+            service_key,
         } => {
-            let token = match token.or_else(|| env.raw("HUB_INTERNAL_TOKEN")) {
-                Some(token) => token,
-                None => std::fs::read_to_string(env.data_dir().join("internal-token"))
-                    .context("no --token, no HUB_INTERNAL_TOKEN and no <data dir>/internal-token")?
-                    .trim()
-                    .to_owned(),
+            let caller = match (service_key, token.or_else(|| env.raw("HUB_INTERNAL_TOKEN"))) {
+                (Some(key), _) => Caller::ServiceKey(key),
+                (None, Some(token)) => Caller::Internal(token),
+                (None, None) => Caller::Internal(
+                    std::fs::read_to_string(env.data_dir().join("internal-token"))
+                        .context(
+                            "no --token, no HUB_INTERNAL_TOKEN and no <data dir>/internal-token",
+                        )?
+                        .trim()
+                        .to_owned(),
+                ),
             };
             deduct(
                 &url,
-                &token,
+                caller,
                 users.max(1),
                 concurrency.max(1),
                 Duration::from_secs(seconds),
@@ -117,6 +145,26 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
                 users,
                 concurrency.max(1),
                 Duration::from_secs(seconds),
+            )
+            .await
+        }
+        BenchCommand::Upstream { addr } => upstream(addr).await,
+        BenchCommand::Get {
+            url,
+            concurrency,
+            seconds,
+        } => {
+            let (authority, path) = split_url(&url)?;
+            let workload = std::sync::Arc::new(GetLoad {
+                authority: authority.clone(),
+                path: if path.is_empty() { "/".into() } else { path },
+            });
+            drive(
+                &authority,
+                workload,
+                concurrency.max(1),
+                Duration::from_secs(seconds),
+                json!({ "url": url }),
             )
             .await
         }
@@ -361,29 +409,69 @@ async fn drive<W: Workload>(
     Ok(())
 }
 
+/// How the deduct benchmark presents itself.
+enum Caller {
+    /// The internal credential, straight to core.
+    Internal(String),
+    /// A service key, through the gateway.
+    ServiceKey(String),
+}
+
 struct DeductLoad {
     authority: String,
     path: String,
-    token: String,
+    caller: Caller,
     body: Bytes,
     users: u64,
 }
 
 impl Workload for DeductLoad {
     fn request(&self, pick: u64) -> anyhow::Result<http::Request<Full<Bytes>>> {
-        Ok(http::Request::post(self.path.as_str())
+        let request = http::Request::post(self.path.as_str())
             .header(http::header::HOST, self.authority.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-hub-internal", self.token.as_str())
-            .header("x-hub-caller", "system")
-            .header("x-user-id", bench_user(pick % self.users + 1).to_string())
-            .body(Full::new(self.body.clone()))?)
+            .header("x-user-id", bench_user(pick % self.users + 1).to_string());
+        let request = match &self.caller {
+            Caller::Internal(token) => request
+                .header("x-hub-internal", token.as_str())
+                .header("x-hub-caller", "system"),
+            Caller::ServiceKey(key) => request.header("x-api-key", key.as_str()),
+        };
+        Ok(request.body(Full::new(self.body.clone()))?)
     }
+}
+
+struct GetLoad {
+    authority: String,
+    path: String,
+}
+
+impl Workload for GetLoad {
+    fn request(&self, _: u64) -> anyhow::Result<http::Request<Full<Bytes>>> {
+        Ok(http::Request::get(self.path.as_str())
+            .header(http::header::HOST, self.authority.as_str())
+            .body(Full::new(Bytes::new()))?)
+    }
+}
+
+/// A fixed small JSON body on every path, kept alive: what nginx and the gateway both proxy to.
+async fn upstream(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let app = axum::Router::new().fallback(|| async {
+        (
+            [(http::header::CONTENT_TYPE, "application/json")],
+            r#"{"ok":true,"from":"upstream"}"#,
+        )
+    });
+    axum::serve(listener, app).await?;
+    Ok(())
 }
 
 async fn deduct(
     url: &str,
-    token: &str,
+    caller: Caller,
     users: u64,
     concurrency: usize,
     duration: Duration,
@@ -393,7 +481,7 @@ async fn deduct(
     let workload = std::sync::Arc::new(DeductLoad {
         path: format!("{prefix}/api/mcp/v1/credits/deduct"),
         authority: authority.clone(),
-        token: token.to_owned(),
+        caller,
         body: Bytes::from(serde_json::to_vec(
             &json!({ "service": "bench", "cost": cost }),
         )?),

@@ -4,6 +4,10 @@
 
 mod bench;
 
+/// mimalloc: fewer cycles per request than the system allocator under many small allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::time::Instant;
 

@@ -8,6 +8,7 @@
 //! them in the Prometheus text format.
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,14 +53,30 @@ pub struct RouteLabel(pub &'static str);
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
-    method: String,
+    route: Cow<'static, str>,
+    method: Cow<'static, str>,
     status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteOnly {
-    route: String,
+    route: Cow<'static, str>,
+}
+
+/// The method as a label, without an allocation for the usual ones.
+fn method_label(method: &axum::http::Method) -> Cow<'static, str> {
+    use axum::http::Method;
+    let name = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => return Cow::Owned(method.as_str().to_owned()),
+    };
+    Cow::Borrowed(name)
 }
 
 /// Latency buckets, in seconds: 0.5 ms to 10 s.
@@ -125,19 +142,25 @@ impl Metrics {
         out
     }
 
-    fn record(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    fn record(
+        &self,
+        route: Cow<'static, str>,
+        method: Cow<'static, str>,
+        status: u16,
+        seconds: f64,
+    ) {
+        self.duration
+            .get_or_create(&RouteOnly {
+                route: route.clone(),
+            })
+            .observe(seconds);
         self.requests
             .get_or_create(&RequestLabels {
-                route: route.to_owned(),
-                method: method.to_owned(),
+                route,
+                method,
                 status,
             })
             .inc();
-        self.duration
-            .get_or_create(&RouteOnly {
-                route: route.to_owned(),
-            })
-            .observe(seconds);
     }
 }
 
@@ -163,21 +186,17 @@ async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
 
 async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let matched = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let method = method_label(request.method());
     let response = next.run(request).await;
-    let route = response
-        .extensions()
-        .get::<RouteLabel>()
-        .map(|l| l.0.to_owned())
-        .or(matched)
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = match (response.extensions().get::<RouteLabel>(), matched) {
+        (Some(label), _) => Cow::Borrowed(label.0),
+        (None, Some(matched)) => Cow::Owned(matched.as_str().to_owned()),
+        (None, None) => Cow::Borrowed("unmatched"),
+    };
     metrics.record(
-        &route,
-        &method,
+        route,
+        method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );

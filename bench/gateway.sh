@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The gateway's three benchmarks in one go, each beside its baseline, printing ratios:
+#   1. plain proxying of a fixed small body, against nginx proxying the same upstream with
+#      keep-alive (target: at least 1.0 of nginx's requests/s);
+#   2. verify-session through the gateway, sessions and rate limits in Redis
+#      (target: at least 12,000 requests/s, p99 under 10 ms);
+#   3. deduct through the gateway with a service key, PostgreSQL, spread over 10,000 users,
+#      against pgbench running the core's debit statement (target: at least 0.5 of pgbench).
+# BENCHMARKS.md records the figures.
+#
+#   bench/gateway.sh [seconds per run, default 10]
+#
+# Needs: nginx (installed with apt-get if missing), Redis at 127.0.0.1:6379 (uses database 9 and
+# flushes it), PostgreSQL (BENCH_PG_SERVER, default postgres://postgres@127.0.0.1:5432; creates and
+# drops the database hub_bench_gw), pgbench and psql.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN_SECONDS="${1:-10}"
+PROXY_CONCURRENCY="${BENCH_PROXY_CONCURRENCY:-64}"
+VERIFY_CONCURRENCY="${BENCH_VERIFY_CONCURRENCY:-64}"
+DEDUCT_CONCURRENCY="${BENCH_DEDUCT_CONCURRENCY:-16}"
+USERS="${BENCH_USERS:-10000}"
+SERVER="${BENCH_PG_SERVER:-postgres://postgres@127.0.0.1:5432}"
+DB=hub_bench_gw
+UPSTREAM=127.0.0.1:39200
+NGINX_PORT=39210
+GATEWAY_PORT=39211
+AUTH_PORT=39212
+CORE_PORT=39213
+WORK="$(mktemp -d)"
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  redis-cli -n 9 flushdb >/dev/null 2>&1 || true
+  psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "installing nginx-light"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+cargo build --release -q -p hub -p hub-gateway -p hub-auth -p hub-core
+HUB=target/release/hub
+export RUST_LOG=warn LOG_FORMAT=text
+export HUB_INTERNAL_TOKEN="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# The limiters stay in the path, with limits no benchmark reaches.
+export RATE_LIMIT_DEFAULT_PER_MINUTE=60000000 RATE_LIMIT_VERIFY_PER_MINUTE=60000000 \
+  RATE_LIMIT_CREDITS_PER_MINUTE=60000000
+
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+start() { # name url-to-wait-for command...
+  local name=$1 url=$2; shift 2
+  "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 150); do
+    curl -fs "$url" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "$name did not start:"; cat "$WORK/$name.log"; exit 1
+}
+stop_all() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+
+echo "machine: $(nproc) cores; $("$NGINX" -v 2>&1 | cut -d' ' -f3); $(redis-server --version | cut -d' ' -f3); $(psql "$SERVER/postgres" -Atc 'select version()' | cut -d, -f1)"
+echo "each run: ${RUN_SECONDS}s; load generator: hub bench (hyper, one keep-alive connection per worker)"
+
+# --- 1. plain proxying: nginx and the gateway in front of the same upstream ---
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  upstream fixed { server $UPSTREAM; keepalive 128; keepalive_requests 100000000; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://fixed;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+CONF
+start upstream "http://$UPSTREAM/" "$HUB" bench upstream --addr "$UPSTREAM"
+start nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g "daemon off;"
+start gateway "http://127.0.0.1:$GATEWAY_PORT/health" env HUB_DATA_DIR="$WORK/proxy-data" \
+  GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" AUTH_URL="http://$UPSTREAM" CORE_URL="http://$UPSTREAM" \
+  target/release/gateway
+PROXIED=/.well-known/jwks.json
+"$HUB" bench get --url "http://127.0.0.1:$NGINX_PORT$PROXIED" --concurrency "$PROXY_CONCURRENCY" \
+  --seconds "$RUN_SECONDS" >"$WORK/proxy-nginx.json"
+"$HUB" bench get --url "http://127.0.0.1:$GATEWAY_PORT$PROXIED" --concurrency "$PROXY_CONCURRENCY" \
+  --seconds "$RUN_SECONDS" >"$WORK/proxy-gateway.json"
+stop_all
+
+# --- 2. verify-session through the gateway, Redis ---
+redis-cli -n 9 flushdb >/dev/null
+export REDIS_URL=redis://127.0.0.1:6379/9
+export HUB_DATA_DIR="$WORK/verify-data"
+"$HUB" bench setup --users 1000 >/dev/null
+start auth "http://127.0.0.1:$AUTH_PORT/ready" env AUTH_ADDR="127.0.0.1:$AUTH_PORT" target/release/auth
+start gateway "http://127.0.0.1:$GATEWAY_PORT/health" env GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" \
+  AUTH_URL="http://127.0.0.1:$AUTH_PORT" target/release/gateway
+"$HUB" bench verify --url "http://127.0.0.1:$GATEWAY_PORT" --users 1000 \
+  --concurrency "$VERIFY_CONCURRENCY" --seconds "$RUN_SECONDS" >"$WORK/verify-gateway.json"
+stop_all
+unset HUB_DATA_DIR
+
+# --- 3. deduct through the gateway with a service key, PostgreSQL, against pgbench ---
+psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
+export DATABASE_URL="$SERVER/$DB" DATABASE_MAX_CONNECTIONS="$DEDUCT_CONCURRENCY"
+"$HUB" bench setup --users "$USERS" >/dev/null
+KEY=$("$HUB" service-key create --name bench --scopes credits:deduct \
+  | python3 -c "import json,sys; print(json.load(sys.stdin)['key'])")
+start core "http://127.0.0.1:$CORE_PORT/ready" env CORE_ADDR="127.0.0.1:$CORE_PORT" target/release/core
+start gateway "http://127.0.0.1:$GATEWAY_PORT/health" env GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" \
+  CORE_URL="http://127.0.0.1:$CORE_PORT" target/release/gateway
+"$HUB" bench deduct --url "http://127.0.0.1:$GATEWAY_PORT" --service-key "$KEY" --users "$USERS" \
+  --concurrency "$DEDUCT_CONCURRENCY" --seconds "$RUN_SECONDS" >"$WORK/deduct-gateway.json"
+stop_all
+"$HUB" bench pgbench-script --users "$USERS" >"$WORK/pgbench.sql"
+pgbench -n -M prepared -c "$DEDUCT_CONCURRENCY" -j 2 -T "$RUN_SECONDS" -f "$WORK/pgbench.sql" "$SERVER/$DB" \
+  >"$WORK/pgbench.txt" 2>&1 || { cat "$WORK/pgbench.txt"; exit 1; }
+pg_rate=$(grep -E '^tps' "$WORK/pgbench.txt" | head -n 1 | sed -E 's/^tps = ([0-9.]+).*/\1/')
+
+nginx_rate=$(field "$WORK/proxy-nginx.json" requests_per_second)
+gateway_rate=$(field "$WORK/proxy-gateway.json" requests_per_second)
+verify_rate=$(field "$WORK/verify-gateway.json" requests_per_second)
+verify_p99=$(field "$WORK/verify-gateway.json" p99_ms)
+deduct_rate=$(field "$WORK/deduct-gateway.json" requests_per_second)
+
+printf '\n%-52s %10s %11s %7s %s\n' "workload" "req/s" "baseline/s" "ratio" "target"
+printf '%-52s %10.0f %11.0f %7s %s\n' "proxy fixed body, c=$PROXY_CONCURRENCY (vs nginx keep-alive)" \
+  "$gateway_rate" "$nginx_rate" "$(ratio "$gateway_rate" "$nginx_rate")" ">= 1.0"
+printf '%-52s %10.0f %11s %7s %s\n' "verify-session via gateway (Redis), c=$VERIFY_CONCURRENCY" \
+  "$verify_rate" "12000" "$(ratio "$verify_rate" 12000)" ">= 1.0, p99 ${verify_p99} ms < 10"
+printf '%-52s %10.0f %11.0f %7s %s\n' "deduct via gateway, key, PG $USERS users (vs pgbench)" \
+  "$deduct_rate" "$pg_rate" "$(ratio "$deduct_rate" "$pg_rate")" ">= 0.5"
+echo
+for f in "$WORK"/*.json; do echo "$(basename "$f"): $(cat "$f")"; done
