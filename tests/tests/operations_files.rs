@@ -318,3 +318,16 @@ fn env_example_names_every_variable_the_code_reads() {
         ".env.example offers {unread:?}, which no code reads"
     );
 }
+
+#[test]
+fn the_readme_configuration_table_names_every_variable() {
+    let readme = read("README.md");
+    let missing: Vec<_> = variables_the_code_reads()
+        .into_iter()
+        .filter(|name| !readme.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md does not describe {missing:?}"
+    );
+}
