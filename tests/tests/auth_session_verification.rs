@@ -94,7 +94,10 @@ async fn an_access_token_is_an_end_user_at_the_gateway() {
             .call(Method::GET, "/api/mcp/v1/credits/balance", &as_user, None)
             .await;
         assert_eq!(r.status, StatusCode::OK, "{engine:?} {:?}", r.json);
-        assert_eq!(r.json, json!({ "user_id": user_id, "balance": 0 }));
+        assert_eq!(
+            r.json,
+            json!({ "user_id": user_id, "balance": 0, "held": 0, "available_balance": 0 })
+        );
 
         // Acting for someone else, forging a token, or refunding: refused.
         let other = hub.user_with(50).await.to_string();

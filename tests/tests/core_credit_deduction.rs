@@ -77,7 +77,10 @@ async fn the_sora2_journey_through_the_gateway() {
         let r = hub
             .call(Method::GET, "/api/mcp/v1/credits/balance", &me, None)
             .await;
-        assert_eq!(r.json, json!({ "user_id": user_id, "balance": 10 }));
+        assert_eq!(
+            r.json,
+            json!({ "user_id": user_id, "balance": 10, "held": 0, "available_balance": 10 })
+        );
         let r = hub
             .call(
                 Method::GET,

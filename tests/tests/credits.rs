@@ -113,7 +113,10 @@ async fn the_sora2_journey_checks_deducts_and_refunds() {
         assert_eq!(r.json["error"]["code"], "already_refunded");
 
         let r = core.get(BALANCE, &gpt).await;
-        assert_eq!(r.json, json!({ "user_id": user, "balance": 40 }));
+        assert_eq!(
+            r.json,
+            json!({ "user_id": user, "balance": 40, "held": 0, "available_balance": 40 })
+        );
 
         let r = core.get(&format!("{HISTORY}?limit=2"), &gpt).await;
         assert_eq!(r.status, StatusCode::OK);

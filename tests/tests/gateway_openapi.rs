@@ -112,10 +112,16 @@ async fn the_openapi_document_is_valid_and_true_to_the_gateway() {
         .collect();
     assert_eq!(
         consequential,
-        ["deductCredits", "grantCredits", "refundCredits"]
-            .map(str::to_owned)
-            .into(),
-        "operations that spend or return credits"
+        [
+            "captureReservation",
+            "deductCredits",
+            "grantCredits",
+            "refundCredits",
+            "reserveCredits"
+        ]
+        .map(str::to_owned)
+        .into(),
+        "operations that spend, hold or return credits"
     );
     for (path, method, operation) in operations(&doc) {
         let responses = operation["responses"].as_object().unwrap();

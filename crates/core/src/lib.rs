@@ -165,6 +165,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sweeper = tokio::spawn(sweep_idempotency_keys(self.state.store.clone()));
+        let holds = tokio::spawn(expire_holds(self.state.store.clone()));
         let result = axum::serve(
             axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
                 let _ = tcp.set_nodelay(true);
@@ -174,6 +175,7 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await;
         sweeper.abort();
+        holds.abort();
         self.database.close().await;
         result
     }
@@ -190,6 +192,21 @@ async fn sweep_idempotency_keys(store: Arc<dyn Store>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "forgot expired idempotency keys"),
             Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+        }
+    }
+}
+
+/// Frees holds that expired unsettled, every 10 seconds. (Reads never count an expired hold,
+/// and a debit or reservation that finds one in its way frees it at once; this gives the rest
+/// back to `held` promptly.)
+async fn expire_holds(store: Arc<dyn Store>) {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        every.tick().await;
+        match store.expire_holds().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(accounts = n, "freed expired credit holds"),
+            Err(e) => tracing::warn!(error = %e, "could not free expired credit holds"),
         }
     }
 }

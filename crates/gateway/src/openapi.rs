@@ -16,11 +16,17 @@ use utoipa::OpenApi;
 
 use crate::AppState;
 
-/// Operations that spend or return credits: ChatGPT asks the user before it calls them.
-const CONSEQUENTIAL: [&str; 3] = ["deductCredits", "refundCredits", "grantCredits"];
+/// Operations that spend, hold or return credits: ChatGPT asks the user before it calls them.
+const CONSEQUENTIAL: [&str; 5] = [
+    "deductCredits",
+    "refundCredits",
+    "grantCredits",
+    "reserveCredits",
+    "captureReservation",
+];
 
 /// Operations whose bodies may carry the user's code as `session_token` (the GPT-callable form).
-const BODY_TOKEN_SCHEMAS: [&str; 2] = ["CheckBody", "DeductBody"];
+const BODY_TOKEN_SCHEMAS: [&str; 3] = ["CheckBody", "DeductBody", "ReserveBody"];
 
 /// The operations a GPT uses, by path and method.
 const GPT_OPERATIONS: [(&str, &str); 3] = [

@@ -441,23 +441,21 @@ fn limited(limit: PerMinute, decision: Decision) -> Response {
     response
 }
 
-/// A GPT Action cannot set per-user headers, so the operations it uses take the user's code as a
-/// declared body field, `session_token`. For `POST` verify-session and credit calls the gateway
-/// reads the (small) JSON body: to key verify-session's limit by the code, and, on credit calls, to
-/// learn the caller and take the field out before the ledger sees the body.
+/// Reads the request body whole, and takes the user's code out of it where it may be. A GPT
+/// Action cannot set per-user headers, so the operations it uses take the user's code as a
+/// declared body field, `session_token`: on `POST` verify-session it keys the limit by the code,
+/// and on credit calls it names the caller and is taken out before the ledger sees the body.
 async fn take_body_token(
     state: &AppState,
     request: &mut Request,
     vouched: bool,
 ) -> Result<Option<String>, ApiError> {
-    let path = request.uri().path();
-    let wanted = request.method() == http::Method::POST
-        && (path == "/api/auth/verify-session" || path.starts_with("/api/mcp/v1/credits/"));
-    let json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !wanted || !json {
+    // Request bodies (at most MAX_BODY_BYTES) are read whole before they are passed on, as
+    // nginx does by default: an oversized one is a 413 here whether or not it has a length, and
+    // a service that answers before reading all of a body cannot turn it into a 502.
+    if axum::body::HttpBody::size_hint(request.body()).upper() == Some(0)
+        || wants_upgrade(request.headers())
+    {
         return Ok(None);
     }
     let limit = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
@@ -473,10 +471,17 @@ async fn take_body_token(
                 ));
             }
         };
+    let path = request.uri().path();
+    let wanted = request.method() == http::Method::POST
+        && (path == "/api/auth/verify-session" || path.starts_with("/api/mcp/v1/credits/"));
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     let mut forwarded = bytes.clone();
     let mut token = None;
     // Most bodies carry no code: only those that mention it are parsed.
-    let mentions_token = bytes.windows(13).any(|w| w == b"session_token");
+    let mentions_token = wanted && json && bytes.windows(13).any(|w| w == b"session_token");
     if mentions_token
         && let Ok(serde_json::Value::Object(mut fields)) =
             serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -490,9 +495,9 @@ async fn take_body_token(
                 .into();
         }
     }
-    request
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(forwarded.len()));
+    let headers = request.headers_mut();
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(forwarded.len()));
     *request.body_mut() = Body::from(forwarded);
     Ok(token)
 }

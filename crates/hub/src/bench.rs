@@ -583,7 +583,7 @@ mod tests {
     fn the_pgbench_script_runs_the_core_debit_statement() {
         let script = pgbench_script(10, 30);
         assert!(script.starts_with("\\set n random(1, 10)\n"));
-        assert!(script.contains("WHERE user_id = ('00000000-0000-7000-8000-' || lpad(to_hex(:n::bigint), 12, '0'))::uuid AND balance >= 30"));
+        assert!(script.contains("WHERE user_id = ('00000000-0000-7000-8000-' || lpad(to_hex(:n::bigint), 12, '0'))::uuid AND balance - held >= 30"));
         assert!(!script.contains('$'));
         assert_eq!(script.lines().count(), 2);
     }

@@ -292,13 +292,11 @@ async fn credits(env: &Env, command: CreditsCommand) -> anyhow::Result<()> {
         CreditsCommand::Audit => {
             let report = store.audit().await?;
             print(&serde_json::to_value(&report)?);
-            if report.discrepancies.is_empty() {
+            let broken = report.discrepancies.len() + report.hold_discrepancies.len();
+            if broken == 0 {
                 Ok(())
             } else {
-                Err(anyhow::anyhow!(
-                    "{} accounts break the invariant",
-                    report.discrepancies.len()
-                ))
+                Err(anyhow::anyhow!("{broken} accounts break the invariants"))
             }
         }
     };

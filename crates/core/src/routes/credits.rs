@@ -38,7 +38,7 @@ pub struct CheckBody {
 pub struct CheckOk {
     /// Always `true` here (a shortfall is a 402).
     pub sufficient: bool,
-    /// The user's balance.
+    /// What the user may spend: their balance less credits held for calls in progress.
     pub balance: i64,
 }
 
@@ -67,11 +67,13 @@ pub async fn check(
     let user_id = caller.acting_user(Scope::Check)?;
     ServiceName::parse(&body.service)?;
     let cost = validate_amount("cost", body.cost, 0)?;
+    // What may be spent: the balance less live holds.
     let balance = state
         .store
-        .balance(user_id)
+        .holdings(user_id)
         .await?
-        .ok_or(CoreError::UnknownUser)?;
+        .ok_or(CoreError::UnknownUser)?
+        .available();
     if balance >= cost {
         return Ok(Json(CheckOk {
             sufficient: true,
@@ -300,6 +302,10 @@ pub struct BalanceOk {
     pub user_id: Uuid,
     /// Their balance in credits.
     pub balance: i64,
+    /// Credits held for calls in progress.
+    pub held: i64,
+    /// What they may spend now: `balance - held`.
+    pub available_balance: i64,
 }
 
 /// `GET /api/mcp/v1/credits/balance`.
@@ -319,12 +325,18 @@ pub struct BalanceOk {
 )]
 pub async fn balance(State(state): State<AppState>, caller: Caller) -> Result<Response, CoreError> {
     let user_id = caller.acting_user(Scope::Check)?;
-    let balance = state
+    let holdings = state
         .store
-        .balance(user_id)
+        .holdings(user_id)
         .await?
         .ok_or(CoreError::UnknownUser)?;
-    Ok(Json(BalanceOk { user_id, balance }).into_response())
+    Ok(Json(BalanceOk {
+        user_id,
+        balance: holdings.balance,
+        held: holdings.held,
+        available_balance: holdings.available(),
+    })
+    .into_response())
 }
 
 /// A page of history.

@@ -4,6 +4,7 @@ mod admin;
 mod api;
 mod credits;
 mod health;
+mod holds;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -24,6 +25,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(credits::refund))
         .routes(routes!(credits::balance))
         .routes(routes!(credits::transactions))
+        .routes(routes!(holds::reserve))
+        .routes(routes!(holds::capture))
+        .routes(routes!(holds::release))
         .routes(routes!(admin::grant))
 }
 

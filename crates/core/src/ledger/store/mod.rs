@@ -15,8 +15,8 @@ pub use postgres::{DEBIT_SQL, PgStore};
 pub use sqlite::SqliteStore;
 
 use super::{
-    AuditReport, Debit, DebitOutcome, Grant, GrantOutcome, IdempotencyClaim, Idempotent, Refund,
-    RefundOutcome, TransactionPage,
+    AuditReport, Debit, DebitOutcome, Grant, GrantOutcome, Holdings, IdempotencyClaim, Idempotent,
+    Refund, RefundOutcome, Reserve, ReserveOutcome, Settle, SettleOutcome, TransactionPage,
 };
 use crate::service_keys::ServiceKeyStore;
 use crate::users::UserStore;
@@ -92,7 +92,21 @@ pub trait LedgerStore: Send + Sync {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Option<TransactionPage>, StoreError>;
-    /// Checks, for every account, that its balance equals the sum of its transactions.
+    /// The balance of an account and what of it live holds set aside (computed on read: an
+    /// expired hold no longer counts, swept or not). `None` for an unknown user.
+    async fn holdings(&self, user_id: Uuid) -> Result<Option<Holdings>, StoreError>;
+    /// Sets credits aside if, and only if, the available balance covers them.
+    async fn reserve(
+        &self,
+        reserve: &Reserve,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Idempotent<ReserveOutcome>, StoreError>;
+    /// Captures all or part of a hold as a debit, or releases it; each hold is settled once.
+    async fn settle(&self, settle: &Settle) -> Result<SettleOutcome, StoreError>;
+    /// Frees every hold that expired unsettled; returns how many accounts got credits back.
+    async fn expire_holds(&self) -> Result<u64, StoreError>;
+    /// Checks, for every account, that its balance equals the sum of its transactions and its
+    /// held credits the sum of its live holds.
     async fn audit(&self) -> Result<AuditReport, StoreError>;
     /// Forgets idempotency keys created before `older_than`; returns how many.
     async fn purge_idempotency_keys(&self, older_than: DateTime<Utc>) -> Result<u64, StoreError>;

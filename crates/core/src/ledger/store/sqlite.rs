@@ -23,9 +23,10 @@ use uuid::Uuid;
 
 use super::{LedgerStore, StoreError, parse_kind, replay};
 use crate::ledger::{
-    AuditReport, Debit, DebitOutcome, Discrepancy, Grant, GrantOutcome, IdempotencyClaim,
-    Idempotent, MAX_BALANCE, Refund, RefundOutcome, Transaction, TransactionKind, TransactionPage,
-    new_transaction_id,
+    AuditReport, Debit, DebitOutcome, Discrepancy, Grant, GrantOutcome, Hold, HoldDiscrepancy,
+    HoldStatus, Holdings, IdempotencyClaim, Idempotent, MAX_BALANCE, Refund, RefundOutcome,
+    Reserve, ReserveOutcome, Settle, SettleOutcome, Transaction, TransactionKind, TransactionPage,
+    new_reservation_id, new_transaction_id,
 };
 use crate::service_keys::{NewServiceKey, ServiceKey, ServiceKeyStore};
 use crate::users::{CreatedUser, NewUser, Role, User, UserStore};
@@ -322,19 +323,26 @@ fn current_balance(conn: &Connection, user_id: Uuid) -> Result<Option<i64>, Stor
 }
 
 fn debit(conn: &Connection, debit: &Debit, key: Option<&str>) -> Result<DebitOutcome, StoreError> {
-    let balance: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE credit_accounts SET balance = balance - ?2, updated_at = ?3
-             WHERE user_id = ?1 AND balance >= ?2 RETURNING balance",
-        )?
-        .query_row(
-            params![debit.user_id.to_string(), debit.cost, timestamp(Utc::now())],
-            |row| row.get(0),
-        )
-        .optional()?;
+    let attempt = || -> Result<Option<i64>, StoreError> {
+        Ok(conn
+            .prepare_cached(
+                "UPDATE credit_accounts SET balance = balance - ?2, updated_at = ?3
+                 WHERE user_id = ?1 AND balance - held >= ?2 RETURNING balance",
+            )?
+            .query_row(
+                params![debit.user_id.to_string(), debit.cost, timestamp(Utc::now())],
+                |row| row.get(0),
+            )
+            .optional()?)
+    };
+    let mut balance = attempt()?;
+    // Short: holds that expired unswept may be what stands in the way. Free them, try again.
+    if balance.is_none() && expire_user_holds(conn, debit.user_id)? {
+        balance = attempt()?;
+    }
     let Some(balance) = balance else {
         // The conditional update matched nothing: say why, from what the account holds now.
-        return Ok(match current_balance(conn, debit.user_id)? {
+        return Ok(match available_balance(conn, debit.user_id)? {
             Some(balance) => DebitOutcome::Insufficient { balance },
             None => DebitOutcome::UnknownUser,
         });
@@ -352,6 +360,267 @@ fn debit(conn: &Connection, debit: &Debit, key: Option<&str>) -> Result<DebitOut
     };
     Ok(DebitOutcome::Debited {
         transaction: record(conn, entry, balance)?,
+    })
+}
+
+fn available_balance(conn: &Connection, user_id: Uuid) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT balance - held FROM credit_accounts WHERE user_id = ?1")?
+        .query_row(params![user_id.to_string()], |row| row.get(0))
+        .optional()?)
+}
+
+const HOLD_COLUMNS: &str = "id, user_id, service, amount, status, captured, transaction_id, \
+                            created_at, expires_at, settled_at, metadata";
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {text:?}: {e}")))
+}
+
+/// A hold row (with its metadata) as read by the writer.
+fn hold_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Hold, Option<String>, [String; 4])> {
+    let status: String = row.get(4)?;
+    let user: String = row.get(1)?;
+    Ok((
+        Hold {
+            id: row.get(0)?,
+            user_id: Uuid::parse_str(&user).unwrap_or_default(),
+            service: row.get(2)?,
+            amount: row.get(3)?,
+            status: HoldStatus::parse(&status).unwrap_or(HoldStatus::Held),
+            captured: row.get(5)?,
+            transaction_id: row.get(6)?,
+            created_at: Utc::now(),
+            expires_at: Utc::now(),
+            settled_at: None,
+        },
+        row.get(10)?,
+        [
+            status,
+            row.get(7)?,
+            row.get(8)?,
+            row.get::<_, Option<String>>(9)?.unwrap_or_default(),
+        ],
+    ))
+}
+
+/// Reads a hold inside the writer; times parsed, status checked.
+fn find_hold(conn: &Connection, id: &str) -> Result<Option<(Hold, Option<String>)>, StoreError> {
+    let found = conn
+        .prepare_cached(&format!(
+            "SELECT {HOLD_COLUMNS} FROM credit_holds WHERE id = ?1"
+        ))?
+        .query_row(params![id], hold_row)
+        .optional()?;
+    let Some((mut hold, metadata, [status, created, expires, settled])) = found else {
+        return Ok(None);
+    };
+    hold.status = HoldStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("hold status {status:?}")))?;
+    hold.created_at = parse_time(&created)?;
+    hold.expires_at = parse_time(&expires)?;
+    hold.settled_at = if settled.is_empty() {
+        None
+    } else {
+        Some(parse_time(&settled)?)
+    };
+    Ok(Some((hold, metadata)))
+}
+
+/// Frees one account's expired holds; whether there were any.
+fn expire_user_holds(conn: &Connection, user_id: Uuid) -> Result<bool, StoreError> {
+    let at = timestamp(now());
+    let amounts: Vec<i64> = conn
+        .prepare_cached(
+            "UPDATE credit_holds SET status = 'expired', settled_at = ?2
+             WHERE user_id = ?1 AND status = 'held' AND expires_at <= ?2 RETURNING amount",
+        )?
+        .query_map(params![user_id.to_string(), at], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if amounts.is_empty() {
+        return Ok(false);
+    }
+    conn.prepare_cached("UPDATE credit_accounts SET held = held - ?2 WHERE user_id = ?1")?
+        .execute(params![user_id.to_string(), amounts.iter().sum::<i64>()])?;
+    Ok(true)
+}
+
+/// Frees every expired hold; how many accounts got credits back.
+fn expire_all_holds(conn: &Connection) -> Result<u64, StoreError> {
+    let at = timestamp(now());
+    let freed: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "UPDATE credit_holds SET status = 'expired', settled_at = ?1
+             WHERE status = 'held' AND expires_at <= ?1 RETURNING user_id, amount",
+        )?
+        .query_map(params![at], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut by_user = std::collections::BTreeMap::<String, i64>::new();
+    for (user, amount) in freed {
+        *by_user.entry(user).or_default() += amount;
+    }
+    for (user, amount) in &by_user {
+        conn.prepare_cached("UPDATE credit_accounts SET held = held - ?2 WHERE user_id = ?1")?
+            .execute(params![user, amount])?;
+    }
+    Ok(by_user.len() as u64)
+}
+
+fn reserve(conn: &Connection, reserve: &Reserve) -> Result<ReserveOutcome, StoreError> {
+    let created_at = now();
+    let attempt = || -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(conn
+            .prepare_cached(
+                "UPDATE credit_accounts SET held = held + ?2, updated_at = ?3
+                 WHERE user_id = ?1 AND balance - held >= ?2 RETURNING balance, held",
+            )?
+            .query_row(
+                params![
+                    reserve.user_id.to_string(),
+                    reserve.cost,
+                    timestamp(created_at)
+                ],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    };
+    let mut reserved = attempt()?;
+    if reserved.is_none() && expire_user_holds(conn, reserve.user_id)? {
+        reserved = attempt()?;
+    }
+    let Some((balance, held)) = reserved else {
+        return Ok(match available_balance(conn, reserve.user_id)? {
+            Some(available) => ReserveOutcome::Insufficient { available },
+            None => ReserveOutcome::UnknownUser,
+        });
+    };
+    let hold = Hold {
+        id: new_reservation_id(),
+        user_id: reserve.user_id,
+        service: reserve.service.as_str().to_owned(),
+        amount: reserve.cost,
+        status: HoldStatus::Held,
+        captured: None,
+        transaction_id: None,
+        created_at,
+        expires_at: created_at + chrono::Duration::seconds(reserve.ttl_seconds),
+        settled_at: None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO credit_holds
+            (id, user_id, service, amount, status, metadata, request_id, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, 'held', ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        hold.id,
+        hold.user_id.to_string(),
+        hold.service,
+        hold.amount,
+        reserve.metadata.as_ref().map(Value::to_string),
+        reserve.request_id,
+        timestamp(hold.created_at),
+        timestamp(hold.expires_at),
+    ])?;
+    Ok(ReserveOutcome::Held {
+        hold,
+        available: balance - held,
+    })
+}
+
+fn settle(conn: &Connection, settle: &Settle) -> Result<SettleOutcome, StoreError> {
+    let Some((current, metadata)) = find_hold(conn, &settle.reservation_id)? else {
+        return Ok(SettleOutcome::UnknownReservation);
+    };
+    if settle
+        .owner_must_be
+        .is_some_and(|owner| owner != current.user_id)
+    {
+        return Ok(SettleOutcome::UnknownReservation);
+    }
+    match current.status {
+        HoldStatus::Held => {}
+        HoldStatus::Expired => return Ok(SettleOutcome::Expired { hold: current }),
+        HoldStatus::Captured | HoldStatus::Released => {
+            return Ok(SettleOutcome::AlreadySettled { hold: current });
+        }
+    }
+    let at = now();
+    if current.expires_at <= at {
+        expire_user_holds(conn, current.user_id)?;
+        let (expired, _) = find_hold(conn, &settle.reservation_id)?
+            .ok_or_else(|| StoreError::Corrupt("an expired hold vanished".into()))?;
+        return Ok(SettleOutcome::Expired { hold: expired });
+    }
+    let captured = match settle.capture {
+        None => 0,
+        Some(amount) => amount.unwrap_or(current.amount),
+    };
+    if captured > current.amount {
+        return Ok(SettleOutcome::ExceedsHold {
+            held: current.amount,
+        });
+    }
+    let (balance, held): (i64, i64) = conn
+        .prepare_cached(
+            "UPDATE credit_accounts SET balance = balance - ?2, held = held - ?3, updated_at = ?4
+             WHERE user_id = ?1 RETURNING balance, held",
+        )?
+        .query_row(
+            params![
+                current.user_id.to_string(),
+                captured,
+                current.amount,
+                timestamp(at)
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+    let metadata: Option<Value> = metadata.as_deref().map(serde_json::from_str).transpose()?;
+    let transaction = if captured > 0 {
+        let entry = Entry {
+            user_id: current.user_id,
+            kind: TransactionKind::Debit,
+            service: Some(&current.service),
+            amount: -captured,
+            refund_of: None,
+            reason: None,
+            metadata: metadata.as_ref(),
+            key: None,
+            request_id: settle.request_id.as_deref(),
+        };
+        Some(record(conn, entry, balance)?)
+    } else {
+        None
+    };
+    let status = if settle.capture.is_some() {
+        HoldStatus::Captured
+    } else {
+        HoldStatus::Released
+    };
+    conn.prepare_cached(
+        "UPDATE credit_holds SET status = ?2, captured = ?3, transaction_id = ?4, settled_at = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        settle.reservation_id,
+        status.as_str(),
+        settle.capture.is_some().then_some(captured),
+        transaction.as_ref().map(|t| t.id.clone()),
+        timestamp(at),
+    ])?;
+    let hold = Hold {
+        status,
+        captured: settle.capture.is_some().then_some(captured),
+        transaction_id: transaction.as_ref().map(|t| t.id.clone()),
+        settled_at: Some(at),
+        ..current
+    };
+    Ok(SettleOutcome::Settled {
+        hold,
+        transaction,
+        balance,
+        available: balance - held,
     })
 }
 
@@ -645,9 +914,71 @@ impl LedgerStore for SqliteStore {
         Ok(Some(crate::ledger::page(transactions, limit)))
     }
 
+    async fn holdings(&self, user_id: Uuid) -> Result<Option<Holdings>, StoreError> {
+        let row = sqlx::query(
+            "SELECT a.balance, COALESCE((SELECT sum(h.amount) FROM credit_holds h
+                 WHERE h.user_id = a.user_id AND h.status = 'held' AND h.expires_at > ?2), 0) AS held
+             FROM credit_accounts a WHERE a.user_id = ?1",
+        )
+        .bind(user_id.to_string())
+        .bind(timestamp(Utc::now()))
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(Holdings {
+                balance: row.try_get("balance")?,
+                held: row.try_get("held")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn reserve(
+        &self,
+        operation: &Reserve,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Idempotent<ReserveOutcome>, StoreError> {
+        let (operation, claim) = (operation.clone(), claim.cloned());
+        self.writer
+            .write(move |conn| {
+                run_idempotent(conn, claim.as_ref(), |conn, _key| reserve(conn, &operation))
+            })
+            .await
+    }
+
+    async fn settle(&self, operation: &Settle) -> Result<SettleOutcome, StoreError> {
+        let operation = operation.clone();
+        self.writer
+            .write(move |conn| settle(conn, &operation))
+            .await
+    }
+
+    async fn expire_holds(&self) -> Result<u64, StoreError> {
+        self.writer.write(expire_all_holds).await
+    }
+
     async fn audit(&self) -> Result<AuditReport, StoreError> {
         // One read transaction, so the balances and sums are of the same moment.
         let mut tx = self.reader.begin().await?;
+        let hold_rows = sqlx::query(
+            "SELECT a.user_id, a.held, COALESCE(SUM(h.amount), 0) AS total
+             FROM credit_accounts a LEFT JOIN credit_holds h
+               ON h.user_id = a.user_id AND h.status = 'held'
+             GROUP BY a.user_id, a.held
+             HAVING a.held <> COALESCE(SUM(h.amount), 0)",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let hold_discrepancies = hold_rows
+            .iter()
+            .map(|row| {
+                Ok(HoldDiscrepancy {
+                    user_id: uuid(row, "user_id")?,
+                    held: row.try_get("held")?,
+                    sum_of_live_holds: row.try_get("total")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM credit_accounts")
             .fetch_one(&mut *tx)
             .await?;
@@ -672,6 +1003,7 @@ impl LedgerStore for SqliteStore {
         Ok(AuditReport {
             accounts,
             discrepancies,
+            hold_discrepancies,
         })
     }
 
