@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1.7
 #
-# Smart AI Hub: one image with the binaries the workspace builds today.
-#   gateway (port 3000), auth (3001), core (3002), and hub (the command line; `hub up` runs all
-#   three in one process). There is no `mcp` binary: the MCP service is not built yet (issue 5).
+# Smart AI Hub: one image with the five binaries the workspace builds:
+#   gateway (port 3000), auth (3001), core (3002), mcp (3003), and hub (the command line;
+#   `hub up` runs all four services in one process).
 #
 #   docker build -t smart-ai-hub .
 #   docker run --rm -p 3000:3000 -v hub-data:/data smart-ai-hub        # hub up, embedded SQLite
@@ -29,9 +29,10 @@ COPY tests ./tests
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p hub-gateway -p hub-auth -p hub-core -p hub \
+    cargo build --release --locked -p hub-gateway -p hub-auth -p hub-core -p hub-mcp -p hub \
     && mkdir -p /out \
-    && cp target/release/gateway target/release/auth target/release/core target/release/hub /out/
+    && cp target/release/gateway target/release/auth target/release/core target/release/mcp \
+       target/release/hub /out/
 
 # --- run --------------------------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime

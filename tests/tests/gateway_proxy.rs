@@ -22,12 +22,18 @@ async fn unknown_paths_big_bodies_and_a_service_that_is_down() {
     assert!(r.json["error"]["request_id"].as_str().is_some());
 
     let key = hub.service_key(&["credits:check"]).await;
+    // A hub whose MCP service is down.
+    let down = spawn_hub_configured(Engine::Sqlite, &google, |config| {
+        config.mcp_url = "http://127.0.0.1:9".into();
+    })
+    .await;
+    let down_key = down.service_key(&["credits:check"]).await;
     let started = Instant::now();
-    let r = hub
+    let r = down
         .call(
             Method::POST,
             "/mcp",
-            &[("x-api-key", &key)],
+            &[("x-api-key", &down_key)],
             Some(&json!({ "jsonrpc": "2.0" })),
         )
         .await;
@@ -37,6 +43,10 @@ async fn unknown_paths_big_bodies_and_a_service_that_is_down() {
         started.elapsed() < Duration::from_secs(3),
         "quickly, never a hang"
     );
+    let r = down.call(Method::GET, "/ready", &[], None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.json);
+    assert_eq!(r.json["mcp"], "unavailable");
+    assert_eq!(r.json["core"], "ready");
 
     let big = Value::String("x".repeat(2 * 1024 * 1024));
     let r = hub

@@ -111,7 +111,7 @@ fn the_compose_file_matches_the_code() {
     let binaries = workspace_binaries();
     let variables = variables_the_code_reads();
     assert!(
-        ["gateway", "auth", "core", "hub"]
+        ["gateway", "auth", "core", "mcp", "hub"]
             .iter()
             .all(|b| binaries.contains(*b)),
         "{binaries:?}"
@@ -145,8 +145,8 @@ fn the_compose_file_matches_the_code() {
         .collect();
     assert_eq!(
         ours.keys().map(|k| k.as_str()).collect::<BTreeSet<_>>(),
-        BTreeSet::from(["auth", "core", "gateway", "migrate"]),
-        "the hub's services (there is no mcp binary yet)"
+        BTreeSet::from(["auth", "core", "gateway", "mcp", "migrate"]),
+        "the hub's services"
     );
     let mut listen_ports = BTreeMap::new();
     for (name, service) in &ours {
@@ -191,8 +191,9 @@ fn the_compose_file_matches_the_code() {
     for (dependent, dependencies) in [
         (
             "gateway",
-            &["auth", "core", "migrate", "postgres", "redis"][..],
+            &["auth", "core", "mcp", "migrate", "postgres", "redis"][..],
         ),
+        ("mcp", &["core"][..]),
         ("auth", &["migrate", "postgres", "redis"][..]),
         ("core", &["migrate", "postgres"][..]),
     ] {
@@ -213,9 +214,14 @@ fn the_compose_file_matches_the_code() {
     assert_eq!(listen_ports["gateway"], 3000);
     assert_eq!(listen_ports["auth"], 3001);
     assert_eq!(listen_ports["core"], 3002);
+    assert_eq!(listen_ports["mcp"], 3003);
     let published = services["gateway"]["ports"][0].as_str().unwrap();
     assert_eq!(published, "3000:3000");
-    for (variable, target) in [("AUTH_URL", "auth"), ("CORE_URL", "core")] {
+    for (variable, target) in [
+        ("AUTH_URL", "auth"),
+        ("CORE_URL", "core"),
+        ("MCP_URL", "mcp"),
+    ] {
         let url = services["gateway"]["environment"][variable]
             .as_str()
             .unwrap();
@@ -225,7 +231,13 @@ fn the_compose_file_matches_the_code() {
             "{variable}"
         );
     }
-    for name in ["auth", "core"] {
+    let core_url = services["mcp"]["environment"]["CORE_URL"].as_str().unwrap();
+    assert_eq!(
+        core_url,
+        format!("http://core:{}", listen_ports["core"]),
+        "mcp finds core"
+    );
+    for name in ["auth", "core", "mcp"] {
         let test = services[name]["healthcheck"]["test"].as_array().unwrap();
         let port: u16 = test[2].as_str().unwrap().parse().unwrap();
         assert_eq!(port, listen_ports[name], "{name}'s health check");

@@ -538,7 +538,7 @@ fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut HeaderMap) {
     operation_id = "ready",
     tag = "operations",
     summary = "Whether the services behind the gateway are ready",
-    description = "200 when the auth and core services are ready, else 503 with which is not.",
+    description = "200 when the auth, core and mcp services are ready, else 503 with which is not.",
     responses(
         (status = 200, description = "Ready.", body = Object),
         (status = 503, description = "A service is not ready.", body = Object),
@@ -551,6 +551,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     for (name, base) in [
         ("auth", &state.config.auth_url),
         ("core", &state.config.core_url),
+        ("mcp", &state.config.mcp_url),
     ] {
         let ok = match format!("{base}/ready").parse::<Uri>() {
             Ok(uri) => {

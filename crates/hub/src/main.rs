@@ -366,6 +366,13 @@ async fn up(env: &Env) -> anyhow::Result<()> {
         std::sync::Arc::new(hub_auth::clock::SystemClock),
     )
     .await?;
+    let mcp =
+        hub_mcp::App::build(hub_mcp::Config::from_env_with_token(env, token.clone())?).await?;
+    let videos = if env.raw("OPENAI_API_KEY").is_some() {
+        "videos on"
+    } else {
+        "videos off: set OPENAI_API_KEY"
+    };
     let gateway_config = hub_gateway::Config::from_env_with_token(env, token.clone())?;
     let gateway_listener = tokio::net::TcpListener::bind(gateway_config.addr)
         .await
@@ -381,6 +388,7 @@ async fn up(env: &Env) -> anyhow::Result<()> {
     println!("  gateway  http://{}  (the public door)", gateway.address());
     println!("  auth     http://{}  ({google})", auth.address());
     println!("  core     http://{}", core.address());
+    println!("  mcp      http://{}  ({videos})", mcp.address());
     if let Some(path) = token_file {
         println!("  internal credential (X-Hub-Internal) in {path}");
     }
@@ -393,6 +401,10 @@ async fn up(env: &Env) -> anyhow::Result<()> {
     }));
     let mut on_stop = stop.subscribe();
     services.spawn(auth.run_until(async move {
+        let _ = on_stop.recv().await;
+    }));
+    let mut on_stop = stop.subscribe();
+    services.spawn(mcp.run_until(async move {
         let _ = on_stop.recv().await;
     }));
     let mut on_stop = stop.subscribe();

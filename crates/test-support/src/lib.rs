@@ -8,6 +8,7 @@
 #![allow(clippy::missing_panics_doc)]
 
 pub mod fake_google;
+pub mod fake_openai;
 pub mod proxy;
 
 use std::sync::Arc;
@@ -372,6 +373,8 @@ pub struct SpawnedHub {
     pub gateway_url: String,
     /// The core service, for the tests that show what reaching it directly gets you.
     pub core_url: String,
+    /// The MCP service (its `/metrics`).
+    pub mcp_url: String,
     /// Users, the ledger and service keys.
     pub store: Arc<dyn Store>,
     /// A plain client.
@@ -396,11 +399,29 @@ pub async fn spawn_hub_with(
     spawn_hub_configured(engine, google, |config| config.limits = limits).await
 }
 
+/// As [`spawn_hub`], with the MCP service too, its video API the fake one.
+pub async fn spawn_hub_with_mcp(
+    engine: Engine,
+    google: &fake_google::FakeGoogle,
+    openai: &fake_openai::FakeOpenAi,
+) -> SpawnedHub {
+    spawn_hub_full(engine, google, Some(openai), |_| {}).await
+}
+
 /// As [`spawn_hub`], with the gateway's configuration changed by `configure` (an MCP upstream,
 /// TLS, CORS, limits). With TLS the gateway's URL is `https://localhost:PORT`.
 pub async fn spawn_hub_configured(
     engine: Engine,
     google: &fake_google::FakeGoogle,
+    configure: impl FnOnce(&mut hub_gateway::Config),
+) -> SpawnedHub {
+    spawn_hub_full(engine, google, None, configure).await
+}
+
+async fn spawn_hub_full(
+    engine: Engine,
+    google: &fake_google::FakeGoogle,
+    openai: Option<&fake_openai::FakeOpenAi>,
     configure: impl FnOnce(&mut hub_gateway::Config),
 ) -> SpawnedHub {
     let db = TestDatabase::new(engine).await;
@@ -462,6 +483,21 @@ pub async fn spawn_hub_configured(
     .expect("start auth");
     tokio::spawn(auth.run_until(stopper()));
 
+    // The MCP service, its video API the fake one when the test has one (else nothing listens).
+    let mcp_url = {
+        let mut config =
+            hub_mcp::Config::defaults_for(core_url.clone(), SecretString::from(token.clone()));
+        config.openai_base_url = openai.map_or_else(
+            || "http://127.0.0.1:9/v1".to_owned(),
+            |openai| openai.base_url.clone(),
+        );
+        config.openai_api_key = Some(SecretString::from("sk-fake".to_owned()));
+        config.video_poll = std::time::Duration::from_millis(50);
+        let mcp = hub_mcp::App::build_on(bind().await, config);
+        let url = format!("http://{}", mcp.address());
+        tokio::spawn(mcp.run_until(stopper()));
+        url
+    };
     let mut gateway_config = hub_gateway::Config {
         redis_url,
         redis_prefix,
@@ -470,8 +506,7 @@ pub async fn spawn_hub_configured(
         ..hub_gateway::Config::defaults_for(
             auth_url,
             core_url.clone(),
-            // Nothing listens here until the MCP service exists: an upstream that is down.
-            "http://127.0.0.1:9".into(),
+            mcp_url.clone(),
             SecretString::from(token),
             db.config.clone(),
         )
@@ -494,6 +529,7 @@ pub async fn spawn_hub_configured(
     SpawnedHub {
         gateway_url,
         core_url,
+        mcp_url,
         store,
         http: reqwest::Client::new(),
         shutdown,

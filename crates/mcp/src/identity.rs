@@ -1,0 +1,64 @@
+//! Who is calling, as the gateway vouched for them: the internal credential beside the identity
+//! headers. The same headers go on to core when a tool reads or holds the caller's credits, so
+//! core applies its own rules (scopes, who may act for whom) to every call.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use hub_core::caller::{
+    CALLER_HEADER, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER, USER_ID_HEADER,
+};
+use hub_error::ApiError;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+/// A caller the gateway vouched for, acting for one user.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The user whose credits the calls spend.
+    pub user_id: Uuid,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Identity {
+    /// The headers that carry this identity to core.
+    pub fn headers(&self) -> impl Iterator<Item = &(HeaderName, HeaderValue)> {
+        self.headers.iter()
+    }
+}
+
+/// The identity in `headers`, if the internal credential is there and names a user.
+pub fn identify(headers: &HeaderMap, internal_token: &str) -> Result<Identity, ApiError> {
+    let presented = headers
+        .get(INTERNAL_HEADER)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    if !bool::from(presented.ct_eq(internal_token.as_bytes())) {
+        return Err(ApiError::unauthenticated(
+            "Call through the gateway, with a session code, access token or service key.",
+        ));
+    }
+    let user_id = headers
+        .get(USER_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v.trim()).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_user_id",
+                "MCP calls act for one user: a service key names them in X-User-ID.",
+            )
+        })?;
+    let forwarded = [
+        INTERNAL_HEADER,
+        CALLER_HEADER,
+        USER_ID_HEADER,
+        SERVICE_KEY_HEADER,
+        SCOPES_HEADER,
+    ];
+    let headers = forwarded
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.clone();
+            Some((HeaderName::from_static(name), value))
+        })
+        .collect();
+    Ok(Identity { user_id, headers })
+}

@@ -1,0 +1,285 @@
+//! The MCP service (port 3003): AI models as Model Context Protocol tools, billed in credits with
+//! holds. It speaks MCP's JSON-RPC (the official `rmcp` SDK) over two transports, both behind the
+//! gateway: WebSocket at `/api/mcp/ws` (one message per text frame; the adapter is ours) and
+//! Streamable HTTP at `/mcp` (rmcp's). The gateway authenticates the caller and vouches for them
+//! with the internal credential; this service trusts nothing else.
+#![forbid(unsafe_code)]
+
+mod core_client;
+mod identity;
+mod tools;
+mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub_config::{ConfigError, Env, ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+
+pub use identity::Identity;
+pub use tools::McpServer;
+
+/// The MCP service's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `MCP_ADDR`, default `127.0.0.1:3003`.
+    pub addr: SocketAddr,
+    /// `CORE_URL`, default `http://127.0.0.1:3002`: the ledger, for balances and holds.
+    pub core_url: String,
+    /// `HUB_INTERNAL_TOKEN`: what the gateway presents, and what this service presents to core.
+    pub internal_token: SecretString,
+    /// `OPENAI_BASE_URL`, default `https://api.openai.com/v1`: an OpenAI-compatible API.
+    pub openai_base_url: String,
+    /// `OPENAI_API_KEY`.
+    pub openai_api_key: Option<SecretString>,
+    /// `MCP_VIDEO_PRICE`, default 30: credits per `generate_video`.
+    pub video_price: i64,
+    /// `MCP_VIDEO_POLL_MILLISECONDS`, default 2000: how often a video job is asked how it goes.
+    pub video_poll: Duration,
+    /// `MCP_MAX_CONCURRENT_CALLS`, default 4: tool calls in flight per connection.
+    pub max_concurrent_calls: usize,
+    /// `MCP_MAX_MESSAGE_BYTES`, default 1 MiB: the largest message a client may send.
+    pub max_message_bytes: usize,
+}
+
+impl Config {
+    /// The defaults, with the addresses and credential given (tests, `hub up`).
+    pub fn defaults_for(core_url: String, internal_token: SecretString) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3003)),
+            core_url,
+            internal_token,
+            openai_base_url: "https://api.openai.com/v1".into(),
+            openai_api_key: None,
+            video_price: 30,
+            video_poll: Duration::from_secs(2),
+            max_concurrent_calls: 4,
+            max_message_bytes: 1024 * 1024,
+        }
+    }
+
+    /// Reads the variables above, with the internal credential given (`hub up` makes one).
+    pub fn from_env_with_token(
+        env: &Env,
+        internal_token: SecretString,
+    ) -> Result<Self, ConfigError> {
+        let core_url = env
+            .string_or("CORE_URL", "http://127.0.0.1:3002")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut config = Self::defaults_for(core_url, internal_token);
+        config.addr = env.parse_or("MCP_ADDR", config.addr, "host:port")?;
+        config.openai_base_url = env
+            .string_or("OPENAI_BASE_URL", "https://api.openai.com/v1")
+            .trim_end_matches('/')
+            .to_owned();
+        config.openai_api_key = env.secret("OPENAI_API_KEY");
+        config.video_price = env.parse_or("MCP_VIDEO_PRICE", 30, "credits, 1 or more")?;
+        if config.video_price < 1 {
+            return Err(ConfigError {
+                name: "MCP_VIDEO_PRICE".into(),
+                problem: "a video must cost something".into(),
+                expected: "credits, 1 or more".into(),
+            });
+        }
+        config.video_poll = Duration::from_millis(env.parse_or(
+            "MCP_VIDEO_POLL_MILLISECONDS",
+            2000,
+            "milliseconds",
+        )?);
+        config.max_concurrent_calls = env
+            .parse_or("MCP_MAX_CONCURRENT_CALLS", 4, "calls, 1 or more")?
+            .max(1);
+        config.max_message_bytes =
+            env.parse_or("MCP_MAX_MESSAGE_BYTES", 1024 * 1024, "a number of bytes")?;
+        Ok(config)
+    }
+
+    /// As above, with `HUB_INTERNAL_TOKEN` required.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let token = env
+            .secret_min_len("HUB_INTERNAL_TOKEN", 32)?
+            .ok_or_else(|| ConfigError {
+                name: "HUB_INTERNAL_TOKEN".into(),
+                problem: "not set".into(),
+                expected: "the secret the services trust, at least 32 characters".into(),
+            })?;
+        Self::from_env_with_token(env, token)
+    }
+}
+
+/// What every connection shares.
+pub struct Shared {
+    config: Config,
+    internal_token: String,
+    core: core_client::Core,
+    http: reqwest::Client,
+    metrics: McpMetrics,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct CallLabels {
+    tool: &'static str,
+    outcome: &'static str,
+}
+
+/// `/metrics`: the HTTP metrics every service has, tool calls by tool and outcome, and the
+/// credits captured.
+struct McpMetrics {
+    http: Arc<hub_telemetry::Metrics>,
+    calls: prometheus_client::metrics::family::Family<
+        CallLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    captured: prometheus_client::metrics::counter::Counter,
+}
+
+impl McpMetrics {
+    fn new() -> Self {
+        let mut http = hub_telemetry::Metrics::new("mcp");
+        let calls = prometheus_client::metrics::family::Family::default();
+        let captured = prometheus_client::metrics::counter::Counter::default();
+        let registry = http.registry_mut();
+        registry.register(
+            "mcp_tool_calls",
+            "Tool calls by tool and outcome (ok, tool_error, protocol_error)",
+            calls.clone(),
+        );
+        registry.register(
+            "mcp_credits_captured",
+            "Credits captured from holds by tool calls",
+            captured.clone(),
+        );
+        Self {
+            http: Arc::new(http),
+            calls,
+            captured,
+        }
+    }
+
+    pub(crate) fn call(&self, tool: &'static str, outcome: &'static str) {
+        self.calls
+            .get_or_create(&CallLabels { tool, outcome })
+            .inc();
+    }
+
+    pub(crate) fn captured(&self, credits: u64) {
+        self.captured.inc_by(credits);
+    }
+}
+
+/// The service, bound and ready to serve.
+pub struct App {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl App {
+    /// Binds `MCP_ADDR`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("MCP_ADDR {}: cannot listen: {e}", config.addr))?;
+        Ok(Self::build_on(listener, config))
+    }
+
+    /// On a bound listener (`hub up`, tests).
+    pub fn build_on(listener: TcpListener, config: Config) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        let shared = Arc::new(Shared {
+            metrics: McpMetrics::new(),
+            internal_token: config.internal_token.expose_secret().to_owned(),
+            core: core_client::Core::new(http.clone(), &config.core_url),
+            http,
+            config,
+        });
+        Self { listener, shared }
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router(self.shared))
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// The routes: the two transports, health, readiness and metrics.
+pub fn router(shared: Arc<Shared>) -> axum::Router {
+    use axum::routing::get;
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+
+    let factory = shared.clone();
+    let http = StreamableHttpService::new(
+        move || Ok(McpServer::new(factory.clone(), None)),
+        Arc::new(LocalSessionManager::default()),
+        // The gateway sets Host to this service's address and has checked the caller.
+        StreamableHttpServerConfig::default()
+            .disable_allowed_hosts()
+            .with_max_request_body_bytes(shared.config.max_message_bytes),
+    );
+    let vouched = shared.clone();
+    let metrics = shared.metrics.http.clone();
+    let routes = axum::Router::new()
+        .route("/api/mcp/ws", get(ws::upgrade))
+        .nest_service("/mcp", http)
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let shared = vouched.clone();
+                async move {
+                    // Nobody reaches the transports without the gateway's word for who they are.
+                    match identity::identify(request.headers(), &shared.internal_token) {
+                        Ok(_) => next.run(request).await,
+                        Err(error) => axum::response::IntoResponse::into_response(error),
+                    }
+                }
+            },
+        ))
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok", "service": "mcp" })) }),
+        )
+        .route("/ready", get(ready))
+        .with_state(shared);
+    hub_telemetry::with_metrics(hub_error::with_request_ids_and_errors(routes), metrics)
+}
+
+/// Ready when core answers.
+async fn ready(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let ok = shared.core.ready().await;
+    let status = if ok {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let word = if ok { "ready" } else { "unavailable" };
+    (
+        status,
+        axum::Json(serde_json::json!({ "status": word, "core": word })),
+    )
+        .into_response()
+}

@@ -1,0 +1,405 @@
+//! The tools, each with an input schema and a price: a call holds its price in credits first,
+//! captures it when the work is done and releases it when the work fails, is cancelled, or the
+//! client goes away.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolResult, ContentBlock, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::Shared;
+use crate::identity::{Identity, identify};
+
+/// How long a video's hold lives: as long as a hold may.
+const VIDEO_HOLD_SECONDS: i64 = 3600;
+
+/// One MCP session (a WebSocket connection, or a Streamable HTTP session).
+#[derive(Clone)]
+pub struct McpServer {
+    shared: Arc<Shared>,
+    /// Fixed for a WebSocket connection; read from each request over Streamable HTTP.
+    identity: Option<Identity>,
+    calls: Arc<Semaphore>,
+    tool_router: ToolRouter<Self>,
+}
+
+/// `generate_video`'s input.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct VideoRequest {
+    /// What the video shows.
+    pub prompt: String,
+    /// Length in seconds (the provider's choice when absent).
+    #[serde(default)]
+    pub seconds: Option<u32>,
+    /// Size, e.g. `1280x720` (the provider's choice when absent).
+    #[serde(default)]
+    pub size: Option<String>,
+}
+
+/// `get_video_status`'s input.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct VideoStatusRequest {
+    /// The id `generate_video` returned.
+    pub video_id: String,
+}
+
+fn tool_error(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message.into())])
+}
+
+fn tool_json(value: &Value) -> CallToolResult {
+    CallToolResult::success(vec![ContentBlock::text(value.to_string())])
+}
+
+/// A hold that releases itself if it is dropped unsettled (the client went away mid-call).
+struct Held {
+    shared: Arc<Shared>,
+    identity: Identity,
+    id: String,
+    settled: bool,
+}
+
+impl Held {
+    async fn capture(mut self) -> Result<Value, String> {
+        self.settled = true;
+        let answer = self
+            .shared
+            .core
+            .capture(&self.identity, &self.id, None)
+            .await?;
+        if answer.status.is_success() {
+            Ok(answer.body)
+        } else {
+            Err(answer.message())
+        }
+    }
+
+    async fn release(mut self) {
+        self.settled = true;
+        release(&self.shared, &self.identity, &self.id).await;
+    }
+}
+
+async fn release(shared: &Shared, identity: &Identity, id: &str) {
+    match shared.core.release(identity, id).await {
+        Ok(answer) if answer.status.is_success() => {}
+        Ok(answer) => tracing::warn!(reservation = id, status = %answer.status, "release refused"),
+        Err(e) => {
+            tracing::warn!(reservation = id, error = %e, "could not release; the hold expires")
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (shared, identity, id) = (
+            self.shared.clone(),
+            self.identity.clone(),
+            std::mem::take(&mut self.id),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { release(&shared, &identity, &id).await });
+        }
+    }
+}
+
+impl McpServer {
+    /// A session; `identity` is fixed for a WebSocket connection.
+    pub fn new(shared: Arc<Shared>, identity: Option<Identity>) -> Self {
+        let calls = Arc::new(Semaphore::new(shared.config.max_concurrent_calls));
+        Self {
+            shared,
+            identity,
+            calls,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<Identity, ErrorData> {
+        if let Some(identity) = &self.identity {
+            return Ok(identity.clone());
+        }
+        let parts = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .ok_or_else(|| ErrorData::internal_error("no caller for this request", None))?;
+        identify(&parts.headers, &self.shared.internal_token)
+            .map_err(|e| ErrorData::invalid_request(e.message, None))
+    }
+
+    fn openai(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.shared.http.request(
+            method,
+            format!("{}{path}", self.shared.config.openai_base_url),
+        );
+        match &self.shared.config.openai_api_key {
+            Some(key) => request.bearer_auth(hub_config::ExposeSecret::expose_secret(key)),
+            None => request,
+        }
+    }
+
+    async fn video(&self, id: &str) -> Result<Value, String> {
+        let response = self
+            .openai(reqwest::Method::GET, &format!("/videos/{id}"))
+            .timeout(std::time::Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| format!("the video service is not answering: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("the video service answered {}", response.status()));
+        }
+        response.json().await.map_err(|e| e.to_string())
+    }
+
+    fn count(&self, tool: &'static str, result: &Result<CallToolResult, ErrorData>) {
+        let outcome = match result {
+            Ok(r) if r.is_error == Some(true) => "tool_error",
+            Ok(_) => "ok",
+            Err(_) => "protocol_error",
+        };
+        self.shared.metrics.call(tool, outcome);
+    }
+
+    fn download_url(&self, id: &str) -> String {
+        format!("{}/videos/{id}/content", self.shared.config.openai_base_url)
+    }
+}
+
+#[tool_router]
+impl McpServer {
+    /// Your credit balance.
+    #[tool(
+        description = "Your credit balance: balance, credits held for calls in progress, and what you may spend now. Free."
+    )]
+    async fn get_balance(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let identity = self.caller(&ctx)?;
+        let result = match self.shared.core.balance(&identity).await {
+            Ok(answer) if answer.status.is_success() => Ok(tool_json(&answer.body)),
+            Ok(answer) => Ok(tool_error(answer.message())),
+            Err(e) => Ok(tool_error(e)),
+        };
+        self.count("get_balance", &result);
+        result
+    }
+
+    /// Generates a video with Sora 2.
+    #[tool(
+        description = "Generate a video with Sora 2 from a prompt. Costs the video price in credits (30 unless the operator set another), charged only when the video is ready; reports progress while it renders."
+    )]
+    async fn generate_video(
+        &self,
+        Parameters(request): Parameters<VideoRequest>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let result = self.make_video(request, ctx).await;
+        self.count("generate_video", &result);
+        result
+    }
+
+    /// Where a video job stands.
+    #[tool(
+        description = "The status of a video started with generate_video: queued, in_progress, completed (with its download URL) or failed. Free."
+    )]
+    async fn get_video_status(
+        &self,
+        Parameters(request): Parameters<VideoStatusRequest>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.caller(&ctx)?;
+        let result = match self.video(&request.video_id).await {
+            Ok(status) => {
+                let mut answer = json!({
+                    "video_id": request.video_id,
+                    "status": status["status"],
+                    "progress": status["progress"],
+                });
+                if status["status"] == "completed" {
+                    answer["download_url"] = json!(self.download_url(&request.video_id));
+                }
+                Ok(tool_json(&answer))
+            }
+            Err(e) => Ok(tool_error(e)),
+        };
+        self.count("get_video_status", &result);
+        result
+    }
+}
+
+impl McpServer {
+    async fn make_video(
+        &self,
+        request: VideoRequest,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let identity = self.caller(&ctx)?;
+        let Ok(_permit) = self.calls.clone().try_acquire_owned() else {
+            return Ok(tool_error(
+                "Too many calls in flight on this connection; wait for one to finish.",
+            ));
+        };
+        if request.prompt.trim().is_empty() {
+            return Err(ErrorData::invalid_params("prompt must not be empty", None));
+        }
+        let price = self.shared.config.video_price;
+        let reserved = match self
+            .shared
+            .core
+            .reserve(
+                &identity,
+                "sora2",
+                price,
+                VIDEO_HOLD_SECONDS,
+                json!({ "tool": "generate_video", "prompt": request.prompt }),
+            )
+            .await
+        {
+            Ok(answer) if answer.status.is_success() => answer.body,
+            Ok(answer) if answer.status == reqwest::StatusCode::PAYMENT_REQUIRED => {
+                return Ok(tool_error(format!(
+                    "Not enough credits: a video costs {price}, and {} are available.",
+                    answer.body["available_balance"]
+                )));
+            }
+            Ok(answer) => return Ok(tool_error(answer.message())),
+            Err(e) => return Ok(tool_error(e)),
+        };
+        let held = Held {
+            shared: self.shared.clone(),
+            identity,
+            id: reserved["reservation_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            settled: false,
+        };
+
+        let mut job = json!({ "model": "sora-2", "prompt": request.prompt });
+        if let Some(seconds) = request.seconds {
+            job["seconds"] = json!(seconds.to_string());
+        }
+        if let Some(size) = &request.size {
+            job["size"] = json!(size);
+        }
+        let submitted = self
+            .openai(reqwest::Method::POST, "/videos")
+            .json(&job)
+            .timeout(std::time::Duration::from_secs(30))
+            .send()
+            .await;
+        let video: Value = match submitted {
+            Ok(response) if response.status().is_success() => {
+                response.json().await.unwrap_or(Value::Null)
+            }
+            Ok(response) => {
+                held.release().await;
+                return Ok(tool_error(format!(
+                    "The video service refused the job ({}); nothing was charged.",
+                    response.status()
+                )));
+            }
+            Err(e) => {
+                held.release().await;
+                return Ok(tool_error(format!(
+                    "The video service is not answering ({e}); nothing was charged."
+                )));
+            }
+        };
+        let Some(id) = video["id"].as_str().map(str::to_owned) else {
+            held.release().await;
+            return Ok(tool_error(
+                "The video service gave no job id; nothing was charged.",
+            ));
+        };
+        let progress_token = ctx.meta.get_progress_token();
+        loop {
+            tokio::select! {
+                () = ctx.ct.cancelled() => {
+                    held.release().await;
+                    let _ = self.openai(reqwest::Method::DELETE, &format!("/videos/{id}")).send().await;
+                    return Ok(tool_error("Cancelled; nothing was charged."));
+                }
+                () = tokio::time::sleep(self.shared.config.video_poll) => {}
+            }
+            let status = match self.video(&id).await {
+                Ok(status) => status,
+                Err(e) => {
+                    tracing::warn!(video = %id, error = %e, "polling a video failed; trying again");
+                    continue;
+                }
+            };
+            let state = status["status"].as_str().unwrap_or("unknown").to_owned();
+            if let Some(token) = &progress_token {
+                let progress = status["progress"].as_f64().unwrap_or(0.0);
+                let _ = ctx
+                    .peer
+                    .notify_progress(
+                        ProgressNotificationParam::new(token.clone(), progress)
+                            .with_total(100.0)
+                            .with_message(format!("video {id}: {state}")),
+                    )
+                    .await;
+            }
+            match state.as_str() {
+                "completed" => {
+                    return match held.capture().await {
+                        Ok(settled) => {
+                            self.shared
+                                .metrics
+                                .captured(settled["captured"].as_u64().unwrap_or(0));
+                            Ok(tool_json(&json!({
+                            "video_id": id,
+                            "status": "completed",
+                            "download_url": self.download_url(&id),
+                            "credits_charged": settled["captured"],
+                            "available_balance": settled["available_balance"],
+                            })))
+                        }
+                        Err(e) => Ok(tool_error(format!(
+                            "The video is ready but could not be charged: {e}"
+                        ))),
+                    };
+                }
+                "failed" | "cancelled" | "expired" => {
+                    held.release().await;
+                    let reason = status["error"]["message"]
+                        .as_str()
+                        .unwrap_or(&state)
+                        .to_owned();
+                    return Ok(tool_error(format!(
+                        "The video failed ({reason}); nothing was charged."
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(rmcp::model::Implementation::new(
+                "smart-ai-hub",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Smart AI Hub: AI models billed in prepaid credits. get_balance is free; generate_video holds its price and charges it only when the video is ready.",
+            )
+    }
+}

@@ -1,0 +1,105 @@
+//! A fake OpenAI-compatible video API (`/v1/videos`), so the MCP tests never reach OpenAI. A
+//! job's fate is in its prompt: `fail` fails after its first poll, `hang` never finishes, anything
+//! else completes on its second poll.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Jobs {
+    next: u64,
+    jobs: HashMap<String, (String, u32)>,
+}
+
+/// The fake, listening on port 0 until dropped with the test's runtime.
+pub struct FakeOpenAi {
+    /// `http://127.0.0.1:PORT/v1`: what `OPENAI_BASE_URL` should be.
+    pub base_url: String,
+    jobs: Arc<Mutex<Jobs>>,
+}
+
+impl FakeOpenAi {
+    /// Starts it.
+    pub async fn start() -> Self {
+        let jobs = Arc::new(Mutex::new(Jobs::default()));
+        let app = Router::new()
+            .route("/v1/videos", post(create))
+            .route("/v1/videos/{id}", get(status).delete(cancel))
+            .route("/v1/videos/{id}/content", get(content))
+            .with_state(jobs.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { base_url, jobs }
+    }
+
+    /// How many jobs were submitted.
+    pub fn submitted(&self) -> u64 {
+        self.jobs.lock().expect("jobs").next
+    }
+
+    /// How many jobs were cancelled (deleted) by the client.
+    pub fn cancelled(&self) -> usize {
+        let jobs = self.jobs.lock().expect("jobs");
+        jobs.jobs
+            .values()
+            .filter(|(prompt, _)| prompt == "<cancelled>")
+            .count()
+    }
+}
+
+async fn create(State(jobs): State<Arc<Mutex<Jobs>>>, Json(body): Json<Value>) -> Json<Value> {
+    let mut jobs = jobs.lock().expect("jobs");
+    jobs.next += 1;
+    let id = format!("video_{}", jobs.next);
+    let prompt = body["prompt"].as_str().unwrap_or_default().to_owned();
+    jobs.jobs.insert(id.clone(), (prompt, 0));
+    Json(
+        json!({ "id": id, "object": "video", "model": body["model"], "status": "queued", "progress": 0 }),
+    )
+}
+
+async fn status(
+    State(jobs): State<Arc<Mutex<Jobs>>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, StatusCode> {
+    let mut jobs = jobs.lock().expect("jobs");
+    let (prompt, polls) = jobs.jobs.get_mut(&id).ok_or(StatusCode::NOT_FOUND)?;
+    *polls += 1;
+    let answer = if prompt == "<cancelled>" {
+        json!({ "id": id, "status": "cancelled", "progress": 0 })
+    } else if prompt.contains("fail") {
+        json!({ "id": id, "status": "failed", "progress": 0,
+                "error": { "code": "moderation_blocked", "message": "the prompt was refused" } })
+    } else if prompt.contains("hang") || *polls < 2 {
+        json!({ "id": id, "status": "in_progress", "progress": 50 })
+    } else {
+        json!({ "id": id, "status": "completed", "progress": 100 })
+    };
+    Ok(Json(answer))
+}
+
+async fn cancel(State(jobs): State<Arc<Mutex<Jobs>>>, Path(id): Path<String>) -> StatusCode {
+    let mut jobs = jobs.lock().expect("jobs");
+    match jobs.jobs.get_mut(&id) {
+        Some(job) => {
+            job.0 = "<cancelled>".into();
+            StatusCode::OK
+        }
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
+async fn content(Path(id): Path<String>) -> (StatusCode, Vec<u8>) {
+    (StatusCode::OK, format!("fake mp4 of {id}").into_bytes())
+}

@@ -1,0 +1,365 @@
+//! The MCP service through the gateway, with the official rmcp client over both transports
+//! (WebSocket at /api/mcp/ws, Streamable HTTP at /mcp), on every engine: tools listed, each tool's
+//! success, an upstream failure (hold released, balance unchanged), cancellation mid-call and a
+//! dropped connection (released), a user without enough credits (tool error, nothing held), and
+//! concurrent calls that together exceed the balance (never below zero).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hub_test_support::fake_google::FakeGoogle;
+use hub_test_support::fake_openai::FakeOpenAi;
+use hub_test_support::{Engine, SpawnedHub, engines, spawn_hub_with_mcp};
+use reqwest::{Method, StatusCode};
+use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Client = RunningService<RoleClient, ()>;
+
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    WebSocket,
+    Http,
+}
+
+/// An rmcp client through the gateway, as a service key acting for `user`.
+async fn connect(hub: &SpawnedHub, transport: Transport, key: &str, user: &str) -> Client {
+    match transport {
+        Transport::WebSocket => {
+            let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
+            let mut request = url.into_client_request().unwrap();
+            request
+                .headers_mut()
+                .insert("x-api-key", key.parse().unwrap());
+            request
+                .headers_mut()
+                .insert("x-user-id", user.parse().unwrap());
+            let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+            let (sink, stream) = socket.split();
+            let sink = sink.with(|message: ClientJsonRpcMessage| async move {
+                Ok::<_, tokio_tungstenite::tungstenite::Error>(Message::text(
+                    serde_json::to_string(&message).unwrap(),
+                ))
+            });
+            let stream = stream.filter_map(|frame| async move {
+                match frame {
+                    Ok(Message::Text(text)) => {
+                        serde_json::from_str::<ServerJsonRpcMessage>(text.as_str()).ok()
+                    }
+                    _ => None,
+                }
+            });
+            ().serve((Box::pin(sink), Box::pin(stream))).await.unwrap()
+        }
+        Transport::Http => {
+            let mut headers = std::collections::HashMap::new();
+            headers.insert(
+                http::HeaderName::from_static("x-user-id"),
+                http::HeaderValue::from_str(user).unwrap(),
+            );
+            let config =
+                StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", hub.gateway_url))
+                    .auth_header(key)
+                    .custom_headers(headers);
+            ().serve(StreamableHttpClientTransport::from_config(config))
+                .await
+                .unwrap()
+        }
+    }
+}
+
+async fn call(client: &Client, tool: &str, arguments: Value) -> (bool, Value) {
+    let mut params = CallToolRequestParams::new(tool.to_owned());
+    if let Value::Object(arguments) = arguments {
+        params = params.with_arguments(arguments);
+    }
+    let result = client.call_tool(params).await.unwrap();
+    let text = result
+        .content
+        .iter()
+        .find_map(|c| c.as_text().map(|t| t.text.clone()))
+        .unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (result.is_error.unwrap_or(false), body)
+}
+
+async fn balance(hub: &SpawnedHub, user: &str) -> Value {
+    hub.store
+        .holdings(user.parse().unwrap())
+        .await
+        .unwrap()
+        .map(|h| json!({ "balance": h.balance, "held": h.held }))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tools_over_both_transports_bill_with_holds() {
+    for engine in engines() {
+        for transport in [Transport::WebSocket, Transport::Http] {
+            let google = FakeGoogle::start().await;
+            let openai = FakeOpenAi::start().await;
+            let hub = spawn_hub_with_mcp(engine, &google, &openai).await;
+            let user = hub.user_with(100).await.to_string();
+            let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
+            let client = connect(&hub, transport, &key, &user).await;
+            let what = format!("{engine:?} over {transport:?}");
+
+            let tools = client.list_all_tools().await.unwrap();
+            let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+            names.sort();
+            assert_eq!(
+                names,
+                ["generate_video", "get_balance", "get_video_status"],
+                "{what}"
+            );
+            let video = tools.iter().find(|t| t.name == "generate_video").unwrap();
+            assert!(
+                video.input_schema.get("properties").is_some(),
+                "{what}: an input schema"
+            );
+
+            let (error, body) = call(&client, "get_balance", json!({})).await;
+            assert!(!error, "{what}: {body}");
+            assert_eq!(body["available_balance"], 100, "{what}");
+
+            // A video: 30 credits leave when it is ready.
+            let (error, body) = call(
+                &client,
+                "generate_video",
+                json!({ "prompt": "a cat on a skateboard" }),
+            )
+            .await;
+            assert!(!error, "{what}: {body}");
+            assert_eq!(body["status"], "completed");
+            assert_eq!(body["credits_charged"], 30);
+            let id = body["video_id"].as_str().unwrap().to_owned();
+            assert!(
+                body["download_url"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/videos/{id}/content"))
+            );
+            assert_eq!(
+                balance(&hub, &user).await,
+                json!({ "balance": 70, "held": 0 }),
+                "{what}"
+            );
+            let (error, body) = call(&client, "get_video_status", json!({ "video_id": id })).await;
+            assert!(!error && body["status"] == "completed", "{what}: {body}");
+
+            // The upstream fails the job: released, nothing charged.
+            let (error, body) = call(
+                &client,
+                "generate_video",
+                json!({ "prompt": "please fail" }),
+            )
+            .await;
+            assert!(error, "{what}: {body}");
+            assert!(
+                body.as_str().unwrap().contains("nothing was charged"),
+                "{body}"
+            );
+            assert_eq!(
+                balance(&hub, &user).await,
+                json!({ "balance": 70, "held": 0 }),
+                "{what}"
+            );
+
+            // Bad params are refused (rmcp follows the current MCP specification: an input
+            // that fails the tool's schema comes back as a tool error the model can correct,
+            // rather than -32602); nothing is held, and the connection stays up.
+            let params = CallToolRequestParams::new("generate_video")
+                .with_arguments(json!({ "seconds": "nope" }).as_object().unwrap().clone());
+            match client.call_tool(params).await {
+                Err(_) => {}
+                Ok(result) => assert_eq!(result.is_error, Some(true), "{what}: {result:?}"),
+            }
+            assert_eq!(
+                balance(&hub, &user).await,
+                json!({ "balance": 70, "held": 0 }),
+                "{what}"
+            );
+            let (error, _) = call(&client, "get_balance", json!({})).await;
+            assert!(!error, "{what}: still connected");
+            client.cancel().await.unwrap();
+
+            // Calls by tool and outcome, and the credits captured.
+            let metrics = reqwest::get(format!("{}/metrics", hub.mcp_url))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            for line in [
+                r#"hub_mcp_tool_calls_total{service="mcp",tool="generate_video",outcome="ok"} 1"#,
+                r#"hub_mcp_tool_calls_total{service="mcp",tool="generate_video",outcome="tool_error"} 1"#,
+                r#"hub_mcp_credits_captured_total{service="mcp"} 30"#,
+            ] {
+                assert!(metrics.contains(line), "{what}: {line} in\n{metrics}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn short_users_concurrent_calls_cancellation_and_disconnects() {
+    let google = FakeGoogle::start().await;
+    let openai = FakeOpenAi::start().await;
+    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
+
+    // Not enough credits: a tool error, nothing held, nothing submitted.
+    let poor = hub.user_with(29).await.to_string();
+    let client = connect(&hub, Transport::WebSocket, &key, &poor).await;
+    let submitted = openai.submitted();
+    let (error, body) = call(&client, "generate_video", json!({ "prompt": "a cat" })).await;
+    assert!(
+        error && body.as_str().unwrap().contains("Not enough credits"),
+        "{body}"
+    );
+    assert_eq!(
+        balance(&hub, &poor).await,
+        json!({ "balance": 29, "held": 0 })
+    );
+    assert_eq!(openai.submitted(), submitted, "nothing was submitted");
+    client.cancel().await.unwrap();
+
+    // Concurrent calls that together exceed the balance: never below zero.
+    let user = hub.user_with(70).await.to_string();
+    let clients = [
+        connect(&hub, Transport::WebSocket, &key, &user).await,
+        connect(&hub, Transport::Http, &key, &user).await,
+        connect(&hub, Transport::WebSocket, &key, &user).await,
+    ];
+    let results = futures_util::future::join_all(
+        clients
+            .iter()
+            .map(|c| call(c, "generate_video", json!({ "prompt": "a dog" }))),
+    )
+    .await;
+    let made = results.iter().filter(|(error, _)| !error).count();
+    assert_eq!(made, 2, "{results:?}");
+    assert_eq!(
+        balance(&hub, &user).await,
+        json!({ "balance": 10, "held": 0 })
+    );
+    for client in clients {
+        client.cancel().await.unwrap();
+    }
+
+    // Cancelled mid-call: the hold is released.
+    let user = hub.user_with(30).await.to_string();
+    let client = connect(&hub, Transport::WebSocket, &key, &user).await;
+    let params = CallToolRequestParams::new("generate_video").with_arguments(
+        json!({ "prompt": "hang forever" })
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let handle = client
+        .send_cancellable_request(
+            rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(params)),
+            rmcp::service::PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    wait_until(&hub, &user, json!({ "balance": 30, "held": 30 })).await;
+    handle
+        .cancel(Some("the user changed their mind".into()))
+        .await
+        .unwrap();
+    wait_until(&hub, &user, json!({ "balance": 30, "held": 0 })).await;
+    client.cancel().await.unwrap();
+
+    // The connection drops mid-call: released too.
+    let client = connect(&hub, Transport::WebSocket, &key, &user).await;
+    let params = CallToolRequestParams::new("generate_video").with_arguments(
+        json!({ "prompt": "hang again" })
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let peer = client.peer().clone();
+    let call = tokio::spawn(async move { peer.call_tool(params).await });
+    wait_until(&hub, &user, json!({ "balance": 30, "held": 30 })).await;
+    drop(client);
+    call.abort();
+    wait_until(&hub, &user, json!({ "balance": 30, "held": 0 })).await;
+}
+
+async fn wait_until(hub: &SpawnedHub, user: &str, expected: Value) {
+    for _ in 0..100 {
+        if balance(hub, user).await == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{user}: {} is not {expected}", balance(hub, user).await);
+}
+
+#[tokio::test]
+async fn nobody_reaches_mcp_without_a_credential() {
+    let google = FakeGoogle::start().await;
+    let openai = FakeOpenAi::start().await;
+    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED)
+        }
+        other => panic!("refused before the upgrade, got {other:?}"),
+    }
+    let r = hub
+        .call(
+            Method::POST,
+            "/mcp",
+            &[],
+            Some(&json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Malformed frames get JSON-RPC errors over an open socket, and it stays open.
+    let user = hub.user_with(10).await.to_string();
+    let key = hub.service_key(&["credits:check"]).await;
+    let mut request = url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-user-id", user.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket.send(Message::text("{not json")).await.unwrap();
+    let reply = next_text(&mut socket).await;
+    assert_eq!(reply["error"]["code"], -32700, "{reply}");
+    socket
+        .send(Message::text(r#"{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#))
+        .await
+        .unwrap();
+    let reply = next_text(&mut socket).await;
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert!(reply["result"]["serverInfo"].is_object(), "{reply}");
+}
+
+async fn next_text(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                return serde_json::from_str(text.as_str()).unwrap();
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no reply: {other:?}"),
+        }
+    }
+}
