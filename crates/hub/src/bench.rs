@@ -60,7 +60,25 @@ pub enum BenchCommand {
         /// The URL.
         #[arg(long)]
         url: String,
+        /// A header to send, `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
         /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// How long to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Drives `get_balance` MCP tool calls over open WebSocket connections (`ws://…/api/mcp/ws`).
+    Mcp {
+        /// The WebSocket URL.
+        #[arg(long)]
+        url: String,
+        /// A header to send with the upgrade, `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// Connections, each with one call in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         /// How long to run.
@@ -149,8 +167,23 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
             .await
         }
         BenchCommand::Upstream { addr } => upstream(addr).await,
+        BenchCommand::Mcp {
+            url,
+            headers,
+            concurrency,
+            seconds,
+        } => {
+            crate::bench_mcp::run(
+                &url,
+                &parse_headers(&headers)?,
+                concurrency.max(1),
+                Duration::from_secs(seconds),
+            )
+            .await
+        }
         BenchCommand::Get {
             url,
+            headers,
             concurrency,
             seconds,
         } => {
@@ -158,6 +191,7 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
             let workload = std::sync::Arc::new(GetLoad {
                 authority: authority.clone(),
                 path: if path.is_empty() { "/".into() } else { path },
+                headers: parse_headers(&headers)?,
             });
             drive(
                 &authority,
@@ -444,14 +478,30 @@ impl Workload for DeductLoad {
 struct GetLoad {
     authority: String,
     path: String,
+    headers: Vec<(String, String)>,
 }
 
 impl Workload for GetLoad {
     fn request(&self, _: u64) -> anyhow::Result<http::Request<Full<Bytes>>> {
-        Ok(http::Request::get(self.path.as_str())
-            .header(http::header::HOST, self.authority.as_str())
-            .body(Full::new(Bytes::new()))?)
+        let mut request = http::Request::get(self.path.as_str())
+            .header(http::header::HOST, self.authority.as_str());
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        Ok(request.body(Full::new(Bytes::new()))?)
     }
+}
+
+/// `Name: value` pairs.
+pub fn parse_headers(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|h| {
+            let (name, value) = h
+                .split_once(':')
+                .with_context(|| format!("--header {h:?} is not `Name: value`"))?;
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        })
+        .collect()
 }
 
 /// A fixed small JSON body on every path, kept alive: what nginx and the gateway both proxy to.

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_mcp;
 
 /// mimalloc: fewer cycles per request than the system allocator under many small allocations.
 #[global_allocator]
