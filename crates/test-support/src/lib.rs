@@ -561,21 +561,7 @@ impl SpawnedHub {
 
     /// Creates a user with `credits` through the store, as `hub user create` does.
     pub async fn user_with(&self, credits: i64) -> Uuid {
-        let email = format!("{}@example.com", Uuid::new_v4().simple());
-        let new = hub_core::users::NewUser::new(
-            &email,
-            "Test User",
-            credits,
-            hub_core::users::Role::User,
-        )
-        .expect("valid user");
-        self.store
-            .create_user(&new)
-            .await
-            .expect("create user")
-            .expect("new email")
-            .user
-            .id
+        user_with(&self.store, credits).await
     }
 
     /// Signs a browser in with Google through the gateway.
@@ -618,6 +604,21 @@ impl Drop for SpawnedHub {
             let _ = tx.send(());
         }
     }
+}
+
+/// Creates a user with `credits` through the store, as `hub user create` does.
+pub async fn user_with(store: &Arc<dyn Store>, credits: i64) -> Uuid {
+    let email = format!("{}@example.com", Uuid::new_v4().simple());
+    let new =
+        hub_core::users::NewUser::new(&email, "Test User", credits, hub_core::users::Role::User)
+            .expect("valid user");
+    store
+        .create_user(&new)
+        .await
+        .expect("create user")
+        .expect("new email")
+        .user
+        .id
 }
 
 /// A browser: keeps cookies, does not follow redirects (the test follows them, and looks).
@@ -864,21 +865,7 @@ impl SpawnedCore {
 
     /// Creates a user with `credits` through the store, as `hub user create` does.
     pub async fn user_with(&self, credits: i64) -> Uuid {
-        let email = format!("{}@example.com", Uuid::new_v4().simple());
-        let new = hub_core::users::NewUser::new(
-            &email,
-            "Test User",
-            credits,
-            hub_core::users::Role::User,
-        )
-        .expect("valid user");
-        self.store
-            .create_user(&new)
-            .await
-            .expect("create user")
-            .expect("new email")
-            .user
-            .id
+        user_with(&self.store, credits).await
     }
 }
 
