@@ -115,7 +115,7 @@ async fn tools_over_both_transports_bill_with_holds() {
             names.sort();
             assert_eq!(
                 names,
-                ["generate_video", "get_balance", "get_video_status"],
+                ["chat", "generate_video", "get_balance", "get_video_status"],
                 "{what}"
             );
             let video = tools.iter().find(|t| t.name == "generate_video").unwrap();
@@ -362,4 +362,84 @@ async fn next_text(
             other => panic!("no reply: {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn chat_holds_an_estimate_and_charges_the_reported_usage() {
+    for engine in engines() {
+        for transport in [Transport::WebSocket, Transport::Http] {
+            let google = FakeGoogle::start().await;
+            let openai = FakeOpenAi::start().await;
+            let hub = spawn_hub_with_mcp(engine, &google, &openai).await;
+            let user = hub.user_with(100).await.to_string();
+            let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
+            let client = connect(&hub, transport, &key, &user).await;
+            let what = format!("{engine:?} over {transport:?}");
+            let ask = |text: &str, max_tokens: u32| json!({ "messages": [{ "role": "user", "content": text }], "max_tokens": max_tokens });
+
+            // 15 tokens reported at 2 credits per 1,000: 1 credit (rounded up).
+            let (error, body) = call(&client, "chat", ask("hi", 4000)).await;
+            assert!(!error, "{what}: {body}");
+            assert_eq!(body["content"], "Hello there!", "{what}");
+            assert_eq!(body["total_tokens"], 15);
+            assert_eq!(body["usage_reported"], true);
+            assert_eq!(body["credits_charged"], 1);
+            assert_eq!(
+                balance(&hub, &user).await,
+                json!({ "balance": 99, "held": 0 }),
+                "{what}"
+            );
+
+            // Without usage in the stream: an estimate, never more than was held.
+            let (error, body) = call(&client, "chat", ask("nousage please", 100)).await;
+            assert!(!error, "{what}: {body}");
+            assert_eq!(body["usage_reported"], false);
+            assert_eq!(body["credits_charged"], 1);
+
+            // The model fails: released, nothing charged.
+            let (error, body) = call(&client, "chat", ask("please fail", 100)).await;
+            assert!(error, "{what}: {body}");
+            assert_eq!(
+                balance(&hub, &user).await,
+                json!({ "balance": 98, "held": 0 }),
+                "{what}"
+            );
+
+            // More than the balance could ever pay for: refused before the model is asked.
+            let (error, body) = call(&client, "chat", ask("hi", 100_000_000)).await;
+            assert!(
+                error && body.as_str().unwrap().contains("Not enough credits"),
+                "{what}: {body}"
+            );
+            client.cancel().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chat_cancelled_mid_stream_is_released() {
+    let google = FakeGoogle::start().await;
+    let openai = FakeOpenAi::start().await;
+    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
+    let user = hub.user_with(100).await.to_string();
+    let client = connect(&hub, Transport::WebSocket, &key, &user).await;
+    let params = CallToolRequestParams::new("chat").with_arguments(
+        json!({ "messages": [{ "role": "user", "content": "hang on" }], "max_tokens": 1000 })
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let handle = client
+        .send_cancellable_request(
+            rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(params)),
+            rmcp::service::PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    // 1,000 tokens and the prompt at 2 per 1,000: 3 credits held while the answer streams.
+    wait_until(&hub, &user, json!({ "balance": 100, "held": 3 })).await;
+    handle.cancel(Some("enough".into())).await.unwrap();
+    wait_until(&hub, &user, json!({ "balance": 100, "held": 0 })).await;
+    client.cancel().await.unwrap();
 }

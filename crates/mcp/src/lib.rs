@@ -38,6 +38,13 @@ pub struct Config {
     pub video_price: i64,
     /// `MCP_VIDEO_POLL_MILLISECONDS`, default 2000: how often a video job is asked how it goes.
     pub video_poll: Duration,
+    /// `MCP_CHAT_MODEL`, default `gpt-4o-mini`: the model `chat` uses unless asked for another.
+    pub chat_model: String,
+    /// `MCP_CHAT_PRICE_PER_1K_TOKENS`, default 2: credits per 1,000 tokens (prompt and
+    /// completion), rounded up per call.
+    pub chat_price_per_1k_tokens: i64,
+    /// `MCP_CHAT_MAX_TOKENS`, default 1024: the completion limit when the caller sets none.
+    pub chat_max_tokens: u32,
     /// `MCP_MAX_CONCURRENT_CALLS`, default 4: tool calls in flight per connection.
     pub max_concurrent_calls: usize,
     /// `MCP_MAX_MESSAGE_BYTES`, default 1 MiB: the largest message a client may send.
@@ -55,6 +62,9 @@ impl Config {
             openai_api_key: None,
             video_price: 30,
             video_poll: Duration::from_secs(2),
+            chat_model: "gpt-4o-mini".into(),
+            chat_price_per_1k_tokens: 2,
+            chat_max_tokens: 1024,
             max_concurrent_calls: 4,
             max_message_bytes: 1024 * 1024,
         }
@@ -89,6 +99,20 @@ impl Config {
             2000,
             "milliseconds",
         )?);
+        config.chat_model = env.string_or("MCP_CHAT_MODEL", "gpt-4o-mini");
+        config.chat_price_per_1k_tokens = env.parse_or(
+            "MCP_CHAT_PRICE_PER_1K_TOKENS",
+            2,
+            "credits per 1,000 tokens, 1 or more",
+        )?;
+        if config.chat_price_per_1k_tokens < 1 {
+            return Err(ConfigError {
+                name: "MCP_CHAT_PRICE_PER_1K_TOKENS".into(),
+                problem: "a chat must cost something".into(),
+                expected: "credits per 1,000 tokens, 1 or more".into(),
+            });
+        }
+        config.chat_max_tokens = env.parse_or("MCP_CHAT_MAX_TOKENS", 1024, "tokens")?;
         config.max_concurrent_calls = env
             .parse_or("MCP_MAX_CONCURRENT_CALLS", 4, "calls, 1 or more")?
             .max(1);

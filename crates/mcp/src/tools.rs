@@ -45,6 +45,28 @@ pub struct VideoRequest {
     pub size: Option<String>,
 }
 
+/// One message of a chat.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// `chat`'s input.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ChatRequest {
+    /// The conversation so far, oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// The model (the operator's default when absent).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The most tokens the answer may have (the operator's default when absent).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
 /// `get_video_status`'s input.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct VideoStatusRequest {
@@ -69,12 +91,12 @@ struct Held {
 }
 
 impl Held {
-    async fn capture(mut self) -> Result<Value, String> {
+    async fn capture(mut self, amount: Option<i64>) -> Result<Value, String> {
         self.settled = true;
         let answer = self
             .shared
             .core
-            .capture(&self.identity, &self.id, None)
+            .capture(&self.identity, &self.id, amount)
             .await?;
         if answer.status.is_success() {
             Ok(answer.body)
@@ -211,6 +233,20 @@ impl McpServer {
         result
     }
 
+    /// A chat completion, streamed as progress notifications.
+    #[tool(
+        description = "Ask a chat model. The answer streams as progress notifications and comes back whole; costs credits per 1,000 tokens used (prompt and answer), held up front from max_tokens and charged from the provider's reported usage."
+    )]
+    async fn chat(
+        &self,
+        Parameters(request): Parameters<ChatRequest>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let result = self.do_chat(request, ctx).await;
+        self.count("chat", &result);
+        result
+    }
+
     /// Where a video job stands.
     #[tool(
         description = "The status of a video started with generate_video: queued, in_progress, completed (with its download URL) or failed. Free."
@@ -240,7 +276,190 @@ impl McpServer {
     }
 }
 
+/// Credits for `tokens` at `per_1k` credits per 1,000 tokens, rounded up, at least 1.
+fn chat_cost(tokens: u64, per_1k: i64) -> i64 {
+    let per_1k = u64::try_from(per_1k).unwrap_or(1);
+    i64::try_from((tokens * per_1k).div_ceil(1000))
+        .unwrap_or(i64::MAX)
+        .max(1)
+}
+
 impl McpServer {
+    async fn do_chat(
+        &self,
+        request: ChatRequest,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let identity = self.caller(&ctx)?;
+        let Ok(_permit) = self.calls.clone().try_acquire_owned() else {
+            return Ok(tool_error(
+                "Too many calls in flight on this connection; wait for one to finish.",
+            ));
+        };
+        if request.messages.is_empty() {
+            return Err(ErrorData::invalid_params(
+                "messages must not be empty",
+                None,
+            ));
+        }
+        let config = &self.shared.config;
+        let max_tokens = request.max_tokens.unwrap_or(config.chat_max_tokens).max(1);
+        // The hold: the prompt (about four characters a token) and the longest answer.
+        let prompt_chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
+        let estimate =
+            u64::try_from(prompt_chars / 4 + 1).unwrap_or(u64::MAX) + u64::from(max_tokens);
+        let hold = chat_cost(estimate, config.chat_price_per_1k_tokens);
+        let model = request.model.unwrap_or_else(|| config.chat_model.clone());
+        let reserved = match self
+            .shared
+            .core
+            .reserve(
+                &identity,
+                "chat",
+                hold,
+                900,
+                json!({ "tool": "chat", "model": model }),
+            )
+            .await
+        {
+            Ok(answer) if answer.status.is_success() => answer.body,
+            Ok(answer) if answer.status == reqwest::StatusCode::PAYMENT_REQUIRED => {
+                return Ok(tool_error(format!(
+                    "Not enough credits: this chat may cost up to {hold}, and {} are available.",
+                    answer.body["available_balance"]
+                )));
+            }
+            Ok(answer) => return Ok(tool_error(answer.message())),
+            Err(e) => return Ok(tool_error(e)),
+        };
+        let held = Held {
+            shared: self.shared.clone(),
+            identity,
+            id: reserved["reservation_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            settled: false,
+        };
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|m| json!({ "role": m.role, "content": m.content }))
+            .collect();
+        let body = json!({
+            "model": model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "stream": true,
+            "stream_options": { "include_usage": true },
+        });
+        let sent = tokio::select! {
+            () = ctx.ct.cancelled() => {
+                held.release().await;
+                return Ok(tool_error("Cancelled; nothing was charged."));
+            }
+            sent = self.openai(reqwest::Method::POST, "/chat/completions").json(&body).send() => sent,
+        };
+        let mut response = match sent {
+            Ok(response) if response.status().is_success() => response,
+            Ok(response) => {
+                held.release().await;
+                return Ok(tool_error(format!(
+                    "The chat service refused ({}); nothing was charged.",
+                    response.status()
+                )));
+            }
+            Err(e) => {
+                held.release().await;
+                return Ok(tool_error(format!(
+                    "The chat service is not answering ({e}); nothing was charged."
+                )));
+            }
+        };
+        // Server-sent events: `data: {chunk}` lines, then `data: [DONE]`.
+        let progress_token = ctx.meta.get_progress_token();
+        let mut pending = String::new();
+        let mut answer = String::new();
+        let mut usage: Option<u64> = None;
+        let mut finished = false;
+        let mut step = 0.0;
+        while !finished {
+            let chunk = tokio::select! {
+                () = ctx.ct.cancelled() => {
+                    held.release().await;
+                    return Ok(tool_error("Cancelled; nothing was charged."));
+                }
+                chunk = response.chunk() => chunk,
+            };
+            let bytes = match chunk {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => break,
+                Err(e) => {
+                    held.release().await;
+                    return Ok(tool_error(format!(
+                        "The chat stream broke ({e}); nothing was charged."
+                    )));
+                }
+            };
+            pending.push_str(&String::from_utf8_lossy(&bytes));
+            while let Some(end) = pending.find('\n') {
+                let line = pending[..end].trim().to_owned();
+                pending.drain(..=end);
+                let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+                    continue;
+                };
+                if data == "[DONE]" {
+                    finished = true;
+                    break;
+                }
+                let Ok(event) = serde_json::from_str::<Value>(data) else {
+                    continue;
+                };
+                if let Some(tokens) = event["usage"]["total_tokens"].as_u64() {
+                    usage = Some(tokens);
+                }
+                if let Some(delta) = event["choices"][0]["delta"]["content"].as_str()
+                    && !delta.is_empty()
+                {
+                    answer.push_str(delta);
+                    if let Some(token) = &progress_token {
+                        step += 1.0;
+                        let _ = ctx
+                            .peer
+                            .notify_progress(
+                                ProgressNotificationParam::new(token.clone(), step)
+                                    .with_message(delta.to_owned()),
+                            )
+                            .await;
+                    }
+                }
+            }
+        }
+        // The provider's count when it gave one; else an estimate, never more than was held.
+        let tokens = usage.unwrap_or_else(|| {
+            u64::try_from((prompt_chars + answer.len()) / 4 + 1).unwrap_or(u64::MAX)
+        });
+        let cost = chat_cost(tokens, config.chat_price_per_1k_tokens).min(hold);
+        match held.capture(Some(cost)).await {
+            Ok(settled) => {
+                self.shared
+                    .metrics
+                    .captured(settled["captured"].as_u64().unwrap_or(0));
+                Ok(tool_json(&json!({
+                    "content": answer,
+                    "model": model,
+                    "total_tokens": tokens,
+                    "usage_reported": usage.is_some(),
+                    "credits_charged": settled["captured"],
+                    "available_balance": settled["available_balance"],
+                })))
+            }
+            Err(e) => Ok(tool_error(format!(
+                "The answer came but could not be charged: {e}"
+            ))),
+        }
+    }
+
     async fn make_video(
         &self,
         request: VideoRequest,
@@ -356,7 +575,7 @@ impl McpServer {
             }
             match state.as_str() {
                 "completed" => {
-                    return match held.capture().await {
+                    return match held.capture(None).await {
                         Ok(settled) => {
                             self.shared
                                 .metrics

@@ -1,6 +1,11 @@
-//! A fake OpenAI-compatible video API (`/v1/videos`), so the MCP tests never reach OpenAI. A
-//! job's fate is in its prompt: `fail` fails after its first poll, `hang` never finishes, anything
-//! else completes on its second poll.
+//! A fake OpenAI-compatible API, so the MCP tests never reach OpenAI.
+//!
+//! Videos (`/v1/videos`): a job's fate is in its prompt: `fail` fails after its first poll,
+//! `hang` never finishes, anything else completes on its second poll.
+//!
+//! Chat completions (`/v1/chat/completions`), streamed or not: the answer is `Hello there!`
+//! with usage 10 + 5 = 15 tokens. The last message decides the rest: `fail` is a 500, `hang`
+//! streams one chunk and then nothing, `nousage` leaves the usage out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +37,7 @@ impl FakeOpenAi {
             .route("/v1/videos", post(create))
             .route("/v1/videos/{id}", get(status).delete(cancel))
             .route("/v1/videos/{id}/content", get(content))
+            .route("/v1/chat/completions", post(chat))
             .with_state(jobs.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -102,4 +108,64 @@ async fn cancel(State(jobs): State<Arc<Mutex<Jobs>>>, Path(id): Path<String>) ->
 
 async fn content(Path(id): Path<String>) -> (StatusCode, Vec<u8>) {
     (StatusCode::OK, format!("fake mp4 of {id}").into_bytes())
+}
+
+async fn chat(Json(body): Json<Value>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    if last.contains("fail") {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": { "message": "the model is down" } })),
+        )
+            .into_response();
+    }
+    let usage = json!({ "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15 });
+    if body["stream"] != true {
+        return Json(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Hello there!" }, "finish_reason": "stop" }],
+            "usage": usage,
+        }))
+        .into_response();
+    }
+    let chunk = |content: &str| {
+        let event = json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk",
+            "choices": [{ "index": 0, "delta": { "content": content } }] });
+        format!("data: {event}\n\n")
+    };
+    let mut events = vec![chunk("Hello")];
+    let hang = last.contains("hang");
+    if !hang {
+        events.push(chunk(" there"));
+        events.push(chunk("!"));
+        if !last.contains("nousage") && body["stream_options"]["include_usage"] == true {
+            let event = json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [], "usage": usage });
+            events.push(format!("data: {event}\n\n"));
+        }
+        events.push("data: [DONE]\n\n".to_owned());
+    }
+    let stream = futures_util::stream::iter(
+        events
+            .into_iter()
+            .map(|e| Ok::<_, std::io::Error>(bytes::Bytes::from(e))),
+    );
+    let body = if hang {
+        axum::body::Body::from_stream(futures_util::StreamExt::chain(
+            stream,
+            futures_util::stream::pending(),
+        ))
+    } else {
+        axum::body::Body::from_stream(stream)
+    };
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        body,
+    )
+        .into_response()
 }
