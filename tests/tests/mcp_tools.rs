@@ -443,3 +443,57 @@ async fn a_chat_cancelled_mid_stream_is_released() {
     wait_until(&hub, &user, json!({ "balance": 100, "held": 0 })).await;
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_browser_offers_its_code_as_a_websocket_subprotocol() {
+    let google = FakeGoogle::start().await;
+    let openai = FakeOpenAi::start().await;
+    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let (code, user_id) = hub.signed_in_user().await;
+    let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
+    let mut request = url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("mcp, bearer.{code}").parse().unwrap(),
+    );
+    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "mcp",
+        "the service picks mcp; the code never comes back"
+    );
+    socket
+        .send(Message::text(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"browser","version":"1"}}}"#))
+        .await
+        .unwrap();
+    next_text(&mut socket).await;
+    socket
+        .send(Message::text(
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        ))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_balance","arguments":{}}}"#))
+        .await
+        .unwrap();
+    let reply = next_text(&mut socket).await;
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    let balance: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(balance["user_id"], user_id.as_str(), "the code's own user");
+
+    // A made-up code in the subprotocol is refused before the upgrade.
+    let mut request = url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "mcp, bearer.VERIFIED-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+            .parse()
+            .unwrap(),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED)
+        }
+        other => panic!("refused, got {other:?}"),
+    }
+}

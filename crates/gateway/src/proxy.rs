@@ -152,6 +152,9 @@ async fn forward_to_service(
         .get(hub_core::caller::USER_ID_HEADER)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let client = client_address(&state, peer, request.headers());
+    if vouched && wants_upgrade(request.headers()) {
+        credential_from_subprotocol(request.headers_mut());
+    }
     let body_token = match take_body_token(&state, &mut request, vouched).await {
         Ok(token) => token,
         Err(error) => return error.into_response(),
@@ -320,6 +323,47 @@ async fn forward_to_service(
             )
             .into_response()
         }
+    }
+}
+
+/// A browser cannot set headers on a WebSocket, so it may offer its credential as a subprotocol
+/// entry `bearer.<session code or access token>` beside `mcp`. Without a credential header, that
+/// entry becomes `Authorization: Bearer …` and is taken out of the list the service sees.
+fn credential_from_subprotocol(headers: &mut HeaderMap) {
+    let has_credential = ["authorization", "x-session-token", "x-api-key"]
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    if has_credential {
+        return;
+    }
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let Some(token) = offered
+        .iter()
+        .find_map(|p| p.strip_prefix("bearer."))
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    let rest: Vec<&str> = offered
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !p.starts_with("bearer."))
+        .collect();
+    headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+    if let Ok(value) = HeaderValue::from_str(&rest.join(", "))
+        && !rest.is_empty()
+    {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
     }
 }
 
