@@ -28,6 +28,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+/// Where clients reach the gateway unless `PUBLIC_BASE_URL` says otherwise.
+const DEFAULT_PUBLIC_BASE_URL: &str = "http://localhost:3000";
+
 /// The default listen address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
@@ -108,7 +111,7 @@ impl Config {
             upstream_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
-            public_base_url: "http://localhost:3000".to_owned(),
+            public_base_url: DEFAULT_PUBLIC_BASE_URL.to_owned(),
             cors_allowed_origins: Vec::new(),
             tls: None,
             privacy_policy_path: None,
@@ -166,30 +169,35 @@ impl Config {
             }
         };
         let trusted_proxies = env.ip_list("TRUSTED_PROXIES", "")?;
-        let per_minute = |name: &str, default: u64| -> Result<limits::PerMinute, ConfigError> {
-            let value: u64 = env.parse_or(name, default, "requests per minute, 1 or more")?;
-            if value == 0 {
-                return Err(ConfigError {
-                    name: name.into(),
-                    problem: "0 would refuse everything".into(),
-                    expected: "requests per minute, 1 or more".into(),
-                });
-            }
-            if value > limits::MAX_PER_MINUTE {
-                return Err(ConfigError {
-                    name: name.into(),
-                    problem: format!("{value} is more than the limiter measures"),
-                    expected: format!("requests per minute, 1 to {}", limits::MAX_PER_MINUTE),
-                });
-            }
-            Ok(limits::PerMinute(value))
-        };
+        let per_minute =
+            |name: &str, default: limits::PerMinute| -> Result<limits::PerMinute, ConfigError> {
+                let value: u64 = env.parse_or(name, default.0, "requests per minute, 1 or more")?;
+                if value == 0 {
+                    return Err(ConfigError {
+                        name: name.into(),
+                        problem: "0 would refuse everything".into(),
+                        expected: "requests per minute, 1 or more".into(),
+                    });
+                }
+                if value > limits::MAX_PER_MINUTE {
+                    return Err(ConfigError {
+                        name: name.into(),
+                        problem: format!("{value} is more than the limiter measures"),
+                        expected: format!("requests per minute, 1 to {}", limits::MAX_PER_MINUTE),
+                    });
+                }
+                Ok(limits::PerMinute(value))
+            };
+        let defaults = Limits::default();
         let limits = Limits {
-            google: per_minute("RATE_LIMIT_GOOGLE_PER_MINUTE", 10)?,
-            verify: per_minute("RATE_LIMIT_VERIFY_PER_MINUTE", 120)?,
-            verify_failures: per_minute("RATE_LIMIT_VERIFY_FAILURES_PER_MINUTE", 30)?,
-            credits: per_minute("RATE_LIMIT_CREDITS_PER_MINUTE", 600)?,
-            default: per_minute("RATE_LIMIT_DEFAULT_PER_MINUTE", 300)?,
+            google: per_minute("RATE_LIMIT_GOOGLE_PER_MINUTE", defaults.google)?,
+            verify: per_minute("RATE_LIMIT_VERIFY_PER_MINUTE", defaults.verify)?,
+            verify_failures: per_minute(
+                "RATE_LIMIT_VERIFY_FAILURES_PER_MINUTE",
+                defaults.verify_failures,
+            )?,
+            credits: per_minute("RATE_LIMIT_CREDITS_PER_MINUTE", defaults.credits)?,
+            default: per_minute("RATE_LIMIT_DEFAULT_PER_MINUTE", defaults.default)?,
         };
         let tls = match (env.raw("TLS_CERT_PATH"), env.raw("TLS_KEY_PATH")) {
             (Some(cert), Some(key)) => Some(TlsFiles {
@@ -206,7 +214,7 @@ impl Config {
             }
         };
         let public_base_url = env
-            .string_or("PUBLIC_BASE_URL", "http://localhost:3000")
+            .string_or("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL)
             .trim_end_matches('/')
             .to_owned();
         if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
@@ -234,42 +242,42 @@ impl Config {
                 expected: "comma-separated origins like https://app.example.com, or *".into(),
             });
         }
-        Ok(Self {
-            public_base_url,
-            cors_allowed_origins,
-            tls,
-            privacy_policy_path: env.raw("PRIVACY_POLICY_PATH").map(Into::into),
-            jwt_issuer: env.string_or("JWT_ISSUER", "smart-ai-hub"),
-            service_key_cache: Duration::from_secs(env.parse_or(
-                "SERVICE_KEY_CACHE_SECONDS",
-                5,
-                "seconds, 0 or more",
-            )?),
-            jwt_audience: env.string_or("JWT_AUDIENCE", "smart-ai-hub"),
-            limits,
-            addr: env.parse_or(
-                "GATEWAY_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 3000)),
-                "host:port",
-            )?,
-            auth_url: url("AUTH_URL", "http://127.0.0.1:3001")?,
-            core_url: url("CORE_URL", "http://127.0.0.1:3002")?,
-            mcp_url: url("MCP_URL", "http://127.0.0.1:3003")?,
+        // One source of defaults: `defaults_for`; each variable overrides its field.
+        let mut config = Self::defaults_for(
+            url("AUTH_URL", "http://127.0.0.1:3001")?,
+            url("CORE_URL", "http://127.0.0.1:3002")?,
+            url("MCP_URL", "http://127.0.0.1:3003")?,
             internal_token,
-            database: hub_core::database_config(env)?,
-            redis_url: env.raw("REDIS_URL"),
-            redis_prefix: env.string_or(
-                "REDIS_KEY_PREFIX",
-                hub_auth::sessions::redis::DEFAULT_PREFIX,
-            ),
-            max_body_bytes: env.parse_or("MAX_BODY_BYTES", 1024 * 1024, "a number of bytes")?,
-            upstream_timeout: Duration::from_secs(env.parse_or(
-                "UPSTREAM_TIMEOUT_SECONDS",
-                30,
-                "seconds",
-            )?),
-            trusted_proxies,
-        })
+            hub_core::database_config(env)?,
+        );
+        config.addr = env.parse_or(
+            "GATEWAY_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 3000)),
+            "host:port",
+        )?;
+        config.public_base_url = public_base_url;
+        config.cors_allowed_origins = cors_allowed_origins;
+        config.tls = tls;
+        config.privacy_policy_path = env.raw("PRIVACY_POLICY_PATH").map(Into::into);
+        config.jwt_issuer = env.string_or("JWT_ISSUER", &config.jwt_issuer);
+        config.jwt_audience = env.string_or("JWT_AUDIENCE", &config.jwt_audience);
+        config.service_key_cache = Duration::from_secs(env.parse_or(
+            "SERVICE_KEY_CACHE_SECONDS",
+            config.service_key_cache.as_secs(),
+            "seconds, 0 or more",
+        )?);
+        config.limits = limits;
+        config.redis_url = env.raw("REDIS_URL");
+        config.redis_prefix = env.string_or("REDIS_KEY_PREFIX", &config.redis_prefix);
+        config.max_body_bytes =
+            env.parse_or("MAX_BODY_BYTES", config.max_body_bytes, "a number of bytes")?;
+        config.upstream_timeout = Duration::from_secs(env.parse_or(
+            "UPSTREAM_TIMEOUT_SECONDS",
+            config.upstream_timeout.as_secs(),
+            "seconds",
+        )?);
+        config.trusted_proxies = trusted_proxies;
+        Ok(config)
     }
 
     /// As above, with `HUB_INTERNAL_TOKEN` required.

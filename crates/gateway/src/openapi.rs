@@ -158,7 +158,7 @@ fn add_gateway_errors(doc: &mut Value) {
         let Some(item) = item.as_object_mut() else {
             continue;
         };
-        for (method, operation) in item.iter_mut() {
+        for operation in item.values_mut() {
             let Some(operation) = operation.as_object_mut() else {
                 continue;
             };
@@ -201,7 +201,6 @@ fn add_gateway_errors(doc: &mut Value) {
                 add("502", "The service behind the gateway is not answering.");
                 add("504", "The service behind the gateway took too long.");
             }
-            let _ = method;
         }
     }
 }

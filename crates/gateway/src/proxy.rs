@@ -182,19 +182,20 @@ async fn forward_to_service(
     // Rate limits, keyed by the caller wherever there is one, by the client address only where
     // there is none (many ChatGPT users share a few addresses).
     let path = request.uri().path().to_owned();
-    let verify = path == "/api/auth/verify-session";
-    let failures_key = format!("verify-failures:{client}");
+    // Only verify-session counts failures, per client address.
+    let failures_key =
+        (path == "/api/auth/verify-session").then(|| format!("verify-failures:{client}"));
     let limits = state.config.limits;
-    if verify
+    if let Some(failures_key) = &failures_key
         && !state
             .limiter
-            .check(&failures_key, limits.verify_failures, false)
+            .check(failures_key, limits.verify_failures, false)
             .await
             .allowed
     {
         let decision = state
             .limiter
-            .check(&failures_key, limits.verify_failures, false)
+            .check(failures_key, limits.verify_failures, false)
             .await;
         state.metrics.rate_limited("verify_failures");
         return limited(limits.verify_failures, decision);
@@ -290,10 +291,12 @@ async fn forward_to_service(
                 headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                 headers.insert(header::UPGRADE, protocol);
             }
-            if verify && response.status() == StatusCode::UNAUTHORIZED {
+            if let Some(failures_key) = &failures_key
+                && response.status() == StatusCode::UNAUTHORIZED
+            {
                 state
                     .limiter
-                    .check(&failures_key, limits.verify_failures, true)
+                    .check(failures_key, limits.verify_failures, true)
                     .await;
             }
             rate_limit_headers(response.headers_mut(), limit, decision);

@@ -4,10 +4,9 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use hub_core::caller::{
-    CALLER_HEADER, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER, USER_ID_HEADER,
+    CALLER_HEADER, Caller, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER, USER_ID_HEADER,
 };
 use hub_error::ApiError;
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 /// A caller the gateway vouched for, acting for one user.
@@ -25,27 +24,16 @@ impl Identity {
     }
 }
 
-/// The identity in `headers`, if the internal credential is there and names a user.
-pub fn identify(headers: &HeaderMap, internal_token: &str) -> Result<Identity, ApiError> {
-    let presented = headers
-        .get(INTERNAL_HEADER)
-        .map(HeaderValue::as_bytes)
-        .unwrap_or_default();
-    if !bool::from(presented.ct_eq(internal_token.as_bytes())) {
-        return Err(ApiError::unauthenticated(
-            "Call through the gateway, with a session code, access token or service key.",
-        ));
-    }
-    let user_id = headers
-        .get(USER_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| Uuid::parse_str(v.trim()).ok())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_user_id",
-                "MCP calls act for one user: a service key names them in X-User-ID.",
-            )
-        })?;
+/// The identity in `headers`, if the internal credential is there (checked as core checks it,
+/// against `credential`, the credential's digest) and names a user.
+pub fn identify(headers: &HeaderMap, credential: &[u8; 32]) -> Result<Identity, ApiError> {
+    let caller = Caller::from_headers(headers, credential).map_err(ApiError::from)?;
+    let user_id = caller.user_id.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_user_id",
+            "MCP calls act for one user: a service key names them in X-User-ID.",
+        )
+    })?;
     let forwarded = [
         INTERNAL_HEADER,
         CALLER_HEADER,

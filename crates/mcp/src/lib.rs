@@ -82,11 +82,12 @@ impl Config {
         let mut config = Self::defaults_for(core_url, internal_token);
         config.addr = env.parse_or("MCP_ADDR", config.addr, "host:port")?;
         config.openai_base_url = env
-            .string_or("OPENAI_BASE_URL", "https://api.openai.com/v1")
+            .string_or("OPENAI_BASE_URL", &config.openai_base_url)
             .trim_end_matches('/')
             .to_owned();
         config.openai_api_key = env.secret("OPENAI_API_KEY");
-        config.video_price = env.parse_or("MCP_VIDEO_PRICE", 30, "credits, 1 or more")?;
+        config.video_price =
+            env.parse_or("MCP_VIDEO_PRICE", config.video_price, "credits, 1 or more")?;
         if config.video_price < 1 {
             return Err(ConfigError {
                 name: "MCP_VIDEO_PRICE".into(),
@@ -96,13 +97,13 @@ impl Config {
         }
         config.video_poll = Duration::from_millis(env.parse_or(
             "MCP_VIDEO_POLL_MILLISECONDS",
-            2000,
+            u64::try_from(config.video_poll.as_millis()).unwrap_or(u64::MAX),
             "milliseconds",
         )?);
-        config.chat_model = env.string_or("MCP_CHAT_MODEL", "gpt-4o-mini");
+        config.chat_model = env.string_or("MCP_CHAT_MODEL", &config.chat_model);
         config.chat_price_per_1k_tokens = env.parse_or(
             "MCP_CHAT_PRICE_PER_1K_TOKENS",
-            2,
+            config.chat_price_per_1k_tokens,
             "credits per 1,000 tokens, 1 or more",
         )?;
         if config.chat_price_per_1k_tokens < 1 {
@@ -112,12 +113,20 @@ impl Config {
                 expected: "credits per 1,000 tokens, 1 or more".into(),
             });
         }
-        config.chat_max_tokens = env.parse_or("MCP_CHAT_MAX_TOKENS", 1024, "tokens")?;
+        config.chat_max_tokens =
+            env.parse_or("MCP_CHAT_MAX_TOKENS", config.chat_max_tokens, "tokens")?;
         config.max_concurrent_calls = env
-            .parse_or("MCP_MAX_CONCURRENT_CALLS", 4, "calls, 1 or more")?
+            .parse_or(
+                "MCP_MAX_CONCURRENT_CALLS",
+                config.max_concurrent_calls,
+                "calls, 1 or more",
+            )?
             .max(1);
-        config.max_message_bytes =
-            env.parse_or("MCP_MAX_MESSAGE_BYTES", 1024 * 1024, "a number of bytes")?;
+        config.max_message_bytes = env.parse_or(
+            "MCP_MAX_MESSAGE_BYTES",
+            config.max_message_bytes,
+            "a number of bytes",
+        )?;
         Ok(config)
     }
 
@@ -137,7 +146,8 @@ impl Config {
 /// What every connection shares.
 pub struct Shared {
     config: Config,
-    internal_token: String,
+    /// The digest of the internal credential, which the gateway presents.
+    credential: [u8; 32],
     core: core_client::Core,
     http: reqwest::Client,
     metrics: McpMetrics,
@@ -217,7 +227,7 @@ impl App {
             .unwrap_or_default();
         let shared = Arc::new(Shared {
             metrics: McpMetrics::new(),
-            internal_token: config.internal_token.expose_secret().to_owned(),
+            credential: hub_core::caller::credential_digest(config.internal_token.expose_secret()),
             core: core_client::Core::new(http.clone(), &config.core_url),
             http,
             config,
@@ -273,7 +283,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
                 let shared = vouched.clone();
                 async move {
                     // Nobody reaches the transports without the gateway's word for who they are.
-                    match identity::identify(request.headers(), &shared.internal_token) {
+                    match identity::identify(request.headers(), &shared.credential) {
                         Ok(_) => next.run(request).await,
                         Err(error) => axum::response::IntoResponse::into_response(error),
                     }

@@ -157,7 +157,7 @@ impl McpServer {
             .extensions
             .get::<http::request::Parts>()
             .ok_or_else(|| ErrorData::internal_error("no caller for this request", None))?;
-        identify(&parts.headers, &self.shared.internal_token)
+        identify(&parts.headers, &self.shared.credential)
             .map_err(|e| ErrorData::invalid_request(e.message, None))
     }
 
@@ -183,6 +183,47 @@ impl McpServer {
             return Err(format!("the video service answered {}", response.status()));
         }
         response.json().await.map_err(|e| e.to_string())
+    }
+
+    /// A slot for one more call on this connection, or the tool error that says it is full.
+    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, CallToolResult> {
+        self.calls.clone().try_acquire_owned().map_err(|_| {
+            tool_error("Too many calls in flight on this connection; wait for one to finish.")
+        })
+    }
+
+    /// Holds `cost` credits for a call, or the tool error that says why not (`short` words the
+    /// shortfall, given the available balance).
+    async fn hold(
+        &self,
+        identity: Identity,
+        service: &str,
+        cost: i64,
+        ttl_seconds: i64,
+        metadata: Value,
+        short: impl FnOnce(&Value) -> String,
+    ) -> Result<Held, CallToolResult> {
+        let answer = self
+            .shared
+            .core
+            .reserve(&identity, service, cost, ttl_seconds, metadata)
+            .await
+            .map_err(tool_error)?;
+        if answer.status == reqwest::StatusCode::PAYMENT_REQUIRED {
+            return Err(tool_error(short(&answer.body["available_balance"])));
+        }
+        if !answer.status.is_success() {
+            return Err(tool_error(answer.message()));
+        }
+        Ok(Held {
+            shared: self.shared.clone(),
+            identity,
+            id: answer.body["reservation_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            settled: false,
+        })
     }
 
     fn count(&self, tool: &'static str, result: &Result<CallToolResult, ErrorData>) {
@@ -291,10 +332,9 @@ impl McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let identity = self.caller(&ctx)?;
-        let Ok(_permit) = self.calls.clone().try_acquire_owned() else {
-            return Ok(tool_error(
-                "Too many calls in flight on this connection; wait for one to finish.",
-            ));
+        let _permit = match self.permit() {
+            Ok(permit) => permit,
+            Err(busy) => return Ok(busy),
         };
         if request.messages.is_empty() {
             return Err(ErrorData::invalid_params(
@@ -310,36 +350,23 @@ impl McpServer {
             u64::try_from(prompt_chars / 4 + 1).unwrap_or(u64::MAX) + u64::from(max_tokens);
         let hold = chat_cost(estimate, config.chat_price_per_1k_tokens);
         let model = request.model.unwrap_or_else(|| config.chat_model.clone());
-        let reserved = match self
-            .shared
-            .core
-            .reserve(
-                &identity,
+        let held = match self
+            .hold(
+                identity,
                 "chat",
                 hold,
                 900,
                 json!({ "tool": "chat", "model": model }),
+                |available| {
+                    format!(
+                        "Not enough credits: this chat may cost up to {hold}, and {available} are available."
+                    )
+                },
             )
             .await
         {
-            Ok(answer) if answer.status.is_success() => answer.body,
-            Ok(answer) if answer.status == reqwest::StatusCode::PAYMENT_REQUIRED => {
-                return Ok(tool_error(format!(
-                    "Not enough credits: this chat may cost up to {hold}, and {} are available.",
-                    answer.body["available_balance"]
-                )));
-            }
-            Ok(answer) => return Ok(tool_error(answer.message())),
-            Err(e) => return Ok(tool_error(e)),
-        };
-        let held = Held {
-            shared: self.shared.clone(),
-            identity,
-            id: reserved["reservation_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            settled: false,
+            Ok(held) => held,
+            Err(short) => return Ok(short),
         };
         let messages: Vec<Value> = request
             .messages
@@ -466,45 +493,31 @@ impl McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let identity = self.caller(&ctx)?;
-        let Ok(_permit) = self.calls.clone().try_acquire_owned() else {
-            return Ok(tool_error(
-                "Too many calls in flight on this connection; wait for one to finish.",
-            ));
+        let _permit = match self.permit() {
+            Ok(permit) => permit,
+            Err(busy) => return Ok(busy),
         };
         if request.prompt.trim().is_empty() {
             return Err(ErrorData::invalid_params("prompt must not be empty", None));
         }
         let price = self.shared.config.video_price;
-        let reserved = match self
-            .shared
-            .core
-            .reserve(
-                &identity,
+        let held = match self
+            .hold(
+                identity,
                 "sora2",
                 price,
                 VIDEO_HOLD_SECONDS,
                 json!({ "tool": "generate_video", "prompt": request.prompt }),
+                |available| {
+                    format!(
+                        "Not enough credits: a video costs {price}, and {available} are available."
+                    )
+                },
             )
             .await
         {
-            Ok(answer) if answer.status.is_success() => answer.body,
-            Ok(answer) if answer.status == reqwest::StatusCode::PAYMENT_REQUIRED => {
-                return Ok(tool_error(format!(
-                    "Not enough credits: a video costs {price}, and {} are available.",
-                    answer.body["available_balance"]
-                )));
-            }
-            Ok(answer) => return Ok(tool_error(answer.message())),
-            Err(e) => return Ok(tool_error(e)),
-        };
-        let held = Held {
-            shared: self.shared.clone(),
-            identity,
-            id: reserved["reservation_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            settled: false,
+            Ok(held) => held,
+            Err(short) => return Ok(short),
         };
 
         let mut job = json!({ "model": "sora-2", "prompt": request.prompt });

@@ -26,7 +26,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let identity = match identify(&headers, &shared.internal_token) {
+    let identity = match identify(&headers, &shared.credential) {
         Ok(identity) => identity,
         Err(error) => return error.into_response(),
     };

@@ -137,24 +137,7 @@ impl Operation for Debit {
         conn: &mut PgConnection,
         key: Option<&str>,
     ) -> Result<DebitOutcome, StoreError> {
-        let row = sqlx::query(DEBIT_SQL)
-            .bind(self.user_id)
-            .bind(self.cost)
-            .bind(new_transaction_id())
-            .bind(self.service.as_str())
-            .bind(self.metadata.as_ref().map(Json))
-            .bind(key)
-            .bind(self.request_id.as_deref())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(row) = row {
-            return Ok(DebitOutcome::Debited {
-                transaction: transaction(&row)?,
-            });
-        }
-        // Short: holds that expired unswept may be what stands in the way. Free them and try
-        // once more.
-        if expire_user_holds(&mut *conn, self.user_id).await? {
+        for attempt in 0..2 {
             let row = sqlx::query(DEBIT_SQL)
                 .bind(self.user_id)
                 .bind(self.cost)
@@ -169,6 +152,11 @@ impl Operation for Debit {
                 return Ok(DebitOutcome::Debited {
                     transaction: transaction(&row)?,
                 });
+            }
+            // Short: holds that expired unswept may be what stands in the way. Free them and
+            // try once more.
+            if attempt == 0 && !expire_user_holds(&mut *conn, self.user_id).await? {
+                break;
             }
         }
         // The conditional update matched nothing: say why, from what the account holds now.
