@@ -171,14 +171,15 @@ async fn tools_over_both_transports_bill_with_holds() {
                 "{what}"
             );
 
-            // Bad params are refused (rmcp follows the current MCP specification: an input
-            // that fails the tool's schema comes back as a tool error the model can correct,
-            // rather than -32602); nothing is held, and the connection stays up.
+            // Arguments that do not fit the tool's schema: JSON-RPC -32602, nothing held, and
+            // the connection stays up.
             let params = CallToolRequestParams::new("generate_video")
                 .with_arguments(json!({ "seconds": "nope" }).as_object().unwrap().clone());
             match client.call_tool(params).await {
-                Err(_) => {}
-                Ok(result) => assert_eq!(result.is_error, Some(true), "{what}: {result:?}"),
+                Err(rmcp::service::ServiceError::McpError(error)) => {
+                    assert_eq!(error.code.0, -32602, "{what}: {error:?}");
+                }
+                other => panic!("{what}: bad params must be -32602, got {other:?}"),
             }
             assert_eq!(
                 balance(&hub, &user).await,

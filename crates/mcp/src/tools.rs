@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+    ProgressNotificationParam, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
@@ -622,8 +624,33 @@ impl McpServer {
     }
 }
 
+/// How rmcp words a tool call whose arguments do not fit the tool's input type.
+const BAD_ARGUMENTS: &str = "failed to deserialize parameters:";
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for McpServer {
+    /// Arguments that do not fit a tool's input schema are the caller's mistake in the request,
+    /// so they are answered with JSON-RPC -32602 (Invalid params) before anything is held; rmcp
+    /// alone would answer them as a tool error. Failures of the work itself stay tool errors.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let response = self
+            .tool_router
+            .call(ToolCallContext::new(self, request, context))
+            .await?;
+        if let CallToolResponse::Complete(result) = &response
+            && result.is_error == Some(true)
+            && let Some(text) = result.content.first().and_then(ContentBlock::as_text)
+            && text.text.starts_with(BAD_ARGUMENTS)
+        {
+            return Err(ErrorData::invalid_params(text.text.clone(), None));
+        }
+        Ok(response)
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(rmcp::model::Implementation::new(

@@ -1,0 +1,16 @@
+//! The end-to-end tests, through HTTP with everything started by test-support: one file per
+//! area, one binary for them all (`cargo test -p hub-tests --test e2e <area>::` runs one area).
+
+mod auth_google_oauth;
+mod auth_session_verification;
+mod core_credit_check;
+mod core_credit_deduction;
+mod core_credit_holds;
+mod credits;
+mod gateway_openapi;
+mod gateway_proxy;
+mod gateway_trust;
+mod mcp_tools;
+mod operations_files;
+mod rate_limits;
+mod sora2_status_report;
