@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{Engine, spawn_hub, spawn_hub_configured};
+use hub_test_support::{Engine, engines, spawn_hub, spawn_hub_configured};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -153,6 +153,62 @@ async fn websockets_pass_through_to_the_mcp_service_for_known_callers_only() {
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED)
         }
         other => panic!("an anonymous upgrade must be refused, got {other:?}"),
+    }
+}
+
+/// The gateway as it runs in production: several serving threads, each with its own runtime,
+/// beside the main runtime that holds the stores; concurrent callers on every engine spend
+/// exactly what they have, and an upgrade still passes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_serving_threads_carry_the_same_traffic() {
+    for engine in engines() {
+        let google = FakeGoogle::start().await;
+        let upstream = echo_upstream().await;
+        let hub = spawn_hub_configured(engine, &google, |config| {
+            config.threads = 3;
+            config.mcp_url = upstream;
+        })
+        .await;
+        let user = hub.user_with(100).await.to_string();
+        let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
+        let bearer = format!("Bearer {key}");
+        let caller = [
+            ("authorization", bearer.as_str()),
+            ("x-user-id", user.as_str()),
+        ];
+        let body = json!({ "service": "sora2-video-generation", "cost": 3 });
+        let replies = futures_util::future::join_all((0..40).map(|_| {
+            hub.call(
+                Method::POST,
+                "/api/mcp/v1/credits/deduct",
+                &caller,
+                Some(&body),
+            )
+        }))
+        .await;
+        let paid = replies
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count();
+        let refused = replies
+            .iter()
+            .filter(|r| r.status == StatusCode::PAYMENT_REQUIRED)
+            .count();
+        assert_eq!((paid, refused), (33, 7), "{engine:?}");
+        let r = hub
+            .call(Method::GET, "/api/mcp/v1/credits/balance", &caller, None)
+            .await;
+        assert_eq!(r.json["balance"], 1, "{engine:?}: {:?}", r.json);
+
+        let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("x-api-key", key.parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        socket.send(Message::text("hello")).await.unwrap();
+        let reply = socket.next().await.unwrap().unwrap();
+        assert_eq!(reply, Message::text("echo:hello"), "{engine:?}");
     }
 }
 

@@ -78,6 +78,10 @@ pub struct Config {
     pub service_key_cache: Duration,
     /// See `jwt_issuer`.
     pub jwt_audience: String,
+    /// `GATEWAY_THREADS`, default the number of cores: serving threads, each with its own
+    /// runtime, share of the connections and pool of connections to the services (as nginx's
+    /// worker processes); 1 serves on the caller's runtime.
+    pub threads: usize,
 }
 
 /// The certificate chain and private key the gateway serves HTTPS with.
@@ -118,6 +122,7 @@ impl Config {
             jwt_issuer: "smart-ai-hub".to_owned(),
             jwt_audience: "smart-ai-hub".to_owned(),
             service_key_cache: Duration::from_secs(5),
+            threads: 1,
         }
     }
 }
@@ -277,6 +282,18 @@ impl Config {
             "seconds",
         )?);
         config.trusted_proxies = trusted_proxies;
+        config.threads = env.parse_or(
+            "GATEWAY_THREADS",
+            std::thread::available_parallelism().map_or(1, usize::from),
+            "serving threads, 1 or more",
+        )?;
+        if config.threads == 0 {
+            return Err(ConfigError {
+                name: "GATEWAY_THREADS".into(),
+                problem: "0 threads would serve nothing".into(),
+                expected: "serving threads, 1 or more".into(),
+            });
+        }
         Ok(config)
     }
 
@@ -293,14 +310,28 @@ impl Config {
     }
 }
 
-/// The state every request shares: one pointer, cheap to clone per request.
+/// The state every request shares (one pointer, cheap to clone per request), and the serving
+/// thread's own pool of connections to the services.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState {
+    shared: Arc<Shared>,
+    client: Arc<proxy::Client>,
+}
 
 impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
-        &self.0
+        &self.shared
+    }
+}
+
+impl AppState {
+    /// The same shared state with a pool of its own, for another serving thread.
+    fn for_another_thread(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            client: Arc::new(proxy::client()),
+        }
     }
 }
 
@@ -322,7 +353,6 @@ pub struct Shared {
     pub key_cache: identity::KeyCache,
     /// What `/metrics` reports.
     pub metrics: Arc<GatewayMetrics>,
-    client: proxy::Client,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -423,7 +453,7 @@ impl App {
             }
             None => limits::Limiter::new(None),
         };
-        let state = AppState(Arc::new(Shared {
+        let shared = Arc::new(Shared {
             jwt: jwt::JwtVerifier::new(&config.auth_url, &config.jwt_issuer, &config.jwt_audience),
             metrics: Arc::new(GatewayMetrics::new()),
             key_cache: identity::KeyCache::new(config.service_key_cache),
@@ -431,9 +461,12 @@ impl App {
             sessions,
             store,
             internal_token: config.internal_token.expose_secret().to_owned(),
-            client: proxy::client(),
             config: Arc::new(config),
-        }));
+        });
+        let state = AppState {
+            shared,
+            client: Arc::new(proxy::client()),
+        };
         Ok(Self { listener, state })
     }
 
@@ -454,25 +487,89 @@ impl App {
     }
 
     /// Serves (HTTPS when TLS files are configured) until `shutdown` resolves, then finishes the
-    /// requests in flight.
+    /// requests in flight. Plain HTTP is served by `GATEWAY_THREADS` threads, each accepting on
+    /// the one listening socket and running its connections, and their calls to the services,
+    /// on a runtime of its own: a request never waits for another thread (as nginx's workers).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let tls = self.state.config.tls.clone();
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let threads = self.state.config.threads;
         match tls {
-            None => {
-                let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+            None if threads > 1 => {
+                serve_on_threads(self.listener, &self.state, threads, shutdown).await
             }
-            Some(files) => tls::serve(self.listener, &files, app, shutdown).await,
+            None => serve_plain(self.listener, self.state, shutdown).await,
+            Some(files) => {
+                let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+                tls::serve(self.listener, &files, app, shutdown).await
+            }
         }
     }
+}
+
+/// Plain HTTP on the caller's runtime.
+async fn serve_plain(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Plain HTTP on `threads` threads with a current-thread runtime each; when `shutdown` resolves
+/// (or this future is dropped) every thread drains its requests in flight, and this returns once
+/// all have.
+async fn serve_on_threads(
+    listener: TcpListener,
+    state: &AppState,
+    threads: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.into_std()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut finished = Vec::with_capacity(threads);
+    for n in 0..threads {
+        let listener = listener.try_clone()?;
+        let state = state.for_another_thread();
+        let mut stopped = stopped.clone();
+        let (done, finished_one) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("gateway-{n}"))
+            .spawn(move || {
+                let served = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            // A dropped sender counts as the signal too.
+                            let signal = async move {
+                                let _ = stopped.wait_for(|stop| *stop).await;
+                            };
+                            serve_plain(listener, state, signal).await
+                        })
+                    });
+                let _ = done.send(served);
+            })?;
+        finished.push(finished_one);
+    }
+    shutdown.await;
+    let _ = stop.send(true);
+    for finished_one in finished {
+        match finished_one.await {
+            Ok(served) => served?,
+            Err(_) => return Err(std::io::Error::other("a serving thread panicked")),
+        }
+    }
+    Ok(())
 }
 
 fn chrono_days(days: i64) -> chrono::Duration {
