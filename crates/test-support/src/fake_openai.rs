@@ -30,8 +30,13 @@ pub struct FakeOpenAi {
 }
 
 impl FakeOpenAi {
-    /// Starts it.
+    /// Starts it on a free port.
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts it on `address` (`fake-openai`, to try the MCP tools against `hub up`).
+    pub async fn start_on(address: &str) -> Self {
         let jobs = Arc::new(Mutex::new(Jobs::default()));
         let app = Router::new()
             .route("/v1/videos", post(create))
@@ -39,9 +44,9 @@ impl FakeOpenAi {
             .route("/v1/videos/{id}/content", get(content))
             .route("/v1/chat/completions", post(chat))
             .with_state(jobs.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(address)
             .await
-            .expect("bind");
+            .unwrap_or_else(|e| panic!("cannot listen on {address}: {e}"));
         let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
