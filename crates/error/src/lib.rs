@@ -143,6 +143,15 @@ impl IntoResponse for ApiError {
 /// Middleware: gives the request an id (keeping a sane one from upstream, the gateway), returns
 /// it in `X-Request-Id`, and writes every error response in the shared shape with that id.
 pub async fn request_context(mut request: Request, next: Next) -> Response {
+    let (request_id, span) = begin_request(&mut request);
+    let response = tracing::Instrument::instrument(next.run(request), span).await;
+    finish_response(response, &request_id)
+}
+
+/// [`request_context`]'s first half, for a server that calls its handler without a middleware
+/// stack (the gateway's proxy path): the request's id (kept from upstream when sane, else new and
+/// set on the request) and the span every line logged while serving it belongs to.
+pub fn begin_request<B>(request: &mut http::Request<B>) -> (HeaderValue, tracing::Span) {
     let request_id = match request.headers().get(REQUEST_ID_HEADER) {
         Some(value) if is_sane_request_id(value.as_bytes()) => value.clone(),
         _ => {
@@ -160,7 +169,12 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
     );
-    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    (request_id, span)
+}
+
+/// [`request_context`]'s second half: the id in `X-Request-Id`, and an error response written in
+/// the shared shape with it.
+pub fn finish_response(mut response: Response, request_id: &HeaderValue) -> Response {
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER, request_id.clone());

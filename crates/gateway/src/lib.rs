@@ -509,19 +509,82 @@ impl App {
     }
 }
 
-/// Plain HTTP on the caller's runtime.
+/// Plain HTTP on the caller's runtime: hyper's HTTP/1 connections (upgrades allowed), each
+/// request to the proxy directly or, for the gateway's own routes and whenever CORS is configured,
+/// through the router and its layers. When `shutdown` resolves it stops accepting, lets every
+/// connection finish the request in flight, and returns once all have.
 async fn serve_plain(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+    let router = router(state.clone());
+    let direct = state.config.cors_allowed_origins.is_empty();
+    let (stop, stopping) = tokio::sync::watch::channel(());
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+        let (state, router) = (state.clone(), router.clone());
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let request = request.map(axum::body::Body::new);
+                let (state, router) = (state.clone(), router.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        if direct && !is_own_path(request.uri().path()) {
+                            proxy::forward_direct(state, peer, request).await
+                        } else {
+                            let mut request = request;
+                            request
+                                .extensions_mut()
+                                .insert(axum::extract::ConnectInfo(peer));
+                            match tower::ServiceExt::oneshot(router, request).await {
+                                Ok(response) => response,
+                                Err(never) => match never {},
+                            }
+                        },
+                    )
+                }
+            });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+            .with_upgrades();
+        let mut stopping = stopping.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    let _ = stop.send(());
+    drop(open);
+    // Every connection holds a sender; `None` once the last one has finished.
+    let _ = all_closed.recv().await;
+    Ok(())
 }
 
 /// Plain HTTP on `threads` threads with a current-thread runtime each; when `shutdown` resolves
@@ -574,6 +637,35 @@ async fn serve_on_threads(
 
 fn chrono_days(days: i64) -> chrono::Duration {
     chrono::Duration::days(days)
+}
+
+/// The paths the gateway answers itself (see [`router`]); everything else is forwarded.
+const OWN_PATHS: [&str; 6] = [
+    "/health",
+    "/ready",
+    "/openapi.json",
+    "/openapi.gpt.json",
+    "/privacy",
+    "/metrics",
+];
+
+fn is_own_path(path: &str) -> bool {
+    OWN_PATHS.contains(&path)
+}
+
+/// The security headers of every plain-HTTP answer: `nosniff`, and `X-Frame-Options: DENY`
+/// unless a page set its own framing rule (the router's layers do the same for its routes).
+fn security_headers(headers: &mut http::HeaderMap) {
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(http::header::X_FRAME_OPTIONS) {
+        headers.insert(
+            http::header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        );
+    }
 }
 
 /// The gateway's routes: its own health, documents and pages, and everything else through the

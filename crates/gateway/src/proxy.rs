@@ -123,6 +123,33 @@ pub async fn forward(
     response
 }
 
+/// The same as [`forward`] inside the gateway's layers, for a request the gateway's server hands
+/// straight to the proxy (not one of the gateway's own routes, no CORS configured): the request
+/// id, its span and the shared error shape, the security headers and the request metrics, without
+/// a router and a middleware stack around every forwarded request.
+pub(crate) async fn forward_direct(
+    state: AppState,
+    peer: SocketAddr,
+    mut request: Request,
+) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let class = route_class(request.uri().path());
+    let (request_id, span) = hub_error::begin_request(&mut request);
+    let mut response = tracing::Instrument::instrument(
+        forward_to_service(state.clone(), peer, class, request),
+        span,
+    )
+    .await;
+    crate::security_headers(response.headers_mut());
+    let response = hub_error::finish_response(response, &request_id);
+    state
+        .metrics
+        .http
+        .record_request(class, &method, response.status().as_u16(), started);
+    response
+}
+
 async fn forward_to_service(
     state: AppState,
     peer: SocketAddr,

@@ -142,6 +142,23 @@ impl Metrics {
         out
     }
 
+    /// Counts one answered request of a route class, for a server that answers without the
+    /// [`with_metrics`] layer (the gateway's proxy path).
+    pub fn record_request(
+        &self,
+        route: &'static str,
+        method: &axum::http::Method,
+        status: u16,
+        started: Instant,
+    ) {
+        self.record(
+            Cow::Borrowed(route),
+            method_label(method),
+            status,
+            started.elapsed().as_secs_f64(),
+        );
+    }
+
     fn record(
         &self,
         route: Cow<'static, str>,
