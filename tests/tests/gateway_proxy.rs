@@ -333,6 +333,35 @@ async fn cors_security_headers_request_ids_and_metrics() {
     let refused = preflight("https://evil.example.com").await.unwrap();
     assert_eq!(header(&refused, "access-control-allow-origin"), None);
 
+    headers_ids_and_metrics(&hub, "through the router (CORS configured)").await;
+}
+
+/// Without CORS, the gateway's server hands forwarded requests to the proxy directly: the same
+/// security headers, request ids, error shape and metrics as through the router's layers.
+#[tokio::test]
+async fn security_headers_request_ids_and_metrics_on_the_direct_path() {
+    let google = FakeGoogle::start().await;
+    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    headers_ids_and_metrics(&hub, "the direct path").await;
+    let r = hub
+        .call(Method::GET, "/.well-known/jwks.json", &[], None)
+        .await;
+    assert!(
+        r.headers.get("x-request-id").is_some(),
+        "a forwarded request gets an id when none is sent"
+    );
+    // The gateway's own routes keep their methods.
+    let r = hub.call(Method::POST, "/health", &[], None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(r.json["error"]["request_id"].is_string(), "{:?}", r.json);
+}
+
+async fn headers_ids_and_metrics(hub: &hub_test_support::SpawnedHub, what: &str) {
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
     // Security headers on the API, and a request id kept from the client or made.
     let r = hub
         .http
@@ -341,7 +370,7 @@ async fn cors_security_headers_request_ids_and_metrics() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
     assert_eq!(
         header(&r, "x-content-type-options").as_deref(),
         Some("nosniff")
