@@ -167,6 +167,8 @@ async fn several_serving_threads_carry_the_same_traffic() {
         let hub = spawn_hub_configured(engine, &google, |config| {
             config.threads = 3;
             config.mcp_url = upstream;
+            // 45 credit calls at once per caller, then one per 1.33 s, across all threads.
+            config.limits.credits = hub_gateway::limits::PerMinute(45);
         })
         .await;
         let user = hub.user_with(100).await.to_string();
@@ -199,6 +201,18 @@ async fn several_serving_threads_carry_the_same_traffic() {
             .call(Method::GET, "/api/mcp/v1/credits/balance", &caller, None)
             .await;
         assert_eq!(r.json["balance"], 1, "{engine:?}: {:?}", r.json);
+        // 41 calls so far; of 10 more, whichever threads serve them, the caller's one budget
+        // lets through 4, and one more per 1.33 s this test has taken (three budgets of 45, one
+        // per thread, would let all through): the threads share the limits.
+        let replies = futures_util::future::join_all(
+            (0..10).map(|_| hub.call(Method::GET, "/api/mcp/v1/credits/balance", &caller, None)),
+        )
+        .await;
+        let limited = replies
+            .iter()
+            .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+            .count();
+        assert!((3..=6).contains(&limited), "{engine:?}: {limited} limited");
 
         let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
         let mut request = url.as_str().into_client_request().unwrap();
@@ -210,6 +224,30 @@ async fn several_serving_threads_carry_the_same_traffic() {
         let reply = socket.next().await.unwrap().unwrap();
         assert_eq!(reply, Message::text("echo:hello"), "{engine:?}");
     }
+}
+
+/// A client that never finishes a request's head loses its connection once the header read
+/// timeout passes (slow-header attacks); a prompt client is served as ever.
+#[tokio::test]
+async fn a_request_head_that_never_ends_loses_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let google = FakeGoogle::start().await;
+    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
+        config.header_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let address = hub.gateway_url.trim_start_matches("http://");
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: hub\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the gateway closes the connection");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let r = hub.call(Method::GET, "/health", &[], None).await;
+    assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -78,6 +78,10 @@ pub struct Config {
     pub service_key_cache: Duration,
     /// See `jwt_issuer`.
     pub jwt_audience: String,
+    /// `HEADER_READ_TIMEOUT_SECONDS`, default 30: how long a client may take to send a request's
+    /// head, or leave a connection idle between requests, before the gateway closes it (plain
+    /// HTTP).
+    pub header_read_timeout: Duration,
     /// `GATEWAY_THREADS`, default the number of cores: serving threads, each with its own
     /// runtime, share of the connections and pool of connections to the services (as nginx's
     /// worker processes); 1 serves on the caller's runtime.
@@ -122,6 +126,7 @@ impl Config {
             jwt_issuer: "smart-ai-hub".to_owned(),
             jwt_audience: "smart-ai-hub".to_owned(),
             service_key_cache: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(30),
             threads: 1,
         }
     }
@@ -282,6 +287,18 @@ impl Config {
             "seconds",
         )?);
         config.trusted_proxies = trusted_proxies;
+        config.header_read_timeout = Duration::from_secs(env.parse_or(
+            "HEADER_READ_TIMEOUT_SECONDS",
+            config.header_read_timeout.as_secs(),
+            "seconds",
+        )?);
+        if config.header_read_timeout.is_zero() {
+            return Err(ConfigError {
+                name: "HEADER_READ_TIMEOUT_SECONDS".into(),
+                problem: "0 would close every connection at once".into(),
+                expected: "seconds, 1 or more".into(),
+            });
+        }
         config.threads = env.parse_or(
             "GATEWAY_THREADS",
             std::thread::available_parallelism().map_or(1, usize::from),
@@ -316,6 +333,8 @@ impl Config {
 pub struct AppState {
     shared: Arc<Shared>,
     client: Arc<proxy::Client>,
+    /// Rate limits, shared through Redis when there is one (over this thread's connection).
+    limiter: Arc<limits::Limiter>,
 }
 
 impl std::ops::Deref for AppState {
@@ -326,11 +345,26 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// The same shared state with a pool of its own, for another serving thread.
-    fn for_another_thread(&self) -> Self {
+    /// The same shared state for a serving thread, on its runtime: a pool of connections to the
+    /// services of its own, and a Redis connection of its own for the rate limits (if Redis
+    /// cannot be reached now, the thread shares the main runtime's).
+    async fn for_this_thread(&self) -> Self {
+        let mut limiter = self.limiter.clone();
+        if let Some(url) = &self.config.redis_url
+            && self.limiter.uses_redis()
+        {
+            match hub_auth::sessions::redis::connect(url, Duration::from_millis(800)).await {
+                Ok(connection) => limiter = Arc::new(self.limiter.through(connection)),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "a serving thread shares the main Redis connection for rate limits"
+                ),
+            }
+        }
         Self {
             shared: self.shared.clone(),
             client: Arc::new(proxy::client()),
+            limiter,
         }
     }
 }
@@ -345,8 +379,6 @@ pub struct Shared {
     pub internal_token: String,
     /// The configuration.
     pub config: Arc<Config>,
-    /// Rate limits, shared through Redis when there is one.
-    pub limiter: Arc<limits::Limiter>,
     /// End users' access tokens, checked against the auth service's keys.
     pub jwt: Arc<jwt::JwtVerifier>,
     /// Service keys recently looked up.
@@ -457,7 +489,6 @@ impl App {
             jwt: jwt::JwtVerifier::new(&config.auth_url, &config.jwt_issuer, &config.jwt_audience),
             metrics: Arc::new(GatewayMetrics::new()),
             key_cache: identity::KeyCache::new(config.service_key_cache),
-            limiter: Arc::new(limiter),
             sessions,
             store,
             internal_token: config.internal_token.expose_secret().to_owned(),
@@ -466,6 +497,7 @@ impl App {
         let state = AppState {
             shared,
             client: Arc::new(proxy::client()),
+            limiter: Arc::new(limiter),
         };
         Ok(Self { listener, state })
     }
@@ -520,6 +552,7 @@ async fn serve_plain(
 ) -> std::io::Result<()> {
     let router = router(state.clone());
     let direct = state.config.cors_allowed_origins.is_empty();
+    let header_read_timeout = state.config.header_read_timeout;
     let (stop, stopping) = tokio::sync::watch::channel(());
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -527,10 +560,17 @@ async fn serve_plain(
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
+                // A client that gave up before it was accepted.
+                Err(e) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionRefused
+                ) => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             },
@@ -559,7 +599,11 @@ async fn serve_plain(
                     )
                 }
             });
+        // A client that is slow to send a request's head loses the connection (slow-header
+        // attacks hold connections open that way).
         let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
             .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
             .with_upgrades();
         let mut stopping = stopping.clone();
@@ -601,7 +645,7 @@ async fn serve_on_threads(
     let mut finished = Vec::with_capacity(threads);
     for n in 0..threads {
         let listener = listener.try_clone()?;
-        let state = state.for_another_thread();
+        let state = state.clone();
         let mut stopped = stopped.clone();
         let (done, finished_one) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -613,6 +657,7 @@ async fn serve_on_threads(
                     .and_then(|runtime| {
                         runtime.block_on(async move {
                             let listener = TcpListener::from_std(listener)?;
+                            let state = state.for_this_thread().await;
                             // A dropped sender counts as the signal too.
                             let signal = async move {
                                 let _ = stopped.wait_for(|stop| *stop).await;

@@ -11,7 +11,7 @@
 //! (failed verifications are counted only after they fail).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::Script;
@@ -152,7 +152,7 @@ return {1, remaining, used}
 pub struct Limiter {
     redis: Option<(ConnectionManager, String)>,
     script: Script,
-    local: Local,
+    local: Arc<Local>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -169,8 +169,26 @@ impl Limiter {
         Self {
             redis,
             script: Script::new(GCRA),
-            local: Local::new(),
+            local: Arc::new(Local::new()),
         }
+    }
+
+    /// The same limits (the same Redis keys, the same in-process fallback) through another
+    /// connection: a serving thread's own, so that its calls to Redis stay on its runtime.
+    pub fn through(&self, connection: ConnectionManager) -> Self {
+        Self {
+            redis: self
+                .redis
+                .as_ref()
+                .map(|(_, prefix)| (connection, prefix.clone())),
+            script: Script::new(GCRA),
+            local: self.local.clone(),
+        }
+    }
+
+    /// Whether the limits are kept in Redis.
+    pub fn uses_redis(&self) -> bool {
+        self.redis.is_some()
     }
 
     /// Decides for `key`; `spend: false` only asks.
