@@ -1,7 +1,7 @@
 //! The credit endpoints through HTTP, as the gateway and the GPT use them, on every engine.
 
 use futures_util::future::join_all;
-use hub_test_support::{As, SpawnedCore, engines, spawn_core};
+use hub_test_support::{As, SpawnedCore, count, engines, spawn_core};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -599,14 +599,8 @@ async fn five_hundred_concurrent_deducts_never_overdraw() {
         };
         let requests = (0..500).map(|_| core.post(DEDUCT, &gpt, sora(30)));
         let replies = join_all(requests).await;
-        let ok = replies
-            .iter()
-            .filter(|r| r.status == StatusCode::OK)
-            .count();
-        let short = replies
-            .iter()
-            .filter(|r| r.status == StatusCode::PAYMENT_REQUIRED)
-            .count();
+        let ok = count(&replies, StatusCode::OK);
+        let short = count(&replies, StatusCode::PAYMENT_REQUIRED);
         assert_eq!((ok, short), (100, 400), "{engine:?}");
         assert_eq!(balance(&core, user).await, 0);
         assert_eq!(count_debits(&core, user).await, 100);
@@ -687,10 +681,7 @@ async fn concurrent_refunds_never_return_more_than_the_debit() {
             )
         });
         let replies = join_all(partial).await;
-        let ok = replies
-            .iter()
-            .filter(|r| r.status == StatusCode::OK)
-            .count();
+        let ok = count(&replies, StatusCode::OK);
         assert_eq!(ok, 7, "{engine:?}: 7 × 4 = 28 of 30");
         assert!(
             replies
@@ -706,13 +697,7 @@ async fn concurrent_refunds_never_return_more_than_the_debit() {
             )
         });
         let replies = join_all(rest).await;
-        assert_eq!(
-            replies
-                .iter()
-                .filter(|r| r.status == StatusCode::OK)
-                .count(),
-            1
-        );
+        assert_eq!(count(&replies, StatusCode::OK), 1);
         assert_eq!(
             balance(&core, user).await,
             100,

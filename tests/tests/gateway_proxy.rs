@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{Engine, engines, spawn_hub, spawn_hub_configured};
+use hub_test_support::{Engine, count, engines, spawn_hub, spawn_hub_configured};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -188,14 +188,8 @@ async fn several_serving_threads_carry_the_same_traffic() {
             )
         }))
         .await;
-        let paid = replies
-            .iter()
-            .filter(|r| r.status == StatusCode::OK)
-            .count();
-        let refused = replies
-            .iter()
-            .filter(|r| r.status == StatusCode::PAYMENT_REQUIRED)
-            .count();
+        let paid = count(&replies, StatusCode::OK);
+        let refused = count(&replies, StatusCode::PAYMENT_REQUIRED);
         assert_eq!((paid, refused), (33, 7), "{engine:?}");
         let r = hub
             .call(Method::GET, "/api/mcp/v1/credits/balance", &caller, None)
@@ -208,10 +202,7 @@ async fn several_serving_threads_carry_the_same_traffic() {
             (0..10).map(|_| hub.call(Method::GET, "/api/mcp/v1/credits/balance", &caller, None)),
         )
         .await;
-        let limited = replies
-            .iter()
-            .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
-            .count();
+        let limited = count(&replies, StatusCode::TOO_MANY_REQUESTS);
         assert!((3..=6).contains(&limited), "{engine:?}: {limited} limited");
 
         let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";

@@ -179,16 +179,30 @@ impl Config {
             }
         };
         let trusted_proxies = env.ip_list("TRUSTED_PROXIES", "")?;
+        // A number that must not be 0, with what 0 would do.
+        let at_least_one = |name: &str,
+                            default: u64,
+                            expected: &str,
+                            zero_would: &str|
+         -> Result<u64, ConfigError> {
+            let value: u64 = env.parse_or(name, default, expected)?;
+            if value == 0 {
+                return Err(ConfigError {
+                    name: name.into(),
+                    problem: format!("0 would {zero_would}"),
+                    expected: expected.into(),
+                });
+            }
+            Ok(value)
+        };
         let per_minute =
             |name: &str, default: limits::PerMinute| -> Result<limits::PerMinute, ConfigError> {
-                let value: u64 = env.parse_or(name, default.0, "requests per minute, 1 or more")?;
-                if value == 0 {
-                    return Err(ConfigError {
-                        name: name.into(),
-                        problem: "0 would refuse everything".into(),
-                        expected: "requests per minute, 1 or more".into(),
-                    });
-                }
+                let value = at_least_one(
+                    name,
+                    default.0,
+                    "requests per minute, 1 or more",
+                    "refuse everything",
+                )?;
                 if value > limits::MAX_PER_MINUTE {
                     return Err(ConfigError {
                         name: name.into(),
@@ -287,30 +301,20 @@ impl Config {
             "seconds",
         )?);
         config.trusted_proxies = trusted_proxies;
-        config.header_read_timeout = Duration::from_secs(env.parse_or(
+        config.header_read_timeout = Duration::from_secs(at_least_one(
             "HEADER_READ_TIMEOUT_SECONDS",
             config.header_read_timeout.as_secs(),
-            "seconds",
+            "seconds, 1 or more",
+            "close every connection at once",
         )?);
-        if config.header_read_timeout.is_zero() {
-            return Err(ConfigError {
-                name: "HEADER_READ_TIMEOUT_SECONDS".into(),
-                problem: "0 would close every connection at once".into(),
-                expected: "seconds, 1 or more".into(),
-            });
-        }
-        config.threads = env.parse_or(
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        config.threads = usize::try_from(at_least_one(
             "GATEWAY_THREADS",
-            std::thread::available_parallelism().map_or(1, usize::from),
+            u64::try_from(cores).unwrap_or(1),
             "serving threads, 1 or more",
-        )?;
-        if config.threads == 0 {
-            return Err(ConfigError {
-                name: "GATEWAY_THREADS".into(),
-                problem: "0 threads would serve nothing".into(),
-                expected: "serving threads, 1 or more".into(),
-            });
-        }
+            "serve nothing",
+        )?)
+        .unwrap_or(cores);
         Ok(config)
     }
 
@@ -641,7 +645,7 @@ async fn serve_on_threads(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = listener.into_std()?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = tokio::sync::watch::channel(());
     let mut finished = Vec::with_capacity(threads);
     for n in 0..threads {
         let listener = listener.try_clone()?;
@@ -660,7 +664,7 @@ async fn serve_on_threads(
                             let state = state.for_this_thread().await;
                             // A dropped sender counts as the signal too.
                             let signal = async move {
-                                let _ = stopped.wait_for(|stop| *stop).await;
+                                let _ = stopped.changed().await;
                             };
                             serve_plain(listener, state, signal).await
                         })
@@ -670,7 +674,7 @@ async fn serve_on_threads(
         finished.push(finished_one);
     }
     shutdown.await;
-    let _ = stop.send(true);
+    let _ = stop.send(());
     for finished_one in finished {
         match finished_one.await {
             Ok(served) => served?,
@@ -698,8 +702,8 @@ fn is_own_path(path: &str) -> bool {
     OWN_PATHS.contains(&path)
 }
 
-/// The security headers of every plain-HTTP answer: `nosniff`, and `X-Frame-Options: DENY`
-/// unless a page set its own framing rule (the router's layers do the same for its routes).
+/// The security headers of every answer: `nosniff`, and `X-Frame-Options: DENY` unless a page
+/// set its own framing rule (the router's layer and the direct proxy path both use this).
 fn security_headers(headers: &mut http::HeaderMap) {
     headers.insert(
         http::header::X_CONTENT_TYPE_OPTIONS,
@@ -728,14 +732,13 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/privacy", get(pages::privacy))
         .fallback(proxy::forward)
         .with_state(state)
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("x-content-type-options"),
-            HeaderValue::from_static("nosniff"),
-        ))
-        // Pages that set their own framing rules keep them.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("x-frame-options"),
-            HeaderValue::from_static("DENY"),
+        // The same headers the direct proxy path sets; pages that set their own framing rules
+        // keep them.
+        .layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                security_headers(response.headers_mut());
+                response
+            },
         ));
     let routes = if hsts {
         routes.layer(SetResponseHeaderLayer::overriding(

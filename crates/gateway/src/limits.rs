@@ -181,7 +181,7 @@ impl Limiter {
                 .redis
                 .as_ref()
                 .map(|(_, prefix)| (connection, prefix.clone())),
-            script: Script::new(GCRA),
+            script: self.script.clone(),
             local: self.local.clone(),
         }
     }

@@ -782,6 +782,11 @@ pub enum As {
     Nobody,
 }
 
+/// How many of `replies` answered `status` (concurrent calls racing for one balance or limit).
+pub fn count(replies: &[Reply], status: StatusCode) -> usize {
+    replies.iter().filter(|r| r.status == status).count()
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Reply {
