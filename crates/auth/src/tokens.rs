@@ -40,6 +40,10 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Issue time.
     pub iat: i64,
+    /// The user's token epoch when it was issued (see `Sessions::end_everything`): the token
+    /// is good only while it is still the user's epoch. Empty before the user's first.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub epoch: String,
     /// A unique id.
     pub jti: String,
     /// `access`, so that no other kind of token passes for one.
@@ -127,6 +131,7 @@ impl JwtKeys {
         user_id: Uuid,
         email: &str,
         roles: Vec<String>,
+        epoch: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<String> {
         let claims = AccessClaims {
@@ -137,6 +142,7 @@ impl JwtKeys {
             aud: self.audience.clone(),
             exp: (now + ACCESS_TTL).timestamp(),
             iat: now.timestamp(),
+            epoch: epoch.to_owned(),
             jti: Uuid::new_v4().to_string(),
             typ: "access".into(),
         };
@@ -198,7 +204,7 @@ mod tests {
         let now = Utc::now();
         let user = Uuid::now_v7();
         let token = keys
-            .issue(user, "a@example.com", vec!["user".into()], now)
+            .issue(user, "a@example.com", vec!["user".into()], "", now)
             .unwrap();
         let claims = again.verify(&token, now).unwrap();
         assert_eq!(claims.sub, user.to_string());

@@ -97,7 +97,17 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
     }
     if let Some(token) = bearer.filter(|b| crate::jwt::looks_like_jwt(b)) {
         return match state.jwt.verify(token).await {
-            Ok(user) => Ok(Some(Caller::User(user))),
+            // A token issued before the user's last "sign out everywhere", password reset or
+            // Google takeover of the address is over, however long it has left.
+            Ok(access) => match state
+                .sessions
+                .epoch_is_current(access.user, &access.epoch)
+                .await
+            {
+                Ok(true) => Ok(Some(Caller::User(access.user))),
+                Ok(false) => Err(unauthenticated()),
+                Err(e) => Err(store_unavailable(&e)),
+            },
             Err(crate::jwt::Rejected::Invalid) => Err(unauthenticated()),
             Err(crate::jwt::Rejected::KeysUnavailable(e)) => Err(store_unavailable(&e)),
         };

@@ -19,6 +19,17 @@ const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 struct Claims {
     sub: String,
     typ: String,
+    #[serde(default)]
+    epoch: String,
+}
+
+/// The user of a valid access token, and the user's token epoch when it was issued.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    /// The user.
+    pub user: Uuid,
+    /// Good only while it is still the user's epoch.
+    pub epoch: String,
 }
 
 /// Why a token was not accepted.
@@ -70,7 +81,7 @@ impl JwtVerifier {
     }
 
     /// The user a valid access token belongs to.
-    pub async fn verify(&self, token: &str) -> Result<Uuid, Rejected> {
+    pub async fn verify(&self, token: &str) -> Result<AccessToken, Rejected> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejected::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(Rejected::Invalid);
@@ -101,7 +112,11 @@ impl JwtVerifier {
         if claims.typ != "access" {
             return Err(Rejected::Invalid);
         }
-        Uuid::parse_str(&claims.sub).map_err(|_| Rejected::Invalid)
+        let user = Uuid::parse_str(&claims.sub).map_err(|_| Rejected::Invalid)?;
+        Ok(AccessToken {
+            user,
+            epoch: claims.epoch,
+        })
     }
 
     /// Fetches the key set again, unless that was done a moment ago.

@@ -42,6 +42,9 @@ struct RefreshRecord {
     family: String,
     user_id: Uuid,
     expires_at: DateTime<Utc>,
+    /// The user's token epoch when it was issued: good only while it is still theirs.
+    #[serde(default)]
+    epoch: String,
 }
 
 fn keep_for(ttl: chrono::Duration) -> Duration {
@@ -60,15 +63,17 @@ async fn issue(
         .roles(user.id)
         .await
         .map_err(|e| store_error(&e))?;
+    let epoch = state.sessions.token_epoch(user.id).await?;
     let access = state
         .jwt
-        .issue(user.id, &user.email, roles.clone(), now)
+        .issue(user.id, &user.email, roles.clone(), &epoch, now)
         .map_err(|e| ApiError::internal(&e))?;
     let refresh = new_refresh_token().map_err(|e| ApiError::internal(&e))?;
     let record = RefreshRecord {
         family: family.to_owned(),
         user_id: user.id,
         expires_at: now + REFRESH_TTL,
+        epoch,
     };
     let record = serde_json::to_string(&record).map_err(|e| ApiError::internal(&e))?;
     state
@@ -340,6 +345,22 @@ pub async fn refresh(
     {
         return Err(invalid_refresh());
     }
+    if !state
+        .sessions
+        .epoch_is_current(record.user_id, &record.epoch)
+        .await?
+    {
+        // Everything of an earlier epoch is over: end the family for good.
+        store
+            .put_once(
+                &format!("family-revoked:{}", record.family),
+                "1",
+                keep_for(REFRESH_TTL),
+                now,
+            )
+            .await?;
+        return Err(invalid_refresh());
+    }
     let user = state
         .users
         .find_user(record.user_id)
@@ -408,6 +429,9 @@ pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Jso
         .verify(token.trim(), state.sessions.clock().now())
         .ok_or_else(invalid)?;
     let id: Uuid = claims.sub.parse().map_err(|_| invalid())?;
+    if !state.sessions.epoch_is_current(id, &claims.epoch).await? {
+        return Err(invalid());
+    }
     let user = state
         .users
         .find_user(id)

@@ -338,7 +338,12 @@ pub async fn callback(
     };
     let name = identity.name.clone().unwrap_or_default();
     let user = match find_or_create_user(&state, &identity.subject, email, &name).await {
-        Ok(Ok(user)) => user,
+        Ok(Ok(Found { user, linked })) => {
+            if linked {
+                tracing::info!(user_id = %user.id, "a Google account took over its address's account; earlier tokens ended");
+            }
+            user
+        }
         Ok(Err(Refusal(why))) => return bad_request("เข้าสู่ระบบไม่สำเร็จ", why, None),
         Err(e) => {
             tracing::warn!(error = %e, "cannot find or create the user");
@@ -379,6 +384,13 @@ pub async fn callback(
     page
 }
 
+/// The user a Google account signs in as.
+struct Found {
+    user: hub_core::users::User,
+    /// The Google account was linked just now to an account found by its email.
+    linked: bool,
+}
+
 /// Why a verified Google account cannot be signed in; shown to the person, never retried.
 struct Refusal(&'static str);
 
@@ -389,7 +401,7 @@ async fn find_or_create_user(
     subject: &str,
     email: &str,
     name: &str,
-) -> Result<Result<hub_core::users::User, Refusal>, hub_core::StoreError> {
+) -> anyhow::Result<Result<Found, Refusal>> {
     // Display names are free text at Google: keep them printable and of a sane length.
     let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
     let name = if name.trim().is_empty() {
@@ -410,11 +422,25 @@ async fn find_or_create_user(
     let users = &state.users;
     for _ in 0..3 {
         if let Some(user) = users.find_user_by_google_subject(subject).await? {
-            return Ok(Ok(user));
+            return Ok(Ok(Found {
+                user,
+                linked: false,
+            }));
         }
         if let Some(user) = users.find_user_by_email(email).await? {
+            // Whoever registered this address with a password before its owner proved it may
+            // hold tokens: everything issued to the account ends before the link, so that
+            // nothing issued before it can outlive it, even if this step is interrupted. (An
+            // account without a password had no way to be signed in by anyone else.)
+            let has_password = users
+                .find_credentials(email)
+                .await?
+                .is_some_and(|(_, hash)| hash.is_some());
+            if has_password {
+                state.sessions.end_everything(user.id).await?;
+            }
             if users.link_google_subject(user.id, subject).await? {
-                return Ok(Ok(user));
+                return Ok(Ok(Found { user, linked: true }));
             }
             if users.find_user_by_google_subject(subject).await?.is_none() {
                 // The address's account belongs to another Google account: never re-point it.
@@ -428,11 +454,12 @@ async fn find_or_create_user(
             .create_user(&new.clone().with_google_subject(subject))
             .await?
         {
-            return Ok(Ok(created.user));
+            return Ok(Ok(Found {
+                user: created.user,
+                linked: false,
+            }));
         }
         // A concurrent sign-in created the user first: look again.
     }
-    Err(hub_core::StoreError::Corrupt(
-        "the user changed under three attempts".into(),
-    ))
+    anyhow::bail!("the user changed under three attempts")
 }

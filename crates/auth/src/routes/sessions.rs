@@ -228,7 +228,7 @@ pub async fn revoke_one(
     operation_id = "signOutEverywhere",
     tag = "sessions",
     summary = "Sign out everywhere",
-    description = "Revokes every session of the user whose code is sent.",
+    description = "Revokes every session code, access token and refresh token of the user whose code is sent.",
     responses(
         (status = 200, description = "Signed out.", body = Revoked),
         (status = 401, description = "The code is missing, invalid, expired or revoked.", body = ErrorBody),
@@ -240,6 +240,7 @@ pub async fn revoke_all(
     headers: HeaderMap,
 ) -> Result<Json<Revoked>, ApiError> {
     let (_, current) = session_of(&state, &headers).await?;
-    let revoked = state.sessions.revoke_all(current.user_id).await?;
+    // Every session code, access token and refresh family of the user, not only the codes.
+    let revoked = state.sessions.end_everything(current.user_id).await?;
     Ok(Json(Revoked { revoked }))
 }

@@ -188,6 +188,14 @@ pub async fn open(
     }
 }
 
+/// How long a user's token epoch is kept: longer than any token of an earlier epoch lives
+/// (refresh tokens, 30 days), so that none comes back to life when it is forgotten.
+const EPOCH_KEPT_FOR: Duration = Duration::from_secs(31 * 24 * 3600);
+
+fn epoch_key(user_id: Uuid) -> String {
+    format!("token-epoch:{user_id}")
+}
+
 /// What verifying a token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
@@ -303,6 +311,44 @@ impl Sessions {
     /// Ends all of a user's sessions.
     pub async fn revoke_all(&self, user_id: Uuid) -> Result<u64, SessionError> {
         self.store.revoke_all(user_id).await
+    }
+
+    /// Ends everything issued to a user until now: every session code, and every access token
+    /// and refresh-token family. Access and refresh tokens carry the user's token epoch from when
+    /// they were issued; this starts a new epoch, so that all earlier ones are refused wherever
+    /// they are presented (whatever the clocks say). For "sign out everywhere", a password reset,
+    /// and a Google account taking over an address someone registered. Returns how many session
+    /// codes ended.
+    pub async fn end_everything(&self, user_id: Uuid) -> Result<u64, SessionError> {
+        let now = self.clock.now();
+        let mut epoch = [0u8; 16];
+        getrandom::fill(&mut epoch)
+            .map_err(|e| SessionError::Unavailable(format!("OS random source: {e}")))?;
+        // The epoch first: a token refreshed while the sessions are being ended is refused too.
+        self.store
+            .put_once(
+                &epoch_key(user_id),
+                &hex::encode(epoch),
+                EPOCH_KEPT_FOR,
+                now,
+            )
+            .await?;
+        self.store.revoke_all(user_id).await
+    }
+
+    /// The user's token epoch, for a token issued now (empty until their first
+    /// [`Sessions::end_everything`]).
+    pub async fn token_epoch(&self, user_id: Uuid) -> Result<String, SessionError> {
+        Ok(self
+            .store
+            .peek_once(&epoch_key(user_id), self.clock.now())
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Whether a token issued in `epoch` is still good: nothing has ended everything since.
+    pub async fn epoch_is_current(&self, user_id: Uuid, epoch: &str) -> Result<bool, SessionError> {
+        Ok(self.token_epoch(user_id).await? == epoch)
     }
 }
 
