@@ -234,3 +234,43 @@ async fn a_gpt_holds_with_the_users_code() {
         assert_eq!(r.json["new_balance"], 0);
     }
 }
+
+/// A hold is settled only by the principal that placed it: not by another key acting for the
+/// same user, not by the user themselves (who would otherwise release a paid tool's hold while
+/// its work is under way), and an X-Hub-Via sent by a client is stripped at the gateway.
+#[tokio::test]
+async fn only_the_principal_that_placed_a_hold_settles_it() {
+    for engine in engines() {
+        let google = FakeGoogle::start().await;
+        let hub = spawn_hub(engine, &google).await;
+        let (code, user) = hub.signed_in_user().await;
+        let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
+        let other = hub.service_key(&["credits:check", "credits:deduct"]).await;
+        let as_key = [("x-api-key", key.as_str()), ("x-user-id", user.as_str())];
+        let as_other = [("x-api-key", other.as_str()), ("x-user-id", user.as_str())];
+        let as_user = [("x-session-token", code.as_str()), ("x-hub-via", "mcp")];
+
+        let r = hub
+            .call(
+                Method::POST,
+                RESERVE,
+                &as_key,
+                Some(&json!({ "service": "sora2", "cost": 5 })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{engine:?} {:?}", r.json);
+        let id = r.json["reservation_id"].as_str().unwrap().to_owned();
+        let release = format!("/api/mcp/v1/credits/reservations/{id}/release");
+        for (who, headers) in [("another key", &as_other[..]), ("the user", &as_user[..])] {
+            let r = hub.call(Method::POST, &release, headers, None).await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{engine:?}: {who}: {:?}",
+                r.json
+            );
+        }
+        let r = hub.call(Method::POST, &release, &as_key, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{engine:?}: {:?}", r.json);
+    }
+}

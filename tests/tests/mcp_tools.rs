@@ -139,11 +139,13 @@ async fn tools_over_both_transports_bill_with_holds() {
             assert_eq!(body["status"], "completed");
             assert_eq!(body["credits_charged"], 30);
             let id = body["video_id"].as_str().unwrap().to_owned();
+            // The hub's id: the provider's, signed for this user.
+            let (provider_id, _) = id.rsplit_once('.').unwrap();
             assert!(
                 body["download_url"]
                     .as_str()
                     .unwrap()
-                    .ends_with(&format!("/videos/{id}/content"))
+                    .ends_with(&format!("/videos/{provider_id}/content"))
             );
             assert_eq!(
                 balance(&hub, &user).await,
@@ -418,7 +420,7 @@ async fn chat_holds_an_estimate_and_charges_the_reported_usage() {
 }
 
 #[tokio::test]
-async fn a_chat_cancelled_mid_stream_is_released() {
+async fn a_chat_cancelled_mid_stream_is_charged_for_what_was_used() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
     let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
@@ -441,7 +443,217 @@ async fn a_chat_cancelled_mid_stream_is_released() {
     // 1,000 tokens and the prompt at 2 per 1,000: 3 credits held while the answer streams.
     wait_until(&hub, &user, json!({ "balance": 100, "held": 3 })).await;
     handle.cancel(Some("enough".into())).await.unwrap();
-    wait_until(&hub, &user, json!({ "balance": 100, "held": 0 })).await;
+    // The model had started: the prompt and the streamed part are charged (at least 1 credit).
+    wait_until(&hub, &user, json!({ "balance": 99, "held": 0 })).await;
+    client.cancel().await.unwrap();
+}
+
+/// A raw MCP session over the WebSocket, as a service key acting for `user`.
+async fn raw_session(
+    hub: &SpawnedHub,
+    key: &str,
+    user: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-user-id", user.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket
+        .send(Message::text(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#))
+        .await
+        .unwrap();
+    next_text(&mut socket).await;
+    socket
+        .send(Message::text(
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        ))
+        .await
+        .unwrap();
+    socket
+}
+
+/// The attack: read the streamed deltas, then cancel (or hang up), again and again. Each time
+/// the prompt and the tokens streamed are charged.
+#[tokio::test]
+async fn reading_a_streamed_chat_then_cancelling_or_hanging_up_is_not_free() {
+    for engine in engines() {
+        let google = FakeGoogle::start().await;
+        let openai = FakeOpenAi::start().await;
+        let hub = spawn_hub_with_mcp(engine, &google, &openai).await;
+        let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
+        let user = hub.user_with(100).await.to_string();
+        for (round, hang_up) in [(0, false), (1, true)] {
+            let mut socket = raw_session(&hub, &key, &user).await;
+            let call = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+                "name": "chat", "_meta": { "progressToken": "p" },
+                "arguments": { "messages": [{ "role": "user", "content": "deltas:1500" }], "max_tokens": 4000 } } });
+            socket.send(Message::text(call.to_string())).await.unwrap();
+            let mut seen = 0;
+            while seen < 1500 {
+                let message = next_text(&mut socket).await;
+                if message["method"] == "notifications/progress" {
+                    seen += 1;
+                }
+            }
+            if hang_up {
+                drop(socket);
+            } else {
+                let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+                                      "params": { "requestId": 7, "reason": "got what I wanted" } });
+                socket
+                    .send(Message::text(cancel.to_string()))
+                    .await
+                    .unwrap();
+            }
+            // 9 credits held (the prompt and 4,000 tokens at 2 per 1,000); the prompt (11
+            // characters: 3 tokens) and 1,500 streamed tokens charged: 4 credits.
+            let expected = 100 - 4 * (round + 1);
+            wait_until(&hub, &user, json!({ "balance": expected, "held": 0 })).await;
+        }
+        let report = hub.store.audit().await.unwrap();
+        assert!(report.discrepancies.is_empty(), "{engine:?}: {report:?}");
+    }
+}
+
+#[tokio::test]
+async fn prices_come_from_the_table_and_unpriced_choices_hold_nothing() {
+    let google = FakeGoogle::start().await;
+    let openai = FakeOpenAi::start().await;
+    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
+    let user = hub.user_with(100).await.to_string();
+    let client = connect(&hub, Transport::Http, &key, &user).await;
+
+    let tools = client.list_all_tools().await.unwrap();
+    let schema = |name: &str| {
+        serde_json::to_value(&tools.iter().find(|t| t.name == name).unwrap().input_schema).unwrap()
+    };
+    assert_eq!(
+        schema("chat")["properties"]["model"]["enum"],
+        json!(["gpt-4o-mini", null])
+    );
+    assert_eq!(
+        schema("generate_video")["properties"]["seconds"]["enum"],
+        json!([4, 8, 12, null])
+    );
+    assert_eq!(
+        schema("generate_video")["properties"]["size"]["enum"],
+        json!(["1280x720", "720x1280", null])
+    );
+
+    let submitted = openai.submitted();
+    for (tool, arguments) in [
+        (
+            "chat",
+            json!({ "messages": [{ "role": "user", "content": "hi" }], "model": "gpt-5-free" }),
+        ),
+        (
+            "chat",
+            json!({ "messages": [{ "role": "robot", "content": "hi" }] }),
+        ),
+        ("generate_video", json!({ "prompt": "a cat", "seconds": 5 })),
+        (
+            "generate_video",
+            json!({ "prompt": "a cat", "size": "99999x99999" }),
+        ),
+        (
+            "generate_video",
+            json!({ "prompt": "a cat", "seconds": 12, "size": "1x1" }),
+        ),
+    ] {
+        let params =
+            CallToolRequestParams::new(tool).with_arguments(arguments.as_object().unwrap().clone());
+        match client.call_tool(params).await {
+            Err(rmcp::service::ServiceError::McpError(error)) => {
+                assert_eq!(error.code.0, -32602, "{arguments}: {error:?}");
+            }
+            other => panic!("{arguments}: must be -32602, got {other:?}"),
+        }
+        assert_eq!(
+            balance(&hub, &user).await,
+            json!({ "balance": 100, "held": 0 }),
+            "{arguments}: nothing held"
+        );
+    }
+    assert_eq!(openai.submitted(), submitted, "nothing was submitted");
+
+    // An 8-second video costs what the table says.
+    let (error, body) = call(
+        &client,
+        "generate_video",
+        json!({ "prompt": "a cat", "seconds": 8, "size": "1280x720" }),
+    )
+    .await;
+    assert!(!error, "{body}");
+    assert_eq!(body["credits_charged"], 60);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn another_users_video_is_nobody_elses_business() {
+    let google = FakeGoogle::start().await;
+    let openai = FakeOpenAi::start().await;
+    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
+    let alice = hub.user_with(100).await.to_string();
+    let bob = hub.user_with(100).await.to_string();
+    let as_alice = connect(&hub, Transport::Http, &key, &alice).await;
+    let as_bob = connect(&hub, Transport::WebSocket, &key, &bob).await;
+    let (error, body) = call(&as_alice, "generate_video", json!({ "prompt": "a cat" })).await;
+    assert!(!error, "{body}");
+    let id = body["video_id"].as_str().unwrap().to_owned();
+    let (provider_id, _) = id.rsplit_once('.').unwrap();
+
+    let (error, body) = call(&as_alice, "get_video_status", json!({ "video_id": id })).await;
+    assert!(!error && body["status"] == "completed", "{body}");
+    for guess in [
+        id.clone(),
+        provider_id.to_owned(),
+        "video_2".to_owned(),
+        format!("../videos/{provider_id}"),
+        format!("{provider_id}%2F..%2F.AAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        let (error, body) = call(&as_bob, "get_video_status", json!({ "video_id": guess })).await;
+        assert!(error, "{guess}: {body}");
+        assert!(
+            body.as_str().unwrap().contains("No video of yours"),
+            "{body}"
+        );
+    }
+    as_alice.cancel().await.unwrap();
+    as_bob.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_video_the_provider_will_not_stop_is_charged_when_it_is_made() {
+    let google = FakeGoogle::start().await;
+    let openai = FakeOpenAi::start().await;
+    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
+    let user = hub.user_with(100).await.to_string();
+    let client = connect(&hub, Transport::WebSocket, &key, &user).await;
+    let params = CallToolRequestParams::new("generate_video").with_arguments(
+        json!({ "prompt": "nocancel please" })
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let handle = client
+        .send_cancellable_request(
+            rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(params)),
+            rmcp::service::PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    wait_until(&hub, &user, json!({ "balance": 100, "held": 30 })).await;
+    handle.cancel(Some("never mind".into())).await.unwrap();
+    // The provider refused to stop: the video is made, and charged.
+    wait_until(&hub, &user, json!({ "balance": 70, "held": 0 })).await;
     client.cancel().await.unwrap();
 }
 

@@ -28,6 +28,9 @@ pub const SERVICE_KEY_HEADER: &str = "x-hub-service-key";
 pub const SCOPES_HEADER: &str = "x-hub-scopes";
 /// The acted-for user's header.
 pub const USER_ID_HEADER: &str = "x-user-id";
+/// The hub service a call comes through, beside the caller it acts for (`mcp` for the MCP
+/// service's tools); part of the principal that places and settles holds.
+pub const VIA_HEADER: &str = "x-hub-via";
 
 /// A permission over credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,8 @@ pub struct Caller {
     pub principal: Principal,
     /// For whom (`X-User-ID`).
     pub user_id: Option<Uuid>,
+    /// The hub service the call came through (`X-Hub-Via`), if any.
+    pub via: Option<String>,
 }
 
 /// SHA-256 of the internal credential, compared in constant time.
@@ -135,7 +140,14 @@ impl Caller {
             Some("system") => Principal::System,
             _ => return Err(CoreError::Unauthenticated("The caller is not identified.")),
         };
-        Ok(Self { principal, user_id })
+        let via = text(VIA_HEADER)
+            .filter(|via| !via.is_empty() && via.len() <= 32)
+            .map(str::to_owned);
+        Ok(Self {
+            principal,
+            user_id,
+            via,
+        })
     }
 
     /// The user a credit operation acts for, if the caller may do `scope` for them.
@@ -188,6 +200,22 @@ impl Caller {
             Principal::User(id) => format!("user:{id}"),
             Principal::ServiceKey { id, .. } => format!("key:{id}:{acted_for}"),
             Principal::System => format!("system:{acted_for}"),
+        }
+    }
+
+    /// Who places a hold, and so who alone may settle it: the principal (a user, a service key,
+    /// the operator's tools) and the hub service it came through. A user cannot release the hold
+    /// the MCP service placed for their video while the video renders, and one service key
+    /// cannot settle another's holds.
+    pub fn principal_key(&self) -> String {
+        let who = match &self.principal {
+            Principal::User(id) => format!("user:{id}"),
+            Principal::ServiceKey { id, .. } => format!("key:{id}"),
+            Principal::System => "system".to_owned(),
+        };
+        match &self.via {
+            Some(via) => format!("{via}/{who}"),
+            None => who,
         }
     }
 

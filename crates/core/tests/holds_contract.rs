@@ -30,6 +30,7 @@ fn reserve(user_id: Uuid, cost: i64, ttl_seconds: i64) -> Reserve {
         ttl_seconds,
         metadata: Some(json!({ "video": "v-1" })),
         request_id: None,
+        placed_by: "mcp/user:test".into(),
     }
 }
 
@@ -56,6 +57,7 @@ fn settle(id: &str, capture: Option<Option<i64>>, owner: Uuid) -> Settle {
         reservation_id: id.to_owned(),
         capture,
         owner_must_be: Some(owner),
+        principal_must_be: Some("mcp/user:test".into()),
         request_id: None,
     }
 }
@@ -203,6 +205,32 @@ async fn a_hold_sets_credits_aside_until_it_is_captured_or_released() {
                 available: 15,
                 ..
             }
+        ));
+        assert_invariants(&store).await;
+    }
+}
+
+#[tokio::test]
+async fn only_the_principal_that_placed_a_hold_settles_it() {
+    for engine in engines() {
+        let db = TestDatabase::new(engine).await;
+        let store = db.store();
+        let alice = user(&store, 100).await;
+        let id = held_id(&store, alice, 30, 900).await;
+        // The user themselves, straight to the REST API, while the tool's work is under way.
+        for other in ["user:test", "key:other", "system"] {
+            let mut release = settle(&id, None, alice);
+            release.principal_must_be = Some(other.into());
+            assert_eq!(
+                store.settle(&release).await.unwrap(),
+                SettleOutcome::UnknownReservation,
+                "{engine:?}: {other}"
+            );
+        }
+        assert_eq!(store.holdings(alice).await.unwrap().unwrap().held, 30);
+        assert!(matches!(
+            store.settle(&settle(&id, None, alice)).await.unwrap(),
+            SettleOutcome::Settled { .. }
         ));
         assert_invariants(&store).await;
     }

@@ -5,6 +5,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use hub_core::caller::{
     CALLER_HEADER, Caller, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER, USER_ID_HEADER,
+    VIA_HEADER,
 };
 use hub_error::ApiError;
 use uuid::Uuid;
@@ -41,12 +42,17 @@ pub fn identify(headers: &HeaderMap, credential: &[u8; 32]) -> Result<Identity, 
         SERVICE_KEY_HEADER,
         SCOPES_HEADER,
     ];
-    let headers = forwarded
+    let mut headers: Vec<_> = forwarded
         .iter()
         .filter_map(|name| {
             let value = headers.get(*name)?.clone();
             Some((HeaderName::from_static(name), value))
         })
         .collect();
+    // The holds this service places are its own: the caller cannot settle them around it.
+    headers.push((
+        HeaderName::from_static(VIA_HEADER),
+        HeaderValue::from_static("mcp"),
+    ));
     Ok(Identity { user_id, headers })
 }

@@ -7,7 +7,9 @@
 
 mod core_client;
 mod identity;
+pub mod prices;
 mod tools;
+mod video_ids;
 mod ws;
 
 use std::future::Future;
@@ -34,15 +36,21 @@ pub struct Config {
     pub openai_base_url: String,
     /// `OPENAI_API_KEY`.
     pub openai_api_key: Option<SecretString>,
-    /// `MCP_VIDEO_PRICE`, default 30: credits per `generate_video`.
-    pub video_price: i64,
+    /// `MCP_VIDEO_PRICES`: the videos `generate_video` makes and what each costs, as
+    /// `SIZE:SECONDS:CREDITS` entries; the first is the video made when the caller names no size
+    /// or length. Default: 720x1280 and 1280x720 at 4, 8 and 12 seconds for 30, 60 and 90.
+    pub video_prices: Vec<prices::VideoPrice>,
     /// `MCP_VIDEO_POLL_MILLISECONDS`, default 2000: how often a video job is asked how it goes.
     pub video_poll: Duration,
-    /// `MCP_CHAT_MODEL`, default `gpt-4o-mini`: the model `chat` uses unless asked for another.
+    /// `MCP_VIDEO_DEADLINE_SECONDS`, default 1800: how long a video may take before the hub gives
+    /// up on it (cancels it at the provider; charged unless the provider confirms the cancel).
+    pub video_deadline: Duration,
+    /// `MCP_CHAT_MODELS`, default `gpt-4o-mini:2`: the models `chat` offers, each with its price
+    /// in credits per 1,000 tokens (prompt and completion), rounded up per call.
+    pub chat_models: Vec<prices::ChatModel>,
+    /// `MCP_CHAT_MODEL`, default the first of `MCP_CHAT_MODELS`: the model `chat` uses unless
+    /// asked for another.
     pub chat_model: String,
-    /// `MCP_CHAT_PRICE_PER_1K_TOKENS`, default 2: credits per 1,000 tokens (prompt and
-    /// completion), rounded up per call.
-    pub chat_price_per_1k_tokens: i64,
     /// `MCP_CHAT_MAX_TOKENS`, default 1024: the completion limit when the caller sets none.
     pub chat_max_tokens: u32,
     /// `MCP_MAX_CONCURRENT_CALLS`, default 4: tool calls in flight per connection.
@@ -60,10 +68,12 @@ impl Config {
             internal_token,
             openai_base_url: "https://api.openai.com/v1".into(),
             openai_api_key: None,
-            video_price: 30,
+            video_prices: prices::parse_video_prices(prices::DEFAULT_VIDEO_PRICES)
+                .unwrap_or_default(),
             video_poll: Duration::from_secs(2),
+            video_deadline: Duration::from_secs(1800),
+            chat_models: prices::parse_chat_models(prices::DEFAULT_CHAT_MODELS).unwrap_or_default(),
             chat_model: "gpt-4o-mini".into(),
-            chat_price_per_1k_tokens: 2,
             chat_max_tokens: 1024,
             max_concurrent_calls: 4,
             max_message_bytes: 1024 * 1024,
@@ -86,31 +96,67 @@ impl Config {
             .trim_end_matches('/')
             .to_owned();
         config.openai_api_key = env.secret("OPENAI_API_KEY");
-        config.video_price =
-            env.parse_or("MCP_VIDEO_PRICE", config.video_price, "credits, 1 or more")?;
-        if config.video_price < 1 {
-            return Err(ConfigError {
-                name: "MCP_VIDEO_PRICE".into(),
-                problem: "a video must cost something".into(),
-                expected: "credits, 1 or more".into(),
-            });
+        for retired in ["MCP_VIDEO_PRICE", "MCP_CHAT_PRICE_PER_1K_TOKENS"] {
+            if env.raw(retired).is_some() {
+                return Err(ConfigError {
+                    name: retired.into(),
+                    problem: "no longer read: prices are per video and per model now".into(),
+                    expected: "MCP_VIDEO_PRICES (SIZE:SECONDS:CREDITS,...) and MCP_CHAT_MODELS (MODEL:CREDITS_PER_1K_TOKENS,...)".into(),
+                });
+            }
+        }
+        if let Some(table) = env.raw("MCP_VIDEO_PRICES") {
+            config.video_prices =
+                prices::parse_video_prices(&table).map_err(|problem| ConfigError {
+                    name: "MCP_VIDEO_PRICES".into(),
+                    problem,
+                    expected: "SIZE:SECONDS:CREDITS entries, e.g. 720x1280:4:30,1280x720:8:60"
+                        .into(),
+                })?;
         }
         config.video_poll = Duration::from_millis(env.parse_or(
             "MCP_VIDEO_POLL_MILLISECONDS",
             u64::try_from(config.video_poll.as_millis()).unwrap_or(u64::MAX),
             "milliseconds",
         )?);
-        config.chat_model = env.string_or("MCP_CHAT_MODEL", &config.chat_model);
-        config.chat_price_per_1k_tokens = env.parse_or(
-            "MCP_CHAT_PRICE_PER_1K_TOKENS",
-            config.chat_price_per_1k_tokens,
-            "credits per 1,000 tokens, 1 or more",
+        let deadline = env.parse_or(
+            "MCP_VIDEO_DEADLINE_SECONDS",
+            config.video_deadline.as_secs(),
+            "seconds, 60 to 3300",
         )?;
-        if config.chat_price_per_1k_tokens < 1 {
+        if !(60..=3300).contains(&deadline) {
             return Err(ConfigError {
-                name: "MCP_CHAT_PRICE_PER_1K_TOKENS".into(),
-                problem: "a chat must cost something".into(),
-                expected: "credits per 1,000 tokens, 1 or more".into(),
+                name: "MCP_VIDEO_DEADLINE_SECONDS".into(),
+                problem: format!("{deadline} is out of range"),
+                expected: "seconds, 60 to 3300 (a video's hold lives an hour)".into(),
+            });
+        }
+        config.video_deadline = Duration::from_secs(deadline);
+        if let Some(table) = env.raw("MCP_CHAT_MODELS") {
+            config.chat_models =
+                prices::parse_chat_models(&table).map_err(|problem| ConfigError {
+                    name: "MCP_CHAT_MODELS".into(),
+                    problem,
+                    expected: "MODEL:CREDITS_PER_1K_TOKENS entries, e.g. gpt-4o-mini:2,gpt-4o:10"
+                        .into(),
+                })?;
+        }
+        config.chat_model = env.string_or(
+            "MCP_CHAT_MODEL",
+            config
+                .chat_models
+                .first()
+                .map_or("gpt-4o-mini", |m| m.name.as_str()),
+        );
+        if !config
+            .chat_models
+            .iter()
+            .any(|m| m.name == config.chat_model)
+        {
+            return Err(ConfigError {
+                name: "MCP_CHAT_MODEL".into(),
+                problem: format!("{} is not in MCP_CHAT_MODELS", config.chat_model),
+                expected: "one of the models MCP_CHAT_MODELS prices".into(),
             });
         }
         config.chat_max_tokens =
@@ -151,6 +197,7 @@ pub struct Shared {
     core: core_client::Core,
     http: reqwest::Client,
     metrics: McpMetrics,
+    video_ids: video_ids::VideoIds,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -227,6 +274,7 @@ impl App {
             .unwrap_or_default();
         let shared = Arc::new(Shared {
             metrics: McpMetrics::new(),
+            video_ids: video_ids::VideoIds::new(config.internal_token.expose_secret()),
             credential: hub_core::caller::credential_digest(config.internal_token.expose_secret()),
             core: core_client::Core::new(http.clone(), &config.core_url),
             http,

@@ -20,6 +20,8 @@ use tokio::sync::Semaphore;
 
 use crate::Shared;
 use crate::identity::{Identity, identify};
+use crate::prices::{VideoPrice, chat_cost};
+use crate::video_ids::plain_provider_id;
 
 /// How long a video's hold lives: as long as a hold may.
 const VIDEO_HOLD_SECONDS: i64 = 3600;
@@ -84,32 +86,75 @@ fn tool_json(value: &Value) -> CallToolResult {
     CallToolResult::success(vec![ContentBlock::text(value.to_string())])
 }
 
-/// A hold that releases itself if it is dropped unsettled (the client went away mid-call).
+/// What becomes of a hold whose call ends without settling it (the client cancelled or went
+/// away, and the handler was dropped).
+enum Unsettled {
+    /// Nothing was produced: free it.
+    Release,
+    /// The provider accepted the work: charge what was used so far.
+    Capture(i64),
+    /// A video the provider accepted: follow it to its end and settle then.
+    FollowVideo(String),
+}
+
+/// A hold for one call; dropped unsettled, it settles itself as `on_drop` says (a dropped video
+/// is first asked to stop at the provider, and released if it did).
 struct Held {
     shared: Arc<Shared>,
     identity: Identity,
     id: String,
     settled: bool,
+    on_drop: Unsettled,
 }
 
 impl Held {
+    /// From now on, a call that ends unsettled is charged `amount`.
+    fn charge_if_dropped(&mut self, amount: i64) {
+        self.on_drop = Unsettled::Capture(amount);
+    }
+
+    /// From now on, a call that ends unsettled follows the provider's video to its end.
+    fn follow_if_dropped(&mut self, video: &str) {
+        self.on_drop = Unsettled::FollowVideo(video.to_owned());
+    }
+
     async fn capture(mut self, amount: Option<i64>) -> Result<Value, String> {
         self.settled = true;
-        let answer = self
-            .shared
-            .core
-            .capture(&self.identity, &self.id, amount)
-            .await?;
-        if answer.status.is_success() {
-            Ok(answer.body)
-        } else {
-            Err(answer.message())
-        }
+        capture(&self.shared, &self.identity, &self.id, amount).await
     }
 
     async fn release(mut self) {
         self.settled = true;
         release(&self.shared, &self.identity, &self.id).await;
+    }
+
+    /// Gives the hold to a task that follows the video to its end and settles it then.
+    fn follow(mut self, video: String) {
+        self.settled = true;
+        let (shared, identity, id) = (
+            self.shared.clone(),
+            self.identity.clone(),
+            std::mem::take(&mut self.id),
+        );
+        let deadline = tokio::time::Instant::now() + shared.config.video_deadline;
+        tokio::spawn(async move { follow_video(&shared, &identity, &id, &video, deadline).await });
+    }
+}
+
+async fn capture(
+    shared: &Shared,
+    identity: &Identity,
+    id: &str,
+    amount: Option<i64>,
+) -> Result<Value, String> {
+    let answer = shared.core.capture(identity, id, amount).await?;
+    if answer.status.is_success() {
+        shared
+            .metrics
+            .captured(answer.body["captured"].as_u64().unwrap_or(0));
+        Ok(answer.body)
+    } else {
+        Err(answer.message())
     }
 }
 
@@ -123,6 +168,13 @@ async fn release(shared: &Shared, identity: &Identity, id: &str) {
     }
 }
 
+/// Captures in the background what a call that ended early used.
+async fn capture_used(shared: &Shared, identity: &Identity, id: &str, amount: i64) {
+    if let Err(e) = capture(shared, identity, id, Some(amount)).await {
+        tracing::warn!(reservation = id, error = %e, "could not charge an ended call");
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         if self.settled {
@@ -133,8 +185,108 @@ impl Drop for Held {
             self.identity.clone(),
             std::mem::take(&mut self.id),
         );
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { release(&shared, &identity, &id).await });
+        let on_drop = std::mem::replace(&mut self.on_drop, Unsettled::Release);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            match on_drop {
+                Unsettled::Release => release(&shared, &identity, &id).await,
+                Unsettled::Capture(amount) => capture_used(&shared, &identity, &id, amount).await,
+                // The client went away: as a cancellation, stopped if the provider can stop it.
+                Unsettled::FollowVideo(video) if shared.cancel_video(&video).await => {
+                    release(&shared, &identity, &id).await;
+                }
+                Unsettled::FollowVideo(video) => {
+                    let deadline = tokio::time::Instant::now() + shared.config.video_deadline;
+                    follow_video(&shared, &identity, &id, &video, deadline).await;
+                }
+            }
+        });
+    }
+}
+
+impl Shared {
+    fn openai(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.config.openai_base_url));
+        match &self.config.openai_api_key {
+            Some(key) => request.bearer_auth(hub_config::ExposeSecret::expose_secret(key)),
+            None => request,
+        }
+    }
+
+    /// The provider's word on a video (`id` is plain: checked when it came in).
+    async fn video(&self, id: &str) -> Result<Value, String> {
+        let response = self
+            .openai(reqwest::Method::GET, &format!("/videos/{id}"))
+            .timeout(std::time::Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| format!("the video service is not answering: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("the video service answered {}", response.status()));
+        }
+        response.json().await.map_err(|e| e.to_string())
+    }
+
+    /// Asks the provider to stop a video; whether it confirmed it did.
+    async fn cancel_video(&self, id: &str) -> bool {
+        let answer = self
+            .openai(reqwest::Method::DELETE, &format!("/videos/{id}"))
+            .timeout(std::time::Duration::from_secs(30))
+            .send()
+            .await;
+        match answer {
+            Ok(response) if response.status().is_success() => true,
+            Ok(response) => {
+                tracing::info!(video = id, status = %response.status(), "the provider did not cancel a video");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(video = id, error = %e, "cannot reach the provider to cancel a video");
+                false
+            }
+        }
+    }
+}
+
+/// How a video the provider accepted ends for its hold: captured when it is made, released when
+/// it fails or the provider confirms it was cancelled. Past `deadline` the hub asks the provider
+/// to stop it, and charges it unless the provider confirms.
+async fn follow_video(
+    shared: &Shared,
+    identity: &Identity,
+    hold: &str,
+    video: &str,
+    deadline: tokio::time::Instant,
+) {
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            if shared.cancel_video(video).await {
+                release(shared, identity, hold).await;
+            } else if let Err(e) = capture(shared, identity, hold, None).await {
+                tracing::warn!(reservation = hold, error = %e, "could not charge an abandoned video");
+            }
+            return;
+        }
+        tokio::time::sleep(shared.config.video_poll).await;
+        let Ok(status) = shared.video(video).await else {
+            continue;
+        };
+        match status["status"].as_str().unwrap_or_default() {
+            "completed" => {
+                if let Err(e) = capture(shared, identity, hold, None).await {
+                    tracing::warn!(reservation = hold, error = %e, "could not charge a finished video");
+                }
+                return;
+            }
+            "failed" | "cancelled" | "expired" => {
+                release(shared, identity, hold).await;
+                return;
+            }
+            _ => {}
         }
     }
 }
@@ -143,11 +295,13 @@ impl McpServer {
     /// A session; `identity` is fixed for a WebSocket connection.
     pub fn new(shared: Arc<Shared>, identity: Option<Identity>) -> Self {
         let calls = Arc::new(Semaphore::new(shared.config.max_concurrent_calls));
+        let mut tool_router = Self::tool_router();
+        priced_schemas(&mut tool_router, &shared.config);
         Self {
             shared,
             identity,
             calls,
-            tool_router: Self::tool_router(),
+            tool_router,
         }
     }
 
@@ -161,30 +315,6 @@ impl McpServer {
             .ok_or_else(|| ErrorData::internal_error("no caller for this request", None))?;
         identify(&parts.headers, &self.shared.credential)
             .map_err(|e| ErrorData::invalid_request(e.message, None))
-    }
-
-    fn openai(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.shared.http.request(
-            method,
-            format!("{}{path}", self.shared.config.openai_base_url),
-        );
-        match &self.shared.config.openai_api_key {
-            Some(key) => request.bearer_auth(hub_config::ExposeSecret::expose_secret(key)),
-            None => request,
-        }
-    }
-
-    async fn video(&self, id: &str) -> Result<Value, String> {
-        let response = self
-            .openai(reqwest::Method::GET, &format!("/videos/{id}"))
-            .timeout(std::time::Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| format!("the video service is not answering: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("the video service answered {}", response.status()));
-        }
-        response.json().await.map_err(|e| e.to_string())
     }
 
     /// A slot for one more call on this connection, or the tool error that says it is full.
@@ -225,6 +355,7 @@ impl McpServer {
                 .unwrap_or_default()
                 .to_owned(),
             settled: false,
+            on_drop: Unsettled::Release,
         })
     }
 
@@ -240,6 +371,81 @@ impl McpServer {
     fn download_url(&self, id: &str) -> String {
         format!("{}/videos/{id}/content", self.shared.config.openai_base_url)
     }
+
+    /// The priced video a request names (the table's first when it names no size or length),
+    /// or -32602 before anything is held.
+    fn video_price(&self, request: &VideoRequest) -> Result<VideoPrice, ErrorData> {
+        let prices = &self.shared.config.video_prices;
+        let default = prices
+            .first()
+            .ok_or_else(|| ErrorData::internal_error("no videos are priced", None))?;
+        let seconds = request.seconds.unwrap_or(default.seconds);
+        let size = request.size.as_deref().unwrap_or(&default.size);
+        prices
+            .iter()
+            .find(|p| p.seconds == seconds && p.size == size)
+            .cloned()
+            .ok_or_else(|| {
+                let offered: Vec<String> = prices
+                    .iter()
+                    .map(|p| format!("{} {}s", p.size, p.seconds))
+                    .collect();
+                ErrorData::invalid_params(
+                    format!(
+                        "no {size} video of {seconds} seconds is offered; choose one of: {}",
+                        offered.join(", ")
+                    ),
+                    None,
+                )
+            })
+    }
+}
+
+/// The tools' input schemas list what the price table offers, so a client sees the choices.
+fn priced_schemas(router: &mut ToolRouter<McpServer>, config: &crate::Config) {
+    let constrain =
+        |router: &mut ToolRouter<McpServer>, tool: &str, field: &str, values: Vec<Value>| {
+            let Some(route) = router.map.get_mut(tool) else {
+                return;
+            };
+            let mut schema = (*route.attr.input_schema).clone();
+            if let Some(property) = schema
+                .get_mut("properties")
+                .and_then(|p| p.get_mut(field))
+                .and_then(Value::as_object_mut)
+            {
+                let mut values = values;
+                values.dedup();
+                // An optional field may still be left out or sent as null.
+                values.push(Value::Null);
+                property.insert("enum".into(), Value::Array(values));
+            }
+            route.attr.input_schema = Arc::new(schema);
+        };
+    let models = config.chat_models.iter().map(|m| json!(m.name)).collect();
+    constrain(router, "chat", "model", models);
+    let mut sizes: Vec<&str> = config
+        .video_prices
+        .iter()
+        .map(|p| p.size.as_str())
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut seconds: Vec<u32> = config.video_prices.iter().map(|p| p.seconds).collect();
+    seconds.sort_unstable();
+    seconds.dedup();
+    constrain(
+        router,
+        "generate_video",
+        "size",
+        sizes.into_iter().map(|s| json!(s)).collect(),
+    );
+    constrain(
+        router,
+        "generate_video",
+        "seconds",
+        seconds.into_iter().map(|s| json!(s)).collect(),
+    );
 }
 
 #[tool_router]
@@ -264,7 +470,7 @@ impl McpServer {
 
     /// Generates a video with Sora 2.
     #[tool(
-        description = "Generate a video with Sora 2 from a prompt. Costs the video price in credits (30 unless the operator set another), charged only when the video is ready; reports progress while it renders."
+        description = "Generate a video with Sora 2 from a prompt. Its price depends on its size and length (the operator's table; the input schema lists what is offered), charged only when the video is ready; reports progress while it renders. Cancelled, it is stopped at the provider and charged only if the provider cannot stop it."
     )]
     async fn generate_video(
         &self,
@@ -278,7 +484,7 @@ impl McpServer {
 
     /// A chat completion, streamed as progress notifications.
     #[tool(
-        description = "Ask a chat model. The answer streams as progress notifications and comes back whole; costs credits per 1,000 tokens used (prompt and answer), held up front from max_tokens and charged from the provider's reported usage."
+        description = "Ask a chat model. The answer streams as progress notifications and comes back whole; costs the model's price per 1,000 tokens used (prompt and answer), held up front from max_tokens and charged from the provider's reported usage. Once the model has started, a cancelled or broken call is charged for what was used (at least 1 credit)."
     )]
     async fn chat(
         &self,
@@ -292,15 +498,26 @@ impl McpServer {
 
     /// Where a video job stands.
     #[tool(
-        description = "The status of a video started with generate_video: queued, in_progress, completed (with its download URL) or failed. Free."
+        description = "The status of one of your videos started with generate_video: queued, in_progress, completed (with its download URL) or failed. Free."
     )]
     async fn get_video_status(
         &self,
         Parameters(request): Parameters<VideoStatusRequest>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.caller(&ctx)?;
-        let result = match self.video(&request.video_id).await {
+        let identity = self.caller(&ctx)?;
+        let Some(video) = self
+            .shared
+            .video_ids
+            .open(identity.user_id, &request.video_id)
+        else {
+            let result = Ok(tool_error(
+                "No video of yours has this id: use the video_id generate_video gave you.",
+            ));
+            self.count("get_video_status", &result);
+            return result;
+        };
+        let result = match self.shared.video(video).await {
             Ok(status) => {
                 let mut answer = json!({
                     "video_id": request.video_id,
@@ -308,7 +525,7 @@ impl McpServer {
                     "progress": status["progress"],
                 });
                 if status["status"] == "completed" {
-                    answer["download_url"] = json!(self.download_url(&request.video_id));
+                    answer["download_url"] = json!(self.download_url(video));
                 }
                 Ok(tool_json(&answer))
             }
@@ -319,12 +536,9 @@ impl McpServer {
     }
 }
 
-/// Credits for `tokens` at `per_1k` credits per 1,000 tokens, rounded up, at least 1.
-fn chat_cost(tokens: u64, per_1k: i64) -> i64 {
-    let per_1k = u64::try_from(per_1k).unwrap_or(1);
-    i64::try_from((tokens * per_1k).div_ceil(1000))
-        .unwrap_or(i64::MAX)
-        .max(1)
+/// Tokens in `chars` characters of text, roughly (four characters a token), at least 1.
+fn tokens_in(chars: usize) -> u64 {
+    u64::try_from(chars / 4 + 1).unwrap_or(u64::MAX)
 }
 
 impl McpServer {
@@ -344,21 +558,44 @@ impl McpServer {
                 None,
             ));
         }
+        if let Some(bad) = request
+            .messages
+            .iter()
+            .find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant"))
+        {
+            return Err(ErrorData::invalid_params(
+                format!("role {:?} is not system, user or assistant", bad.role),
+                None,
+            ));
+        }
         let config = &self.shared.config;
+        let model_name = request.model.unwrap_or_else(|| config.chat_model.clone());
+        let Some(model) = config.chat_models.iter().find(|m| m.name == model_name) else {
+            let offered: Vec<&str> = config.chat_models.iter().map(|m| m.name.as_str()).collect();
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "model {model_name:?} is not offered; choose one of: {}",
+                    offered.join(", ")
+                ),
+                None,
+            ));
+        };
+        let per_1k = model.credits_per_1k;
         let max_tokens = request.max_tokens.unwrap_or(config.chat_max_tokens).max(1);
         // The hold: the prompt (about four characters a token) and the longest answer.
-        let prompt_chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
-        let estimate =
-            u64::try_from(prompt_chars / 4 + 1).unwrap_or(u64::MAX) + u64::from(max_tokens);
-        let hold = chat_cost(estimate, config.chat_price_per_1k_tokens);
-        let model = request.model.unwrap_or_else(|| config.chat_model.clone());
-        let held = match self
+        let prompt_chars = request
+            .messages
+            .iter()
+            .fold(0usize, |sum, m| sum.saturating_add(m.content.len()));
+        let prompt_tokens = tokens_in(prompt_chars);
+        let hold = chat_cost(prompt_tokens.saturating_add(u64::from(max_tokens)), per_1k);
+        let mut held = match self
             .hold(
                 identity,
                 "chat",
                 hold,
                 900,
-                json!({ "tool": "chat", "model": model }),
+                json!({ "tool": "chat", "model": model_name }),
                 |available| {
                     format!(
                         "Not enough credits: this chat may cost up to {hold}, and {available} are available."
@@ -376,7 +613,7 @@ impl McpServer {
             .map(|m| json!({ "role": m.role, "content": m.content }))
             .collect();
         let body = json!({
-            "model": model,
+            "model": model_name,
             "messages": messages,
             "max_tokens": max_tokens,
             "stream": true,
@@ -385,9 +622,9 @@ impl McpServer {
         let sent = tokio::select! {
             () = ctx.ct.cancelled() => {
                 held.release().await;
-                return Ok(tool_error("Cancelled; nothing was charged."));
+                return Ok(tool_error("Cancelled before the model answered; nothing was charged."));
             }
-            sent = self.openai(reqwest::Method::POST, "/chat/completions").json(&body).send() => sent,
+            sent = self.shared.openai(reqwest::Method::POST, "/chat/completions").json(&body).send() => sent,
         };
         let mut response = match sent {
             Ok(response) if response.status().is_success() => response,
@@ -405,18 +642,21 @@ impl McpServer {
                 )));
             }
         };
+        // The provider accepted the work: from here on the prompt is charged, and every token
+        // streamed with it, whether the call finishes, breaks, is cancelled or is dropped.
+        let mut used = chat_cost(prompt_tokens, per_1k).min(hold);
+        held.charge_if_dropped(used);
         // Server-sent events: `data: {chunk}` lines, then `data: [DONE]`.
         let progress_token = ctx.meta.get_progress_token();
         let mut pending = String::new();
         let mut answer = String::new();
+        let mut deltas: u64 = 0;
         let mut usage: Option<u64> = None;
         let mut finished = false;
-        let mut step = 0.0;
         while !finished {
             let chunk = tokio::select! {
                 () = ctx.ct.cancelled() => {
-                    held.release().await;
-                    return Ok(tool_error("Cancelled; nothing was charged."));
+                    return Ok(self.end_chat_early(held, used, deltas, "Cancelled").await);
                 }
                 chunk = response.chunk() => chunk,
             };
@@ -424,10 +664,8 @@ impl McpServer {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => break,
                 Err(e) => {
-                    held.release().await;
-                    return Ok(tool_error(format!(
-                        "The chat stream broke ({e}); nothing was charged."
-                    )));
+                    let why = format!("The chat stream broke ({e})");
+                    return Ok(self.end_chat_early(held, used, deltas, &why).await);
                 }
             };
             pending.push_str(&String::from_utf8_lossy(&bytes));
@@ -451,8 +689,14 @@ impl McpServer {
                     && !delta.is_empty()
                 {
                     answer.push_str(delta);
+                    deltas += 1;
+                    // Each delta is at least one token; long ones count by their length.
+                    let streamed = deltas.max(tokens_in(answer.len()));
+                    used = chat_cost(prompt_tokens.saturating_add(streamed), per_1k).min(hold);
+                    held.charge_if_dropped(used);
                     if let Some(token) = &progress_token {
-                        step += 1.0;
+                        #[allow(clippy::cast_precision_loss)]
+                        let step = deltas as f64;
                         let _ = ctx
                             .peer
                             .notify_progress(
@@ -466,26 +710,38 @@ impl McpServer {
         }
         // The provider's count when it gave one; else an estimate, never more than was held.
         let tokens = usage.unwrap_or_else(|| {
-            u64::try_from((prompt_chars + answer.len()) / 4 + 1).unwrap_or(u64::MAX)
+            tokens_in(prompt_chars.saturating_add(answer.len())).max(prompt_tokens + deltas)
         });
-        let cost = chat_cost(tokens, config.chat_price_per_1k_tokens).min(hold);
+        let cost = chat_cost(tokens, per_1k).min(hold);
         match held.capture(Some(cost)).await {
-            Ok(settled) => {
-                self.shared
-                    .metrics
-                    .captured(settled["captured"].as_u64().unwrap_or(0));
-                Ok(tool_json(&json!({
-                    "content": answer,
-                    "model": model,
-                    "total_tokens": tokens,
-                    "usage_reported": usage.is_some(),
-                    "credits_charged": settled["captured"],
-                    "available_balance": settled["available_balance"],
-                })))
-            }
+            Ok(settled) => Ok(tool_json(&json!({
+                "content": answer,
+                "model": model_name,
+                "total_tokens": tokens,
+                "usage_reported": usage.is_some(),
+                "credits_charged": settled["captured"],
+                "available_balance": settled["available_balance"],
+            }))),
             Err(e) => Ok(tool_error(format!(
                 "The answer came but could not be charged: {e}"
             ))),
+        }
+    }
+
+    /// A chat the model had started ends before its answer did: what was used is charged.
+    async fn end_chat_early(
+        &self,
+        held: Held,
+        used: i64,
+        deltas: u64,
+        why: &str,
+    ) -> CallToolResult {
+        match held.capture(Some(used)).await {
+            Ok(settled) => tool_error(format!(
+                "{why} after {deltas} streamed parts; {} credits were charged for the prompt and the answer so far.",
+                settled["captured"]
+            )),
+            Err(e) => tool_error(format!("{why}; charging what was used failed: {e}")),
         }
     }
 
@@ -502,17 +758,20 @@ impl McpServer {
         if request.prompt.trim().is_empty() {
             return Err(ErrorData::invalid_params("prompt must not be empty", None));
         }
-        let price = self.shared.config.video_price;
-        let held = match self
+        let video = self.video_price(&request)?;
+        let price = video.credits;
+        let user = identity.user_id;
+        let mut held = match self
             .hold(
                 identity,
                 "sora2",
                 price,
                 VIDEO_HOLD_SECONDS,
-                json!({ "tool": "generate_video", "prompt": request.prompt }),
+                json!({ "tool": "generate_video", "prompt": request.prompt,
+                        "size": video.size, "seconds": video.seconds }),
                 |available| {
                     format!(
-                        "Not enough credits: a video costs {price}, and {available} are available."
+                        "Not enough credits: this video costs {price}, and {available} are available."
                     )
                 },
             )
@@ -522,20 +781,20 @@ impl McpServer {
             Err(short) => return Ok(short),
         };
 
-        let mut job = json!({ "model": "sora-2", "prompt": request.prompt });
-        if let Some(seconds) = request.seconds {
-            job["seconds"] = json!(seconds.to_string());
-        }
-        if let Some(size) = &request.size {
-            job["size"] = json!(size);
-        }
+        let job = json!({
+            "model": "sora-2",
+            "prompt": request.prompt,
+            "seconds": video.seconds.to_string(),
+            "size": video.size,
+        });
         let submitted = self
+            .shared
             .openai(reqwest::Method::POST, "/videos")
             .json(&job)
             .timeout(std::time::Duration::from_secs(30))
             .send()
             .await;
-        let video: Value = match submitted {
+        let answer: Value = match submitted {
             Ok(response) if response.status().is_success() => {
                 response.json().await.unwrap_or(Value::Null)
             }
@@ -553,23 +812,37 @@ impl McpServer {
                 )));
             }
         };
-        let Some(id) = video["id"].as_str().map(str::to_owned) else {
+        let Some(id) = answer["id"]
+            .as_str()
+            .filter(|id| plain_provider_id(id))
+            .map(str::to_owned)
+        else {
             held.release().await;
             return Ok(tool_error(
-                "The video service gave no job id; nothing was charged.",
+                "The video service gave no usable job id; nothing was charged.",
             ));
         };
+        // The provider accepted the work: it is charged when it is made, whatever the client does.
+        held.follow_if_dropped(&id);
+        let video_id = self.shared.video_ids.issue(user, &id);
         let progress_token = ctx.meta.get_progress_token();
+        let deadline = tokio::time::Instant::now() + self.shared.config.video_deadline;
         loop {
             tokio::select! {
                 () = ctx.ct.cancelled() => {
-                    held.release().await;
-                    let _ = self.openai(reqwest::Method::DELETE, &format!("/videos/{id}")).send().await;
-                    return Ok(tool_error("Cancelled; nothing was charged."));
+                    return Ok(self.stop_video(held, id).await);
                 }
                 () = tokio::time::sleep(self.shared.config.video_poll) => {}
             }
-            let status = match self.video(&id).await {
+            if tokio::time::Instant::now() >= deadline {
+                let stopped = self.stop_video(held, id).await;
+                let mut text = String::from("The video took too long. ");
+                if let Some(said) = stopped.content.first().and_then(ContentBlock::as_text) {
+                    text.push_str(&said.text);
+                }
+                return Ok(tool_error(text));
+            }
+            let status = match self.shared.video(&id).await {
                 Ok(status) => status,
                 Err(e) => {
                     tracing::warn!(video = %id, error = %e, "polling a video failed; trying again");
@@ -584,25 +857,20 @@ impl McpServer {
                     .notify_progress(
                         ProgressNotificationParam::new(token.clone(), progress)
                             .with_total(100.0)
-                            .with_message(format!("video {id}: {state}")),
+                            .with_message(format!("video {video_id}: {state}")),
                     )
                     .await;
             }
             match state.as_str() {
                 "completed" => {
                     return match held.capture(None).await {
-                        Ok(settled) => {
-                            self.shared
-                                .metrics
-                                .captured(settled["captured"].as_u64().unwrap_or(0));
-                            Ok(tool_json(&json!({
-                            "video_id": id,
+                        Ok(settled) => Ok(tool_json(&json!({
+                            "video_id": video_id,
                             "status": "completed",
                             "download_url": self.download_url(&id),
                             "credits_charged": settled["captured"],
                             "available_balance": settled["available_balance"],
-                            })))
-                        }
+                        }))),
                         Err(e) => Ok(tool_error(format!(
                             "The video is ready but could not be charged: {e}"
                         ))),
@@ -620,6 +888,20 @@ impl McpServer {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Stops a video the provider accepted: released if the provider confirms it stopped;
+    /// otherwise followed to its end and charged when it is made.
+    async fn stop_video(&self, held: Held, id: String) -> CallToolResult {
+        if self.shared.cancel_video(&id).await {
+            held.release().await;
+            tool_error("Cancelled at the video service; nothing was charged.")
+        } else {
+            held.follow(id);
+            tool_error(
+                "Cancelled here, but the video service did not confirm it stopped the video: it is charged when it is made, and released if it fails.",
+            )
         }
     }
 }

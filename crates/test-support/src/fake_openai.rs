@@ -1,11 +1,13 @@
 //! A fake OpenAI-compatible API, so the MCP tests never reach OpenAI.
 //!
 //! Videos (`/v1/videos`): a job's fate is in its prompt: `fail` fails after its first poll,
-//! `hang` never finishes, anything else completes on its second poll.
+//! `hang` never finishes, anything else completes on its second poll. `nocancel` jobs refuse to
+//! be cancelled (409) and go on.
 //!
 //! Chat completions (`/v1/chat/completions`), streamed or not: the answer is `Hello there!`
 //! with usage 10 + 5 = 15 tokens. The last message decides the rest: `fail` is a 500, `hang`
-//! streams one chunk and then nothing, `nousage` leaves the usage out.
+//! streams one chunk and then nothing, `nousage` leaves the usage out, `deltas:N` streams N
+//! one-token chunks (` tok`) and then nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -103,6 +105,7 @@ async fn status(
 async fn cancel(State(jobs): State<Arc<Mutex<Jobs>>>, Path(id): Path<String>) -> StatusCode {
     let mut jobs = jobs.lock().expect("jobs");
     match jobs.jobs.get_mut(&id) {
+        Some(job) if job.0.contains("nocancel") => StatusCode::CONFLICT,
         Some(job) => {
             job.0 = "<cancelled>".into();
             StatusCode::OK
@@ -144,8 +147,14 @@ async fn chat(Json(body): Json<Value>) -> axum::response::Response {
             "choices": [{ "index": 0, "delta": { "content": content } }] });
         format!("data: {event}\n\n")
     };
-    let mut events = vec![chunk("Hello")];
-    let hang = last.contains("hang");
+    let streamed: Option<usize> = last
+        .strip_prefix("deltas:")
+        .and_then(|n| n.trim().parse().ok());
+    let mut events = match streamed {
+        Some(n) => vec![chunk(" tok"); n],
+        None => vec![chunk("Hello")],
+    };
+    let hang = last.contains("hang") || streamed.is_some();
     if !hang {
         events.push(chunk(" there"));
         events.push(chunk("!"));

@@ -435,6 +435,8 @@ pub struct Reserve {
     pub metadata: Option<Value>,
     /// The request that asked for it.
     pub request_id: Option<String>,
+    /// The principal placing it; only the same principal settles it.
+    pub placed_by: String,
 }
 
 /// Where a hold stands.
@@ -528,6 +530,9 @@ pub struct Settle {
     pub capture: Option<Option<i64>>,
     /// When set, the hold must belong to this user (the caller acts for one user).
     pub owner_must_be: Option<Uuid>,
+    /// When set, the hold must have been placed by this principal (holds from before principals
+    /// were recorded excepted).
+    pub principal_must_be: Option<String>,
     /// The request that asked for it.
     pub request_id: Option<String>,
 }

@@ -100,6 +100,7 @@ pub async fn reserve(
         ttl_seconds,
         metadata,
         request_id,
+        placed_by: caller.principal_key(),
     };
     respond(
         state.store.reserve(&reserve, claim.as_ref()).await?,
@@ -246,6 +247,7 @@ async fn settle(
         reservation_id: id,
         capture,
         owner_must_be: Some(user_id),
+        principal_must_be: Some(caller.principal_key()),
         request_id,
     };
     let describe = |hold: &Hold| serde_json::to_value(hold).unwrap_or(Value::Null);

@@ -217,8 +217,9 @@ WITH reserved AS (
     WHERE user_id = $1 AND balance - held >= $2
     RETURNING user_id, balance, held
 ), placed AS (
-    INSERT INTO credit_holds (id, user_id, service, amount, metadata, request_id, expires_at)
-    SELECT $3, user_id, $4, $2, $5, $6, now() + make_interval(secs => $7) FROM reserved
+    INSERT INTO credit_holds (id, user_id, service, amount, metadata, request_id, expires_at,
+                              placed_by)
+    SELECT $3, user_id, $4, $2, $5, $6, now() + make_interval(secs => $7), $8 FROM reserved
     RETURNING id, user_id, service, amount, status, captured, transaction_id, created_at,
               expires_at, settled_at
 )
@@ -241,6 +242,7 @@ impl Operation for Reserve {
                 .bind(self.metadata.as_ref().map(Json))
                 .bind(self.request_id.as_deref())
                 .bind(self.ttl_seconds as f64)
+                .bind(&self.placed_by)
                 .fetch_optional(&mut *conn)
                 .await?;
             if let Some(row) = row {
@@ -269,7 +271,7 @@ impl Operation for Reserve {
 async fn settle(pool: &PgPool, settle: &Settle) -> Result<SettleOutcome, StoreError> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(&format!(
-        "SELECT {HOLD_COLUMNS}, metadata, expires_at <= now() AS lapsed
+        "SELECT {HOLD_COLUMNS}, metadata, placed_by, expires_at <= now() AS lapsed
          FROM credit_holds WHERE id = $1 FOR UPDATE"
     ))
     .bind(&settle.reservation_id)
@@ -282,6 +284,12 @@ async fn settle(pool: &PgPool, settle: &Settle) -> Result<SettleOutcome, StoreEr
     if settle
         .owner_must_be
         .is_some_and(|owner| owner != current.user_id)
+    {
+        return Ok(SettleOutcome::UnknownReservation);
+    }
+    let placed_by: Option<String> = row.try_get("placed_by")?;
+    if let (Some(principal), Some(placed_by)) = (&settle.principal_must_be, placed_by)
+        && placed_by != *principal
     {
         return Ok(SettleOutcome::UnknownReservation);
     }

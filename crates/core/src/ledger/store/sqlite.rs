@@ -510,8 +510,9 @@ fn reserve(conn: &Connection, reserve: &Reserve) -> Result<ReserveOutcome, Store
     };
     conn.prepare_cached(
         "INSERT INTO credit_holds
-            (id, user_id, service, amount, status, metadata, request_id, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, 'held', ?5, ?6, ?7, ?8)",
+            (id, user_id, service, amount, status, metadata, request_id, created_at, expires_at,
+             placed_by)
+         VALUES (?1, ?2, ?3, ?4, 'held', ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         hold.id,
@@ -522,6 +523,7 @@ fn reserve(conn: &Connection, reserve: &Reserve) -> Result<ReserveOutcome, Store
         reserve.request_id,
         timestamp(hold.created_at),
         timestamp(hold.expires_at),
+        reserve.placed_by,
     ])?;
     Ok(ReserveOutcome::Held {
         hold,
@@ -538,6 +540,14 @@ fn settle(conn: &Connection, settle: &Settle) -> Result<SettleOutcome, StoreErro
         .is_some_and(|owner| owner != current.user_id)
     {
         return Ok(SettleOutcome::UnknownReservation);
+    }
+    if let Some(principal) = &settle.principal_must_be {
+        let placed_by: Option<String> = conn
+            .prepare_cached("SELECT placed_by FROM credit_holds WHERE id = ?1")?
+            .query_row(params![settle.reservation_id], |row| row.get(0))?;
+        if placed_by.is_some_and(|placed_by| placed_by != *principal) {
+            return Ok(SettleOutcome::UnknownReservation);
+        }
     }
     match current.status {
         HoldStatus::Held => {}
