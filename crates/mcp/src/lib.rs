@@ -96,15 +96,6 @@ impl Config {
             .trim_end_matches('/')
             .to_owned();
         config.openai_api_key = env.secret("OPENAI_API_KEY");
-        for retired in ["MCP_VIDEO_PRICE", "MCP_CHAT_PRICE_PER_1K_TOKENS"] {
-            if env.raw(retired).is_some() {
-                return Err(ConfigError {
-                    name: retired.into(),
-                    problem: "no longer read: prices are per video and per model now".into(),
-                    expected: "MCP_VIDEO_PRICES (SIZE:SECONDS:CREDITS,...) and MCP_CHAT_MODELS (MODEL:CREDITS_PER_1K_TOKENS,...)".into(),
-                });
-            }
-        }
         if let Some(table) = env.raw("MCP_VIDEO_PRICES") {
             config.video_prices =
                 prices::parse_video_prices(&table).map_err(|problem| ConfigError {
