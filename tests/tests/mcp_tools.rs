@@ -9,7 +9,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hub_test_support::fake_google::FakeGoogle;
 use hub_test_support::fake_openai::FakeOpenAi;
-use hub_test_support::{Engine, SpawnedHub, engines, spawn_hub_with_mcp};
+use hub_test_support::{
+    Engine, SpawnedHub, engines, spawn_hub_with_mcp, spawn_hub_with_mcp_configured,
+};
 use reqwest::{Method, StatusCode};
 use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::service::RunningService;
@@ -708,5 +710,64 @@ async fn a_browser_offers_its_code_as_a_websocket_subprotocol() {
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED)
         }
         other => panic!("refused, got {other:?}"),
+    }
+}
+
+/// A WebSocket opened with a session code ends, with a close frame that says why, within the
+/// recheck interval of the code being revoked ("sign out everywhere" here), on every engine.
+#[tokio::test]
+async fn a_websocket_outlives_no_revocation_of_its_credential() {
+    for engine in engines() {
+        let google = FakeGoogle::start().await;
+        let openai = FakeOpenAi::start().await;
+        let hub = spawn_hub_with_mcp_configured(engine, &google, &openai, |config| {
+            config.websocket_recheck = Duration::from_secs(1);
+        })
+        .await;
+        let (code, _) = hub.signed_in_user().await;
+        let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("x-session-token", code.parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        socket
+            .send(Message::text(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#))
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut socket).await["id"], 1);
+        // Still good after a few checks.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        socket
+            .send(Message::text(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#))
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut socket).await["id"], 2, "{engine:?}");
+
+        let r = hub
+            .call(
+                Method::DELETE,
+                "/api/auth/sessions",
+                &[("x-session-token", code.as_str())],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+        let revoked = std::time::Instant::now();
+        let close = loop {
+            match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => break frame,
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("{engine:?}: a close frame, got {other:?}"),
+            }
+        };
+        let close = close.expect("a code and reason");
+        assert_eq!(u16::from(close.code), 1008, "{engine:?}");
+        assert!(close.reason.contains("revoked"), "{}", close.reason);
+        assert!(
+            revoked.elapsed() < Duration::from_secs(3),
+            "{engine:?}: closed {:?} after the revocation",
+            revoked.elapsed()
+        );
     }
 }

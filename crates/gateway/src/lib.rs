@@ -11,6 +11,7 @@ pub mod openapi;
 mod pages;
 mod proxy;
 mod tls;
+mod ws_watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -82,6 +83,9 @@ pub struct Config {
     /// head, or leave a connection idle between requests, before the gateway closes it (plain
     /// HTTP).
     pub header_read_timeout: Duration,
+    /// `WEBSOCKET_RECHECK_SECONDS`, default 60 (1 to 60): how often a joined WebSocket's
+    /// credential is checked again; a revoked or expired one ends the connection.
+    pub websocket_recheck: Duration,
     /// `GATEWAY_THREADS`, default the number of cores: serving threads, each with its own
     /// runtime, share of the connections and pool of connections to the services (as nginx's
     /// worker processes); 1 serves on the caller's runtime.
@@ -127,6 +131,7 @@ impl Config {
             jwt_audience: "smart-ai-hub".to_owned(),
             service_key_cache: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(30),
+            websocket_recheck: Duration::from_secs(60),
             threads: 1,
         }
     }
@@ -307,6 +312,20 @@ impl Config {
             "seconds, 1 or more",
             "close every connection at once",
         )?);
+        let recheck = env.parse_or(
+            "WEBSOCKET_RECHECK_SECONDS",
+            config.websocket_recheck.as_secs(),
+            "seconds, 1 to 60",
+        )?;
+        if !(1..=60).contains(&recheck) {
+            return Err(ConfigError {
+                name: "WEBSOCKET_RECHECK_SECONDS".into(),
+                problem: format!("{recheck} is out of range"),
+                expected: "seconds, 1 to 60 (a revoked credential ends its WebSocket within this)"
+                    .into(),
+            });
+        }
+        config.websocket_recheck = Duration::from_secs(recheck);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         config.threads = usize::try_from(at_least_one(
             "GATEWAY_THREADS",

@@ -250,6 +250,9 @@ async fn forward_to_service(
         .cloned()
         .filter(|_| wants_upgrade(request.headers()));
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    // A joined connection keeps its credential, to be checked again while it lasts.
+    let watch = (vouched && upgrade.is_some())
+        .then(|| crate::ws_watch::Watch::new(&state, request.headers()));
 
     let headers = request.headers_mut();
     identity::strip_client_identity(headers);
@@ -306,7 +309,7 @@ async fn forward_to_service(
                     if response.status() == StatusCode::SWITCHING_PROTOCOLS =>
                 {
                     let service_half = hyper::upgrade::on(&mut response);
-                    tokio::spawn(join_upgraded(client_half, service_half));
+                    tokio::spawn(join_upgraded(client_half, service_half, watch));
                     Some(protocol.clone())
                 }
                 _ => None,
@@ -409,16 +412,23 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
 }
 
 /// Copies bytes both ways between the client's and the service's upgraded connections until
-/// either end closes.
-async fn join_upgraded(client: hyper::upgrade::OnUpgrade, service: hyper::upgrade::OnUpgrade) {
+/// either end closes (or, when watched, until the credential is no longer good).
+async fn join_upgraded(
+    client: hyper::upgrade::OnUpgrade,
+    service: hyper::upgrade::OnUpgrade,
+    watch: Option<crate::ws_watch::Watch>,
+) {
     match tokio::try_join!(client, service) {
-        Ok((client, service)) => {
-            let mut client = hyper_util::rt::TokioIo::new(client);
-            let mut service = hyper_util::rt::TokioIo::new(service);
-            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut service).await {
-                tracing::debug!(error = %e, "upgraded connection ended");
+        Ok((client, service)) => match watch {
+            Some(watch) => crate::ws_watch::join(client, service, watch).await,
+            None => {
+                let mut client = hyper_util::rt::TokioIo::new(client);
+                let mut service = hyper_util::rt::TokioIo::new(service);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut service).await {
+                    tracing::debug!(error = %e, "upgraded connection ended");
+                }
             }
-        }
+        },
         Err(e) => tracing::warn!(error = %e, "could not join an upgraded connection"),
     }
 }

@@ -408,6 +408,16 @@ pub async fn spawn_hub_with_mcp(
     spawn_hub_full(engine, google, Some(openai), |_| {}).await
 }
 
+/// As [`spawn_hub_with_mcp`], with the gateway's configuration changed by `configure`.
+pub async fn spawn_hub_with_mcp_configured(
+    engine: Engine,
+    google: &fake_google::FakeGoogle,
+    openai: &fake_openai::FakeOpenAi,
+    configure: impl FnOnce(&mut hub_gateway::Config),
+) -> SpawnedHub {
+    spawn_hub_full(engine, google, Some(openai), configure).await
+}
+
 /// As [`spawn_hub`], with the gateway's configuration changed by `configure` (an MCP upstream,
 /// TLS, CORS, limits). With TLS the gateway's URL is `https://localhost:PORT`.
 pub async fn spawn_hub_configured(
