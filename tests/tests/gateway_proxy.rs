@@ -444,3 +444,58 @@ async fn headers_ids_and_metrics(hub: &hub_test_support::SpawnedHub, what: &str)
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_pages_and_operations_of_mailed_links_are_reached_through_the_gateway() {
+    let google = FakeGoogle::start().await;
+    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let http = reqwest::Client::new();
+    let token = "A".repeat(43);
+    for (page, field) in [
+        ("/auth/verify-email", "Verify my email"),
+        ("/auth/reset-password", "type=\"password\""),
+    ] {
+        let r = http
+            .get(format!("{}{page}?token={token}", hub.gateway_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{page}");
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.contains("form-action 'self'"), "{page}: {csp}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains(field), "{page}: {html}");
+        assert!(
+            html.contains(&format!("action=\"{page}\"")),
+            "{page}: {html}"
+        );
+        // The form posts back through the gateway too; an unknown token is refused on a page.
+        let r = http
+            .post(format!("{}{page}", hub.gateway_url))
+            .form(&[("token", token.as_str()), ("password", "long enough")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{page}");
+        assert!(r.text().await.unwrap().contains("Link not valid"));
+    }
+    let r = http
+        .post(format!("{}/api/auth/password/forgot", hub.gateway_url))
+        .json(&json!({ "email": "someone@example.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = http
+        .post(format!("{}/api/auth/email/verify", hub.gateway_url))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_link");
+}

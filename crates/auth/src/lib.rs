@@ -6,6 +6,8 @@
 
 pub mod clock;
 pub mod google;
+pub mod links;
+pub mod mail;
 pub mod pages;
 pub mod passwords;
 pub mod routes;
@@ -70,6 +72,11 @@ pub struct Config {
     pub jwt_audience: String,
     /// `AUTH_TRUSTED_PROXIES`: whose `X-Forwarded-For` is believed (default loopback: the gateway).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `PUBLIC_BASE_URL` (default `http://localhost:3000`, the gateway): where the links in mail
+    /// point.
+    pub public_base_url: String,
+    /// `SMTP_URL`, `MAIL_FROM`, and the outbox under `HUB_DATA_DIR` without SMTP.
+    pub mail: mail::MailConfig,
 }
 
 impl Config {
@@ -135,7 +142,18 @@ impl Config {
             }),
         };
         let trusted_proxies = env.ip_list("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")?;
+        let public_base_url = env.string_or("PUBLIC_BASE_URL", "http://localhost:3000");
+        if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
+            return Err(ConfigError {
+                name: "PUBLIC_BASE_URL".into(),
+                problem: format!("{public_base_url:?} is not an http(s) URL"),
+                expected: "the address people reach the hub at, e.g. https://hub.example.com"
+                    .into(),
+            });
+        }
         Ok(Self {
+            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            mail: mail::MailConfig::from_env(env)?,
             jwt_key_path: env.raw("JWT_PRIVATE_KEY_PATH").map_or_else(
                 || env.data_dir().join("jwt-ed25519.pem"),
                 std::path::PathBuf::from,
@@ -171,6 +189,8 @@ pub struct AppState {
     pub jwt: Arc<tokens::JwtKeys>,
     /// Which users exist, remembered briefly so that verifying a session costs one lookup.
     pub known_users: Arc<routes::KnownUsers>,
+    /// Where the verification and password-reset links go out.
+    pub mailer: Arc<dyn mail::Mailer>,
 }
 
 /// The auth service, bound and ready to serve.
@@ -229,6 +249,7 @@ impl App {
             &config.jwt_audience,
         )?);
         let state = AppState {
+            mailer: mail::open(&config.mail)?,
             jwt,
             sessions,
             users,

@@ -48,6 +48,27 @@ impl Role {
     }
 }
 
+/// An e-mail address as stored: trimmed and lower case, checked for the shape `name@domain.tld`.
+pub fn normalize_email(email: &str) -> Result<String, InvalidInput> {
+    let email = email.trim().to_lowercase();
+    let valid_email = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !valid_email {
+        return Err(InvalidInput {
+            code: "invalid_email",
+            message: "email must be an address like name@example.com".into(),
+            too_large: false,
+        });
+    }
+    Ok(email)
+}
+
 /// A user to create, with the credits they start with.
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -63,6 +84,9 @@ pub struct NewUser {
     pub google_subject: Option<String>,
     /// An argon2id PHC string, for users who sign in with a password.
     pub password_hash: Option<String>,
+    /// Whether the address counts as proven at creation (Google, or an operator's `hub user
+    /// create`); a registration with a password is not, until its verification link is followed.
+    pub email_verified: bool,
 }
 
 impl NewUser {
@@ -73,22 +97,7 @@ impl NewUser {
         initial_credits: i64,
         role: Role,
     ) -> Result<Self, InvalidInput> {
-        let email = email.trim().to_lowercase();
-        let valid_email = email.len() <= 254
-            && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-            })
-            && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !valid_email {
-            return Err(InvalidInput {
-                code: "invalid_email",
-                message: "email must be an address like name@example.com".into(),
-                too_large: false,
-            });
-        }
+        let email = normalize_email(email)?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(InvalidInput {
@@ -105,6 +114,7 @@ impl NewUser {
             role,
             google_subject: None,
             password_hash: None,
+            email_verified: true,
         })
     }
 
@@ -114,11 +124,34 @@ impl NewUser {
         self
     }
 
-    /// The same user, signed in with the Google account `subject`.
+    /// The same user, signed in with the Google account `subject` (which proves the address).
     pub fn with_google_subject(mut self, subject: &str) -> Self {
         self.google_subject = Some(subject.to_owned());
+        self.email_verified = true;
         self
     }
+
+    /// The same user, with an address nobody has proven yet (a registration with a password):
+    /// the new-user credits wait for [`UserStore::verify_email`].
+    pub fn unverified(mut self) -> Self {
+        self.email_verified = false;
+        self
+    }
+}
+
+/// What verifying a user's address did.
+#[derive(Debug, Clone)]
+pub enum EmailVerification {
+    /// The address is now verified, for the first time; `grant` is the new-user credits (none
+    /// when the amount was 0 or the balance is at its ceiling).
+    Verified {
+        /// The grant made with it.
+        grant: Option<Transaction>,
+    },
+    /// It was verified before: nothing changed, nothing was granted.
+    AlreadyVerified,
+    /// No such user.
+    UnknownUser,
 }
 
 /// A user just created, with their balance and the grant that made it.
@@ -146,8 +179,18 @@ pub trait UserStore: Send + Sync {
     async fn find_user_by_google_subject(&self, subject: &str) -> Result<Option<User>, StoreError>;
     /// Links a Google account to a user who has none yet; `false` if the user is linked already
     /// or another user has this account. Linking drops any password: Google has just proved who
-    /// owns the address, and a password set before was set by someone who never had to.
+    /// owns the address, and a password set before was set by someone who never had to. The
+    /// address counts as verified from then on (call [`UserStore::verify_email`] first for the
+    /// new-user credits an unverified account is owed).
     async fn link_google_subject(&self, id: Uuid, subject: &str) -> Result<bool, StoreError>;
+    /// Marks the user's address verified and, only if it was not verified before, grants them
+    /// `credits` (the new-user credits), in one database transaction: of any number of concurrent
+    /// calls, one grants.
+    async fn verify_email(&self, id: Uuid, credits: i64) -> Result<EmailVerification, StoreError>;
+    /// Whether the user's address is verified (`None`: no such user).
+    async fn email_verified(&self, id: Uuid) -> Result<Option<bool>, StoreError>;
+    /// Replaces the user's password hash; `false` if there is no such user.
+    async fn set_password_hash(&self, id: Uuid, hash: &str) -> Result<bool, StoreError>;
     /// A user by e-mail address, with their password hash (`None` for Google-only accounts).
     async fn find_credentials(
         &self,

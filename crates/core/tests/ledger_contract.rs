@@ -605,3 +605,124 @@ async fn service_keys_are_found_by_hash_until_revoked() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_address_is_verified_once_and_its_credits_granted_once() {
+    use hub_core::users::EmailVerification;
+    for engine in engines() {
+        let db = TestDatabase::new(engine).await;
+        let store = db.store();
+        let new = NewUser::new("reg@example.com", "Reg", 0, Role::User)
+            .unwrap()
+            .with_password_hash("$argon2id$placeholder".into())
+            .unverified();
+        let id = store.create_user(&new).await.unwrap().unwrap().user.id;
+        assert_eq!(
+            store.email_verified(id).await.unwrap(),
+            Some(false),
+            "{engine:?}"
+        );
+        assert_eq!(store.balance(id).await.unwrap(), Some(0));
+
+        // Twenty verifications at once: one grants, every other finds it done.
+        let calls = (0..20).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.verify_email(id, 10).await.unwrap() })
+        });
+        let outcomes: Vec<EmailVerification> = futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let grants: Vec<i64> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                EmailVerification::Verified { grant } => Some(grant.as_ref().unwrap().amount),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(grants, vec![10], "{engine:?}: {outcomes:?}");
+        assert!(
+            outcomes.iter().all(|o| matches!(
+                o,
+                EmailVerification::Verified { .. } | EmailVerification::AlreadyVerified
+            )),
+            "{outcomes:?}"
+        );
+        assert_eq!(store.balance(id).await.unwrap(), Some(10));
+        assert_eq!(store.email_verified(id).await.unwrap(), Some(true));
+        assert!(matches!(
+            store.verify_email(id, 10).await.unwrap(),
+            EmailVerification::AlreadyVerified
+        ));
+        assert!(matches!(
+            store.verify_email(Uuid::new_v4(), 10).await.unwrap(),
+            EmailVerification::UnknownUser
+        ));
+        assert_eq!(store.email_verified(Uuid::new_v4()).await.unwrap(), None);
+
+        // Users made verified (Google, an operator) are never granted again; neither is a
+        // password account Google linked, which counts as verified from then on.
+        let google = NewUser::new("google@example.com", "G", 10, Role::User)
+            .unwrap()
+            .with_google_subject("sub-verified");
+        let google = store.create_user(&google).await.unwrap().unwrap().user.id;
+        let operator = user(&store, 100).await;
+        for id in [google, operator] {
+            assert_eq!(store.email_verified(id).await.unwrap(), Some(true));
+            assert!(matches!(
+                store.verify_email(id, 10).await.unwrap(),
+                EmailVerification::AlreadyVerified
+            ));
+        }
+        let unverified = NewUser::new("linked@example.com", "L", 0, Role::User)
+            .unwrap()
+            .with_password_hash("$argon2id$placeholder".into())
+            .unverified();
+        let linked = store
+            .create_user(&unverified)
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .id;
+        assert!(
+            store
+                .link_google_subject(linked, "sub-linked")
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.email_verified(linked).await.unwrap(), Some(true));
+        assert!(matches!(
+            store.verify_email(linked, 10).await.unwrap(),
+            EmailVerification::AlreadyVerified
+        ));
+        assert_eq!(store.balance(google).await.unwrap(), Some(10));
+        assert_eq!(store.balance(operator).await.unwrap(), Some(100));
+        assert_eq!(store.balance(linked).await.unwrap(), Some(0));
+        assert_invariant(&store).await;
+    }
+}
+
+#[tokio::test]
+async fn a_password_hash_is_replaced() {
+    for engine in engines() {
+        let db = TestDatabase::new(engine).await;
+        let store = db.store();
+        let new = NewUser::new("pw@example.com", "Pw", 0, Role::User)
+            .unwrap()
+            .with_password_hash("old-hash".into());
+        let id = store.create_user(&new).await.unwrap().unwrap().user.id;
+        assert!(
+            store.set_password_hash(id, "new-hash").await.unwrap(),
+            "{engine:?}"
+        );
+        let (_, hash) = store
+            .find_credentials("pw@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hash.as_deref(), Some("new-hash"));
+        assert!(!store.set_password_hash(Uuid::new_v4(), "x").await.unwrap());
+    }
+}

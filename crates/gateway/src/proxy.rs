@@ -54,6 +54,8 @@ fn route(path: &str) -> Option<(Upstream, bool)> {
     if path.starts_with("/api/auth/")
         || path == "/auth/google"
         || path == "/auth/google/callback"
+        || path == "/auth/verify-email"
+        || path == "/auth/reset-password"
         || path == "/.well-known/jwks.json"
     {
         return Some((Upstream::Auth, false));
@@ -98,6 +100,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 pub fn route_class(path: &str) -> &'static str {
     match path {
         "/auth/google" | "/auth/google/callback" => "google",
+        "/auth/verify-email" | "/auth/reset-password" => "auth",
         "/api/auth/verify-session" => "verify_session",
         "/.well-known/jwks.json" => "jwks",
         _ if path.starts_with("/api/auth/") => "auth",
@@ -696,6 +699,8 @@ mod tests {
             Some((Upstream::Core, true))
         );
         assert_eq!(route("/mcp"), Some((Upstream::Mcp, true)));
+        assert_eq!(route("/auth/verify-email"), Some((Upstream::Auth, false)));
+        assert_eq!(route("/auth/reset-password"), Some((Upstream::Auth, false)));
         assert_eq!(route("/auth/googlex"), None);
         assert_eq!(route("/api/mcp/v1/credit"), None);
         assert_eq!(route("/"), None);

@@ -10,6 +10,7 @@
 pub mod fake_google;
 pub mod fake_openai;
 pub mod proxy;
+pub mod smtp;
 
 use std::sync::Arc;
 
@@ -269,6 +270,8 @@ pub struct SpawnedAuth {
     pub clock: Arc<hub_auth::clock::ManualClock>,
     /// A plain client.
     pub http: reqwest::Client,
+    /// Where its mail goes without `SMTP_URL` (the outbox, in a temporary directory).
+    pub outbox: std::path::PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     _keys: tempfile::TempDir,
     /// The database; kept last so the server stops before it is dropped.
@@ -290,10 +293,34 @@ pub async fn spawn_auth(
     spawn_auth_with_redis(redis_url, google).await
 }
 
+/// As [`spawn_auth`], with the configuration changed by `configure` before the start (for
+/// example `SMTP_URL`).
+pub async fn spawn_auth_configured(
+    backend: SessionBackend,
+    google: Option<&fake_google::FakeGoogle>,
+    configure: impl FnOnce(&mut hub_auth::Config),
+) -> SpawnedAuth {
+    let redis_url = match backend {
+        SessionBackend::Sqlite => None,
+        SessionBackend::Redis => {
+            Some(std::env::var("HUB_TEST_REDIS_URL").expect("HUB_TEST_REDIS_URL"))
+        }
+    };
+    spawn_auth_full(redis_url, google, configure).await
+}
+
 /// As [`spawn_auth`], with sessions in the Redis at `redis_url` (or the SQLite file if `None`).
 pub async fn spawn_auth_with_redis(
     redis_url: Option<String>,
     google: Option<&fake_google::FakeGoogle>,
+) -> SpawnedAuth {
+    spawn_auth_full(redis_url, google, |_| {}).await
+}
+
+async fn spawn_auth_full(
+    redis_url: Option<String>,
+    google: Option<&fake_google::FakeGoogle>,
+    configure: impl FnOnce(&mut hub_auth::Config),
 ) -> SpawnedAuth {
     let db = TestDatabase::new(Engine::Sqlite).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -301,14 +328,16 @@ pub async fn spawn_auth_with_redis(
         .expect("bind auth");
     let base_url = format!("http://{}", listener.local_addr().expect("address"));
     let keys = tempfile::tempdir().expect("temporary directory");
-    let config = auth_config(
+    let mut config = auth_config(
         &keys,
         &db,
         redis_url,
         format!("hub-test-{}:", Uuid::new_v4().simple()),
         google,
-        &format!("{base_url}/auth/google/callback"),
+        &base_url,
     );
+    configure(&mut config);
+    let outbox = config.mail.outbox_dir.clone();
     let users = db.store();
     let clock = Arc::new(hub_auth::clock::ManualClock::new());
     let app = hub_auth::App::build_on(
@@ -329,6 +358,7 @@ pub async fn spawn_auth_with_redis(
         users,
         clock,
         http: reqwest::Client::new(),
+        outbox,
         shutdown: Some(tx),
         _keys: keys,
         db,
@@ -342,9 +372,16 @@ fn auth_config(
     redis_url: Option<String>,
     redis_prefix: String,
     google: Option<&fake_google::FakeGoogle>,
-    callback_url: &str,
+    public_base_url: &str,
 ) -> hub_auth::Config {
+    let callback_url = format!("{public_base_url}/auth/google/callback");
     hub_auth::Config {
+        public_base_url: public_base_url.to_owned(),
+        mail: hub_auth::mail::MailConfig {
+            smtp_url: None,
+            from: hub_auth::mail::DEFAULT_FROM.to_owned(),
+            outbox_dir: keys.path().join("outbox"),
+        },
         jwt_key_path: keys.path().join("jwt.pem"),
         jwt_issuer: "smart-ai-hub".into(),
         redis_prefix,
@@ -360,7 +397,7 @@ fn auth_config(
         google: google.map(|g| hub_auth::GoogleConfig {
             client_id: g.client_id.clone(),
             client_secret: SecretString::from(g.client_secret.clone()),
-            callback_url: callback_url.to_owned(),
+            callback_url: callback_url.clone(),
             issuer_url: g.issuer.clone(),
         }),
     }
@@ -479,7 +516,7 @@ async fn spawn_hub_full(
         redis_url.clone(),
         redis_prefix.clone(),
         Some(google),
-        &format!("{gateway_url}/auth/google/callback"),
+        &gateway_url,
     );
     let clock = Arc::new(hub_auth::clock::SystemClock);
     let auth = hub_auth::App::build_on(

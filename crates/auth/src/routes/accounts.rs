@@ -19,8 +19,15 @@ use crate::routes::unavailable;
 use crate::sessions::token_hash;
 use crate::tokens::{ACCESS_TTL, REFRESH_PREFIX, REFRESH_TTL, new_refresh_token};
 
-/// Failed sign-ins allowed per account and per client address in [`FAILURE_WINDOW`].
+/// Failed sign-ins allowed per account from one client address in [`FAILURE_WINDOW`]: someone
+/// guessing from one address throttles that pair only, never the owner signing in from theirs.
 pub const MAX_FAILURES: u64 = 5;
+/// Failed sign-ins allowed per account from all addresses together in [`FAILURE_WINDOW`]: the
+/// ceiling against guessing spread over many addresses.
+pub const MAX_ACCOUNT_FAILURES: u64 = 50;
+/// Failed sign-ins allowed per client address over all accounts in [`FAILURE_WINDOW`]: the
+/// ceiling against one address trying many accounts.
+pub const MAX_ADDRESS_FAILURES: u64 = 20;
 /// The window failed sign-ins are counted in.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Registrations allowed per client address in [`REGISTRATION_WINDOW`].
@@ -28,7 +35,7 @@ pub const MAX_REGISTRATIONS: u64 = 10;
 /// The window registrations are counted in.
 pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
 
-fn store_error(e: &hub_core::StoreError) -> ApiError {
+pub(super) fn store_error(e: &hub_core::StoreError) -> ApiError {
     if e.is_unavailable() {
         unavailable(e)
     } else {
@@ -124,7 +131,7 @@ pub struct RegisterBody {
     operation_id = "register",
     tag = "accounts",
     summary = "Create an account with email and password",
-    description = "Creates an account with email and password (0 credits) and signs it in.",
+    description = "Creates an account with email and password and signs it in. It starts with 0 credits and an unverified address: a verification link is mailed, and following it (`POST /api/auth/email/verify`) grants the new-user credits. An unverified account can sign in.",
     request_body = RegisterBody,
     responses(
         (status = 201, description = "Created and signed in.", body = Tokens),
@@ -156,11 +163,12 @@ pub async fn register(
             "password must be 8 to 128 characters",
         ));
     }
-    // No credits for an address nobody has verified: new-user credits come with a Google
-    // sign-in, which proves the address.
+    // No credits for an address nobody has verified: the new-user credits come when the link
+    // mailed now is followed (or with a Google sign-in, which proves the address too).
     let new =
         hub_core::users::NewUser::new(&body.email, &body.name, 0, hub_core::users::Role::User)
-            .map_err(|e| ApiError::unprocessable(e.code, e.message))?;
+            .map_err(|e| ApiError::unprocessable(e.code, e.message))?
+            .unverified();
     let hash = passwords::hash(body.password)
         .await
         .map_err(|e| ApiError::internal(&e))?;
@@ -177,6 +185,7 @@ pub async fn register(
                 "An account with this email exists.",
             )
         })?;
+    super::email::send_link(&state, created.user.id, &created.user.email).await?;
     let tokens = issue(&state, &created.user, &new_family()?).await?;
     Ok((StatusCode::CREATED, Json(tokens)).into_response())
 }
@@ -190,11 +199,11 @@ pub struct LoginBody {
     password: String,
 }
 
-fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+pub(super) fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     hub_error::client_address(peer, headers, &state.config.trusted_proxies)
 }
 
-fn too_many(left: Duration) -> ApiError {
+pub(super) fn too_many(left: Duration) -> ApiError {
     let mut error = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_attempts",
@@ -211,11 +220,12 @@ fn too_many(left: Duration) -> ApiError {
     operation_id = "login",
     tag = "accounts",
     summary = "Sign in with email and password",
-    description = "Signs in with email and password: an access token (15 minutes) and a refresh token.",
+    description = "Signs in with email and password: an access token (15 minutes) and a refresh token. Failed attempts are throttled for 15 minutes after 5 on one account from one client address, 50 on one account from all addresses, or 20 from one client address over all accounts.",
     request_body = LoginBody,
     responses(
         (status = 200, description = "Signed in.", body = Tokens),
         (status = 401, description = "The email or password is wrong.", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts; retry after Retry-After seconds.", body = ErrorBody),
     ),
     security(())
 )]
@@ -227,18 +237,24 @@ pub async fn login(
 ) -> Result<Json<Tokens>, ApiError> {
     let email = body.email.trim().to_lowercase();
     let now = state.sessions.clock().now();
+    let account = token_hash(&email);
+    let address = client_address(&state, peer, &headers);
     let keys = [
-        format!("login-fail:account:{}", token_hash(&email)),
-        format!(
-            "login-fail:address:{}",
-            client_address(&state, peer, &headers)
+        (format!("login-fail:pair:{account}:{address}"), MAX_FAILURES),
+        (
+            format!("login-fail:account:{account}"),
+            MAX_ACCOUNT_FAILURES,
+        ),
+        (
+            format!("login-fail:address:{address}"),
+            MAX_ADDRESS_FAILURES,
         ),
     ];
     let store = state.sessions.store();
     // Each attempt is counted before the password is checked, atomically, so that attempts sent
     // all at once cannot slip under the limit together; a success gives its count back.
-    for key in &keys {
-        if store.hit(key, FAILURE_WINDOW, now).await? > MAX_FAILURES {
+    for (key, limit) in &keys {
+        if store.hit(key, FAILURE_WINDOW, now).await? > *limit {
             let (_, left) = store.count(key, now).await?;
             return Err(too_many(left));
         }
@@ -264,7 +280,7 @@ pub async fn login(
         return Err(wrong());
     }
     let user = user.ok_or_else(wrong)?;
-    for key in &keys {
+    for (key, _) in &keys {
         store.unhit(key).await?;
     }
     Ok(Json(issue(&state, &user, &new_family()?).await?))

@@ -106,3 +106,25 @@ pub struct JwkSet {
     #[schema(value_type = Vec<Object>)]
     keys: Vec<()>,
 }
+
+/// An address just verified.
+#[derive(Serialize, ToSchema)]
+pub struct EmailVerified {
+    /// `verified`.
+    #[schema(example = "verified")]
+    pub status: &'static str,
+    /// The new-user credits this verification granted: `NEW_USER_CREDITS` the first time the
+    /// address is proven, 0 when it was proven before (for example by a Google sign-in).
+    #[schema(minimum = 0)]
+    pub credits_granted: i64,
+}
+
+/// A request taken; what it leads to is not told.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// `accepted`.
+    #[schema(example = "accepted")]
+    pub status: &'static str,
+    /// The same sentence whether or not an account has the address.
+    pub message: &'static str,
+}

@@ -395,7 +395,8 @@ struct Found {
 struct Refusal(&'static str);
 
 /// The user of a Google account: found by its subject, else linked by its verified email (when
-/// that user has no Google account yet), else created with the new-user credits.
+/// that user has no Google account yet; an unverified password account then gets the new-user
+/// credits it was owed), else created with the new-user credits.
 async fn find_or_create_user(
     state: &AppState,
     subject: &str,
@@ -439,6 +440,11 @@ async fn find_or_create_user(
             if has_password {
                 state.sessions.end_everything(user.id).await?;
             }
+            // Google has just proved the address: a password account that never proved it gets
+            // its new-user credits now (once: a proven address is never granted again).
+            users
+                .verify_email(user.id, state.config.new_user_credits)
+                .await?;
             if users.link_google_subject(user.id, subject).await? {
                 return Ok(Ok(Found { user, linked: true }));
             }

@@ -2,7 +2,9 @@
 
 mod accounts;
 mod api;
+mod email;
 mod google;
+mod password;
 mod sessions;
 
 use std::collections::HashMap;
@@ -38,6 +40,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::logout))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::jwks))
+        .routes(routes!(email::verify_email))
+        .routes(routes!(password::forgot))
+        .routes(routes!(password::reset_password))
 }
 
 /// The OpenAPI paths and schemas of the auth service's public API.
@@ -49,6 +54,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (public, _) = api().split_for_parts();
     public
+        .route(
+            crate::links::Purpose::VerifyEmail.page(),
+            get(email::page).post(email::page_posted),
+        )
+        .route(
+            crate::links::Purpose::ResetPassword.page(),
+            get(password::page).post(password::page_posted),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))

@@ -21,7 +21,7 @@ use crate::ledger::{
     new_reservation_id, new_transaction_id,
 };
 use crate::service_keys::{NewServiceKey, ServiceKey, ServiceKeyStore};
-use crate::users::{CreatedUser, NewUser, Role, User, UserStore};
+use crate::users::{CreatedUser, EmailVerification, NewUser, Role, User, UserStore};
 
 const COLUMNS: &str = "id, user_id, kind, service, amount, balance_before, balance_after, \
                        refund_of, reason, metadata, created_at";
@@ -682,7 +682,8 @@ impl UserStore for PgStore {
     async fn create_user(&self, new: &NewUser) -> Result<Option<CreatedUser>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let Some(row) = sqlx::query(
-            "INSERT INTO users (id, email, name, google_subject, password_hash) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO users (id, email, name, google_subject, password_hash, email_verified_at)
+             VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END)
              ON CONFLICT DO NOTHING RETURNING id, email, name, created_at",
         )
         .bind(Uuid::now_v7())
@@ -690,6 +691,7 @@ impl UserStore for PgStore {
         .bind(&new.name)
         .bind(new.google_subject.as_deref())
         .bind(new.password_hash.as_deref())
+        .bind(new.email_verified)
         .fetch_optional(&mut *tx)
         .await?
         else {
@@ -759,7 +761,8 @@ impl UserStore for PgStore {
 
     async fn link_google_subject(&self, id: Uuid, subject: &str) -> Result<bool, StoreError> {
         let linked = sqlx::query(
-            "UPDATE users SET google_subject = $2, password_hash = NULL
+            "UPDATE users SET google_subject = $2, password_hash = NULL,
+                 email_verified_at = COALESCE(email_verified_at, now())
              WHERE id = $1 AND google_subject IS NULL
                AND NOT EXISTS (SELECT 1 FROM users WHERE google_subject = $2)",
         )
@@ -775,6 +778,74 @@ impl UserStore for PgStore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn verify_email(&self, id: Uuid, credits: i64) -> Result<EmailVerification, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock of the conditional update orders concurrent calls: the second waits, then
+        // finds the address verified.
+        let verified = sqlx::query(
+            "UPDATE users SET email_verified_at = now() WHERE id = $1 AND email_verified_at IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if verified == 0 {
+            let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            return Ok(if exists {
+                EmailVerification::AlreadyVerified
+            } else {
+                EmailVerification::UnknownUser
+            });
+        }
+        let grant = if credits > 0 {
+            let welcome = Grant {
+                user_id: id,
+                amount: credits,
+                reason: "new-user credits: email verified".to_owned(),
+                request_id: None,
+            };
+            match welcome.apply(&mut tx, None).await? {
+                GrantOutcome::Granted { transaction } => Some(transaction),
+                // At the balance ceiling: the address is verified all the same.
+                GrantOutcome::BalanceLimit => None,
+                GrantOutcome::UnknownUser => {
+                    return Err(StoreError::Corrupt(format!(
+                        "user {id} has no credit account"
+                    )));
+                }
+            }
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(EmailVerification::Verified { grant })
+    }
+
+    async fn email_verified(&self, id: Uuid) -> Result<Option<bool>, StoreError> {
+        let verified: Option<Option<DateTime<Utc>>> =
+            sqlx::query_scalar("SELECT email_verified_at FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(verified.map(|at| at.is_some()))
+    }
+
+    async fn set_password_hash(&self, id: Uuid, hash: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                .bind(id)
+                .bind(hash)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
     }
 
     async fn find_credentials(

@@ -29,7 +29,7 @@ use crate::ledger::{
     new_reservation_id, new_transaction_id,
 };
 use crate::service_keys::{NewServiceKey, ServiceKey, ServiceKeyStore};
-use crate::users::{CreatedUser, NewUser, Role, User, UserStore};
+use crate::users::{CreatedUser, EmailVerification, NewUser, Role, User, UserStore};
 
 const COLUMNS: &str = "id, user_id, kind, service, amount, balance_before, balance_after, \
                        refund_of, reason, metadata, created_at";
@@ -754,8 +754,9 @@ fn create_user(conn: &Connection, new: &NewUser) -> Result<Option<CreatedUser>, 
     };
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO users (id, email, name, created_at, google_subject, password_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            "INSERT INTO users
+                 (id, email, name, created_at, google_subject, password_hash, email_verified_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             user.id.to_string(),
@@ -763,7 +764,8 @@ fn create_user(conn: &Connection, new: &NewUser) -> Result<Option<CreatedUser>, 
             user.name,
             timestamp(user.created_at),
             new.google_subject,
-            new.password_hash
+            new.password_hash,
+            new.email_verified.then(|| timestamp(user.created_at)),
         ])?;
     if inserted == 0 {
         return Ok(None);
@@ -795,6 +797,52 @@ fn create_user(conn: &Connection, new: &NewUser) -> Result<Option<CreatedUser>, 
         balance: new.initial_credits,
         grant: initial,
     }))
+}
+
+fn verify_email(
+    conn: &Connection,
+    id: Uuid,
+    credits: i64,
+) -> Result<EmailVerification, StoreError> {
+    // The conditional update decides: of concurrent calls, only one finds the address unverified.
+    let verified = conn
+        .prepare_cached(
+            "UPDATE users SET email_verified_at = ?2 WHERE id = ?1 AND email_verified_at IS NULL",
+        )?
+        .execute(params![id.to_string(), timestamp(now())])?;
+    if verified == 0 {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
+            .query_row(params![id.to_string()], |_| Ok(()))
+            .optional()?
+            .is_some();
+        return Ok(if exists {
+            EmailVerification::AlreadyVerified
+        } else {
+            EmailVerification::UnknownUser
+        });
+    }
+    if credits <= 0 {
+        return Ok(EmailVerification::Verified { grant: None });
+    }
+    let welcome = Grant {
+        user_id: id,
+        amount: credits,
+        reason: "new-user credits: email verified".to_owned(),
+        request_id: None,
+    };
+    Ok(EmailVerification::Verified {
+        grant: match grant(conn, &welcome, None)? {
+            GrantOutcome::Granted { transaction } => Some(transaction),
+            // At the balance ceiling: the address is verified all the same.
+            GrantOutcome::BalanceLimit => None,
+            GrantOutcome::UnknownUser => {
+                return Err(StoreError::Corrupt(format!(
+                    "user {id} has no credit account"
+                )));
+            }
+        },
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1072,11 +1120,39 @@ impl UserStore for SqliteStore {
             .write(move |conn| {
                 Ok(conn
                     .prepare_cached(
-                        "UPDATE users SET google_subject = ?2, password_hash = NULL
+                        "UPDATE users SET google_subject = ?2, password_hash = NULL,
+                             email_verified_at = COALESCE(email_verified_at, ?3)
                          WHERE id = ?1 AND google_subject IS NULL
                            AND NOT EXISTS (SELECT 1 FROM users WHERE google_subject = ?2)",
                     )?
-                    .execute(params![id.to_string(), subject])?
+                    .execute(params![id.to_string(), subject, timestamp(now())])?
+                    == 1)
+            })
+            .await
+    }
+
+    async fn verify_email(&self, id: Uuid, credits: i64) -> Result<EmailVerification, StoreError> {
+        self.writer
+            .write(move |conn| verify_email(conn, id, credits))
+            .await
+    }
+
+    async fn email_verified(&self, id: Uuid) -> Result<Option<bool>, StoreError> {
+        let verified: Option<Option<String>> =
+            sqlx::query_scalar("SELECT email_verified_at FROM users WHERE id = ?1")
+                .bind(id.to_string())
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(verified.map(|at| at.is_some()))
+    }
+
+    async fn set_password_hash(&self, id: Uuid, hash: &str) -> Result<bool, StoreError> {
+        let hash = hash.to_owned();
+        self.writer
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
+                    .execute(params![id.to_string(), hash])?
                     == 1)
             })
             .await
