@@ -68,8 +68,9 @@ pub struct Config {
     pub jwt_issuer: String,
     /// `JWT_AUDIENCE` (default `smart-ai-hub`).
     pub jwt_audience: String,
-    /// `AUTH_TRUSTED_PROXIES`: whose `X-Forwarded-For` is believed (default loopback: the gateway).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `AUTH_TRUSTED_PROXIES`: addresses and CIDR ranges whose `X-Forwarded-For` is believed
+    /// (default loopback: the gateway).
+    pub trusted_proxies: Vec<hub_config::IpNet>,
 }
 
 impl Config {
@@ -134,7 +135,7 @@ impl Config {
                 issuer_url: env.string_or("GOOGLE_ISSUER_URL", "https://accounts.google.com"),
             }),
         };
-        let trusted_proxies = env.ip_list("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")?;
+        let trusted_proxies = env.net_list("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")?;
         Ok(Self {
             jwt_key_path: env.raw("JWT_PRIVATE_KEY_PATH").map_or_else(
                 || env.data_dir().join("jwt-ed25519.pem"),

@@ -57,8 +57,9 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// `UPSTREAM_TIMEOUT_SECONDS`, default 30: how long to wait for a service's response headers.
     pub upstream_timeout: Duration,
-    /// `TRUSTED_PROXIES`: addresses whose `X-Forwarded-For` is kept (default none).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `TRUSTED_PROXIES`: addresses and CIDR ranges whose `X-Forwarded-For` is kept (default
+    /// none).
+    pub trusted_proxies: Vec<hub_config::IpNet>,
     /// The rate limits.
     pub limits: Limits,
     /// `PUBLIC_BASE_URL`, default `http://localhost:3000`: the address clients use, named in the
@@ -178,7 +179,7 @@ impl Config {
                 })
             }
         };
-        let trusted_proxies = env.ip_list("TRUSTED_PROXIES", "")?;
+        let trusted_proxies = env.net_list("TRUSTED_PROXIES", "")?;
         // A number that must not be 0, with what 0 would do.
         let at_least_one = |name: &str,
                             default: u64,

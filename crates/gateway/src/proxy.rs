@@ -435,8 +435,13 @@ fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The client's address as the rate limits count it (an IPv6 client by its /64).
 fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    hub_error::client_address(peer, headers, &state.config.trusted_proxies)
+    hub_error::address_for_limits(hub_error::client_address(
+        peer,
+        headers,
+        &state.config.trusted_proxies,
+    ))
 }
 
 fn digest(credential: &str) -> String {
@@ -578,14 +583,21 @@ async fn take_body_token(
 
 /// `X-Forwarded-For`: the client's address, appended to what a trusted proxy in front said.
 fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut HeaderMap) {
-    let before = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .filter(|_| state.config.trusted_proxies.contains(&peer.ip()))
-        .map(str::to_owned);
-    let value = match before {
-        Some(before) => format!("{before}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+    let trusted = hub_error::is_trusted(&state.config.trusted_proxies, peer.ip());
+    let mut before = String::new();
+    if trusted {
+        // Every line, in order, as one list.
+        for line in headers.get_all("x-forwarded-for") {
+            if let Ok(line) = line.to_str() {
+                before.push_str(line);
+                before.push_str(", ");
+            }
+        }
+    }
+    let value = if before.is_empty() {
+        peer.ip().to_string()
+    } else {
+        format!("{before}{}", peer.ip())
     };
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert("x-forwarded-for", value);
@@ -597,7 +609,7 @@ fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut HeaderMap) {
     };
     let kept_proto = headers
         .get("x-forwarded-proto")
-        .filter(|_| state.config.trusted_proxies.contains(&peer.ip()))
+        .filter(|_| trusted)
         .cloned();
     headers.insert(
         "x-forwarded-proto",
