@@ -91,6 +91,14 @@ pub fn presents_credential(headers: &HeaderMap) -> bool {
         || headers.contains_key(header::AUTHORIZATION)
 }
 
+/// Whether the request presents a credential besides a service key (a session code, or an
+/// `Authorization` that is not the key): one the gateway or a service would look up.
+pub fn presents_more_than_a_key(headers: &HeaderMap) -> bool {
+    headers.contains_key("x-session-token")
+        || (headers.contains_key(header::AUTHORIZATION)
+            && !bearer(headers).is_some_and(|b| b.starts_with(KEY_PREFIX)))
+}
+
 /// The service key a request presents: `X-API-Key`, or `Authorization: Bearer hub_sk_…`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     text(headers, "x-api-key").or(bearer(headers).filter(|b| b.starts_with(KEY_PREFIX)))

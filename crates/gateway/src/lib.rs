@@ -154,7 +154,8 @@ pub struct Limits {
     pub google: limits::PerMinute,
     /// `verify-session`, per code (`RATE_LIMIT_VERIFY_PER_MINUTE`, 120).
     pub verify: limits::PerMinute,
-    /// Failed `verify-session` calls, per client address (`RATE_LIMIT_VERIFY_FAILURES_PER_MINUTE`, 30).
+    /// Failed credentials, per client address or per live service key sent with them
+    /// (`RATE_LIMIT_VERIFY_FAILURES_PER_MINUTE`, 30).
     pub verify_failures: limits::PerMinute,
     /// Credit endpoints, per caller (`RATE_LIMIT_CREDITS_PER_MINUTE`, 600).
     pub credits: limits::PerMinute,

@@ -211,12 +211,17 @@ async fn forward_to_service(
         };
     let has_body =
         upgrade.is_none() && axum::body::HttpBody::size_hint(request.body()).upper() != Some(0);
+    // A live key the gateway remembers, alone, needs no lookup: no budget to ask (the hot path
+    // of service callers stays one limiter call).
+    let gated = with_credential
+        && (!matches!(subject, admission::Subject::Key(_))
+            || identity::presents_more_than_a_key(request.headers()));
     let mut spent_before_body = None;
-    if with_credential {
+    if gated {
         if let Some(refused) = failures_spent(&state, &subject).await {
             return refused;
         }
-    } else if has_body {
+    } else if !with_credential && has_body {
         let key = format!("address:{client}");
         let decision = state.limiter.check(&key, limits.default, true).await;
         if !decision.allowed {
@@ -234,7 +239,7 @@ async fn forward_to_service(
     } else {
         None
     };
-    if !with_credential
+    if !gated
         && body_token.is_some()
         && let Some(refused) = failures_spent(&state, &subject).await
     {
