@@ -7,6 +7,7 @@ mod core_credit_check;
 mod core_credit_deduction;
 mod core_credit_holds;
 mod credits;
+mod gateway_abuse;
 mod gateway_openapi;
 mod gateway_proxy;
 mod gateway_trust;

@@ -70,8 +70,9 @@ pub struct Config {
     pub jwt_issuer: String,
     /// `JWT_AUDIENCE` (default `smart-ai-hub`).
     pub jwt_audience: String,
-    /// `AUTH_TRUSTED_PROXIES`: whose `X-Forwarded-For` is believed (default loopback: the gateway).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `AUTH_TRUSTED_PROXIES`: addresses and CIDR ranges whose `X-Forwarded-For` is believed
+    /// (default loopback: the gateway).
+    pub trusted_proxies: Vec<hub_config::IpNet>,
     /// `PUBLIC_BASE_URL` (default `http://localhost:3000`, the gateway): where the links in mail
     /// point.
     pub public_base_url: String,
@@ -141,7 +142,7 @@ impl Config {
                 issuer_url: env.string_or("GOOGLE_ISSUER_URL", "https://accounts.google.com"),
             }),
         };
-        let trusted_proxies = env.ip_list("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")?;
+        let trusted_proxies = env.net_list("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")?;
         let public_base_url = env.string_or("PUBLIC_BASE_URL", "http://localhost:3000");
         if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
             return Err(ConfigError {

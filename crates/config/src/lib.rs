@@ -9,6 +9,7 @@ use std::fmt::Display;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+pub use ipnet::IpNet;
 pub use secrecy::{ExposeSecret, SecretString};
 
 /// A variable that is present but cannot be used.
@@ -123,18 +124,23 @@ impl Env {
         }
     }
 
-    /// A comma-separated list of IP addresses, or `default` when unset.
-    pub fn ip_list(&self, name: &str, default: &str) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    /// A comma-separated list of IP addresses and CIDR ranges (`10.0.0.0/8`, `fd00::/8`), or
+    /// `default` when unset; a single address is a range of one.
+    pub fn net_list(&self, name: &str, default: &str) -> Result<Vec<IpNet>, ConfigError> {
         self.string_or(name, default)
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                s.parse().map_err(|_| ConfigError {
-                    name: name.to_owned(),
-                    problem: format!("{s:?} is not an IP address"),
-                    expected: "a comma-separated list of IP addresses".to_owned(),
-                })
+                s.parse::<IpNet>()
+                    .map(|net| net.trunc())
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| ConfigError {
+                        name: name.to_owned(),
+                        problem: format!("{s:?} is neither an IP address nor a CIDR range"),
+                        expected: "comma-separated IP addresses or CIDR ranges, e.g. 10.0.0.0/8,fd00::/8,203.0.113.7"
+                            .to_owned(),
+                    })
             })
             .collect()
     }
@@ -165,6 +171,24 @@ mod tests {
         let env = Env::from_pairs([("X", "  ")]);
         assert_eq!(env.parse_or::<u16>("X", 7, "a port").unwrap(), 7);
         assert!(env.secret("X").is_none());
+    }
+
+    #[test]
+    fn address_lists_take_single_addresses_and_cidr_ranges() {
+        let env = Env::from_pairs([("P", " 10.0.0.0/8, 203.0.113.7,fd00::/8 ,::1")]);
+        let nets = env.net_list("P", "").unwrap();
+        let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["10.0.0.0/8", "203.0.113.7/32", "fd00::/8", "::1/128"]
+        );
+        // A range written with host bits set means its network.
+        let env = Env::from_pairs([("P", "10.1.2.3/8")]);
+        assert_eq!(env.net_list("P", "").unwrap()[0].to_string(), "10.0.0.0/8");
+        let env = Env::from_pairs([("P", "10.0.0.0/33")]);
+        let err = env.net_list("P", "").unwrap_err().to_string();
+        assert!(err.contains('P') && err.contains("CIDR"), "{err}");
+        assert!(env.net_list("UNSET", "").unwrap().is_empty());
     }
 
     #[test]

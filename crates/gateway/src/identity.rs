@@ -47,85 +47,175 @@ fn store_unavailable(error: &dyn std::fmt::Display) -> ApiError {
     api
 }
 
-/// Works out the caller from the request's credentials; `None` when it presented none.
-pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
-    let bearer = headers
+/// Why a request's credentials were not accepted, and whether that counts as a failed
+/// credential (an expired access token does not: it was once really issued).
+#[derive(Debug)]
+pub struct Refused {
+    /// The answer.
+    pub error: ApiError,
+    /// Whether it spends from the failed-credential budget.
+    pub counts: bool,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        let counts = error.status == StatusCode::UNAUTHORIZED;
+        Self { error, counts }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    let session = headers
-        .get("x-session-token")
+        .map(str::trim)
+}
+
+fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
         .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    let api_key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
+        .map(str::trim)
+}
+
+/// Whether the request presents a credential in a header (a session code, a service key, an
+/// access token, or anything else in `Authorization`).
+pub fn presents_credential(headers: &HeaderMap) -> bool {
+    ["x-session-token", "x-api-key"]
+        .iter()
+        .any(|name| headers.contains_key(*name))
+        || headers.contains_key(header::AUTHORIZATION)
+}
+
+/// Whether the request presents a credential besides a service key (a session code, or an
+/// `Authorization` that is not the key): one the gateway or a service would look up.
+pub fn presents_more_than_a_key(headers: &HeaderMap) -> bool {
+    headers.contains_key("x-session-token")
+        || (headers.contains_key(header::AUTHORIZATION)
+            && !bearer(headers).is_some_and(|b| b.starts_with(KEY_PREFIX)))
+}
+
+/// The service key a request presents: `X-API-Key`, or `Authorization: Bearer hub_sk_…`.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    text(headers, "x-api-key").or(bearer(headers).filter(|b| b.starts_with(KEY_PREFIX)))
+}
+
+/// What the gateway knows of a presented service key without reading the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KnownKey {
+    /// A live key, looked up within `SERVICE_KEY_CACHE_SECONDS`.
+    Live(Caller),
+    /// A key that was live when last looked up, longer ago than that: worth reading again.
+    WasLive,
+    /// A key looked up recently and not found.
+    Unknown,
+    /// A key not seen lately.
+    NotSeen,
+}
+
+/// What the cache knows of `key`.
+pub fn known_key(state: &AppState, key: &str) -> KnownKey {
+    state.key_cache.known(&key_hash(key))
+}
+
+/// Looks `key` up, through the cache (the database at most once per cache interval, for live
+/// keys and for keys that do not exist alike).
+pub async fn look_up_key(state: &AppState, key: &str) -> Result<Option<Caller>, ApiError> {
+    let hash = key_hash(key);
+    match state.key_cache.known(&hash) {
+        KnownKey::Live(caller) => return Ok(Some(caller)),
+        KnownKey::Unknown => return Ok(None),
+        KnownKey::WasLive | KnownKey::NotSeen => {}
+    }
+    state.metrics.credential_lookup("service_key");
+    match state.store.find_service_key(&hash).await {
+        Ok(Some(found)) => {
+            let caller = Caller::ServiceKey {
+                id: found.id,
+                scopes: found.scopes,
+            };
+            state.key_cache.put(hash, Some(caller.clone()));
+            Ok(Some(caller))
+        }
+        Ok(None) => {
+            state.key_cache.put(hash, None);
+            Ok(None)
+        }
+        Err(e) if e.is_unavailable() => Err(store_unavailable(&e)),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+/// Works out the caller from the request's credentials; `None` when it presented none.
+pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, Refused> {
+    let bearer = bearer(headers);
+    let session = text(headers, "x-session-token");
 
     if let Some(token) = session.or(bearer.filter(|b| b.starts_with("VERIFIED-"))) {
         if !looks_like_token(token) {
-            return Err(unauthenticated());
+            return Err(unauthenticated().into());
         }
+        state.metrics.credential_lookup("session");
         return match state.sessions.verify(token).await {
             Ok(Verified::Live(record)) => Ok(Some(Caller::User(record.user_id))),
-            Ok(Verified::Invalid) => Err(unauthenticated()),
-            Err(e) => Err(store_unavailable(&e)),
+            Ok(Verified::Invalid) => Err(unauthenticated().into()),
+            Err(e) => Err(store_unavailable(&e).into()),
         };
     }
-    if let Some(key) = api_key.or(bearer.filter(|b| b.starts_with(KEY_PREFIX))) {
-        let hash = key_hash(key);
-        if let Some(caller) = state.key_cache.get(&hash) {
-            return Ok(Some(caller));
-        }
-        return match state.store.find_service_key(&hash).await {
-            Ok(Some(found)) => {
-                let caller = Caller::ServiceKey {
-                    id: found.id,
-                    scopes: found.scopes,
-                };
-                state.key_cache.put(hash, caller.clone());
-                Ok(Some(caller))
-            }
-            Ok(None) => Err(unauthenticated()),
-            Err(e) if e.is_unavailable() => Err(store_unavailable(&e)),
-            Err(e) => Err(ApiError::internal(&e)),
+    if let Some(key) = presented_key(headers) {
+        return match look_up_key(state, key).await? {
+            Some(caller) => Ok(Some(caller)),
+            None => Err(unauthenticated().into()),
         };
     }
     if let Some(token) = bearer.filter(|b| crate::jwt::looks_like_jwt(b)) {
         return match state.jwt.verify(token).await {
             // A token issued before the user's last "sign out everywhere", password reset or
-            // Google takeover of the address is over, however long it has left.
+            // Google takeover of the address is over, however long it has left (not counted as
+            // a failed credential: it was once really issued).
             Ok(access) => match state
                 .sessions
                 .epoch_is_current(access.user, &access.epoch)
                 .await
             {
                 Ok(true) => Ok(Some(Caller::User(access.user))),
-                Ok(false) => Err(unauthenticated()),
-                Err(e) => Err(store_unavailable(&e)),
+                Ok(false) => Err(Refused {
+                    error: unauthenticated(),
+                    counts: false,
+                }),
+                Err(e) => Err(store_unavailable(&e).into()),
             },
-            Err(crate::jwt::Rejected::Invalid) => Err(unauthenticated()),
-            Err(crate::jwt::Rejected::KeysUnavailable(e)) => Err(store_unavailable(&e)),
+            Err(crate::jwt::Rejected::Invalid) => Err(unauthenticated().into()),
+            Err(crate::jwt::Rejected::Expired) => Err(Refused {
+                error: unauthenticated(),
+                counts: false,
+            }),
+            Err(crate::jwt::Rejected::KeysUnavailable(e)) => Err(store_unavailable(&e).into()),
         };
     }
     if bearer.is_some() {
-        return Err(unauthenticated());
+        return Err(unauthenticated().into());
     }
     Ok(None)
 }
 
-/// Live service keys the gateway has looked up, kept for a few seconds so that a busy key costs
-/// one database read per interval instead of one per request. A revoked key stops working within
-/// that interval; keys that do not exist are never cached.
+/// Service keys the gateway has looked up, kept for a few seconds so that a busy key costs one
+/// database read per interval instead of one per request. A revoked key stops working within
+/// that interval. Keys that do not exist are kept as unknown for the same interval, so that
+/// repeating a made-up key does not reach the database either (a key created just after it was
+/// tried may take that long to work).
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
-    keys: Mutex<HashMap<String, (Caller, Instant)>>,
+    keys: Mutex<HashMap<String, (Option<Caller>, Instant)>>,
 }
+
+/// Entries kept before expired ones are dropped.
+const KEY_CACHE_ENTRIES: usize = 10_000;
 
 impl KeyCache {
     /// Keys are kept for `ttl` (zero: no cache).
@@ -136,23 +226,42 @@ impl KeyCache {
         }
     }
 
-    fn get(&self, hash: &str) -> Option<Caller> {
-        let keys = self.keys.lock().ok()?;
-        let (caller, at) = keys.get(hash)?;
-        (at.elapsed() < self.ttl).then(|| caller.clone())
+    fn known(&self, hash: &str) -> KnownKey {
+        let Ok(keys) = self.keys.lock() else {
+            return KnownKey::NotSeen;
+        };
+        match keys.get(hash) {
+            None => KnownKey::NotSeen,
+            Some((caller, at)) if at.elapsed() < self.ttl => match caller {
+                Some(caller) => KnownKey::Live(caller.clone()),
+                None => KnownKey::Unknown,
+            },
+            Some((Some(_), _)) => KnownKey::WasLive,
+            Some((None, _)) => KnownKey::NotSeen,
+        }
     }
 
-    fn put(&self, hash: String, caller: Caller) {
+    fn put(&self, hash: String, caller: Option<Caller>) {
         if self.ttl.is_zero() {
             return;
         }
-        if let Ok(mut keys) = self.keys.lock() {
-            if keys.len() >= 10_000 {
-                let ttl = self.ttl;
+        let Ok(mut keys) = self.keys.lock() else {
+            return;
+        };
+        if keys.len() >= KEY_CACHE_ENTRIES {
+            // Unknown keys go first, live ones that have expired next: the memory of a live
+            // key lets it past the failed-credential budget of a busy shared address.
+            let ttl = self.ttl;
+            keys.retain(|_, (caller, at)| caller.is_some() || at.elapsed() < ttl);
+            if keys.len() >= KEY_CACHE_ENTRIES {
                 keys.retain(|_, (_, at)| at.elapsed() < ttl);
             }
-            keys.insert(hash, (caller, Instant::now()));
+            if keys.len() >= KEY_CACHE_ENTRIES && caller.is_none() {
+                // A flood of made-up keys: they are not remembered, the budget limits them.
+                return;
+            }
         }
+        keys.insert(hash, (caller, Instant::now()));
     }
 }
 

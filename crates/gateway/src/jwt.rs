@@ -35,8 +35,10 @@ pub struct AccessToken {
 /// Why a token was not accepted.
 #[derive(Debug)]
 pub enum Rejected {
-    /// Forged, expired, for someone else, or not an access token.
+    /// Forged, for someone else, or not an access token.
     Invalid,
+    /// Signed by the auth service but past its expiry: a token once issued, not a guess.
+    Expired,
     /// The keys could not be fetched.
     KeysUnavailable(String),
 }
@@ -106,8 +108,12 @@ impl JwtVerifier {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = 5;
+        // The signature is checked before the expiry: an expired token was really issued.
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(|_| Rejected::Invalid)?
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Rejected::Expired,
+                _ => Rejected::Invalid,
+            })?
             .claims;
         if claims.typ != "access" {
             return Err(Rejected::Invalid);

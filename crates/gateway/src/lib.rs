@@ -4,6 +4,7 @@
 //! the internal credential. The proxying is hyper's pooled client, with bodies streamed both ways.
 #![forbid(unsafe_code)]
 
+mod admission;
 pub mod identity;
 pub mod jwt;
 pub mod limits;
@@ -32,6 +33,10 @@ use tower_http::set_header::SetResponseHeaderLayer;
 /// Where clients reach the gateway unless `PUBLIC_BASE_URL` says otherwise.
 const DEFAULT_PUBLIC_BASE_URL: &str = "http://localhost:3000";
 
+/// `MAX_CONNECTIONS` unless set: well under the open-file limits containers get (2^20), far
+/// over what one machine's gateway serves at once in the benchmarks.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 /// The default listen address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
@@ -58,8 +63,9 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// `UPSTREAM_TIMEOUT_SECONDS`, default 30: how long to wait for a service's response headers.
     pub upstream_timeout: Duration,
-    /// `TRUSTED_PROXIES`: addresses whose `X-Forwarded-For` is kept (default none).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `TRUSTED_PROXIES`: addresses and CIDR ranges whose `X-Forwarded-For` is kept (default
+    /// none).
+    pub trusted_proxies: Vec<hub_config::IpNet>,
     /// The rate limits.
     pub limits: Limits,
     /// `PUBLIC_BASE_URL`, default `http://localhost:3000`: the address clients use, named in the
@@ -81,11 +87,18 @@ pub struct Config {
     pub jwt_audience: String,
     /// `HEADER_READ_TIMEOUT_SECONDS`, default 30: how long a client may take to send a request's
     /// head, or leave a connection idle between requests, before the gateway closes it (plain
-    /// HTTP).
+    /// HTTP and HTTPS).
     pub header_read_timeout: Duration,
     /// `WEBSOCKET_RECHECK_SECONDS`, default 60 (1 to 60): how often a joined WebSocket's
     /// credential is checked again; a revoked or expired one ends the connection.
     pub websocket_recheck: Duration,
+    /// `BODY_READ_TIMEOUT_SECONDS`, default 30: how long a client may take to send a request's
+    /// body, from the end of its head; after that it is answered 408 and the connection closed
+    /// (a body that trickles in is as slow as one that stalls).
+    pub body_read_timeout: Duration,
+    /// `MAX_CONNECTIONS`, default 10000: connections open at once, over every serving thread;
+    /// one more is answered 503 with `Retry-After` and closed (over HTTPS: closed).
+    pub max_connections: usize,
     /// `GATEWAY_THREADS`, default the number of cores: serving threads, each with its own
     /// runtime, share of the connections and pool of connections to the services (as nginx's
     /// worker processes); 1 serves on the caller's runtime.
@@ -132,6 +145,8 @@ impl Config {
             service_key_cache: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(30),
             websocket_recheck: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             threads: 1,
         }
     }
@@ -144,7 +159,8 @@ pub struct Limits {
     pub google: limits::PerMinute,
     /// `verify-session`, per code (`RATE_LIMIT_VERIFY_PER_MINUTE`, 120).
     pub verify: limits::PerMinute,
-    /// Failed `verify-session` calls, per client address (`RATE_LIMIT_VERIFY_FAILURES_PER_MINUTE`, 30).
+    /// Failed credentials, per client address or per live service key sent with them
+    /// (`RATE_LIMIT_VERIFY_FAILURES_PER_MINUTE`, 30).
     pub verify_failures: limits::PerMinute,
     /// Credit endpoints, per caller (`RATE_LIMIT_CREDITS_PER_MINUTE`, 600).
     pub credits: limits::PerMinute,
@@ -183,7 +199,7 @@ impl Config {
                 })
             }
         };
-        let trusted_proxies = env.ip_list("TRUSTED_PROXIES", "")?;
+        let trusted_proxies = env.net_list("TRUSTED_PROXIES", "")?;
         // A number that must not be 0, with what 0 would do.
         let at_least_one = |name: &str,
                             default: u64,
@@ -326,6 +342,19 @@ impl Config {
             });
         }
         config.websocket_recheck = Duration::from_secs(recheck);
+        config.body_read_timeout = Duration::from_secs(at_least_one(
+            "BODY_READ_TIMEOUT_SECONDS",
+            config.body_read_timeout.as_secs(),
+            "seconds, 1 or more",
+            "refuse every request with a body",
+        )?);
+        config.max_connections = usize::try_from(at_least_one(
+            "MAX_CONNECTIONS",
+            u64::try_from(config.max_connections).unwrap_or(u64::MAX),
+            "open connections, 1 or more",
+            "refuse every connection",
+        )?)
+        .unwrap_or(usize::MAX);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         config.threads = usize::try_from(at_least_one(
             "GATEWAY_THREADS",
@@ -408,6 +437,8 @@ pub struct Shared {
     pub key_cache: identity::KeyCache,
     /// What `/metrics` reports.
     pub metrics: Arc<GatewayMetrics>,
+    /// Open connections, over every serving thread (`MAX_CONNECTIONS`).
+    connections: Arc<admission::Connections>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -420,13 +451,21 @@ struct ClassLabel {
     class: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabel {
+    store: &'static str,
+}
+
 /// The gateway's metrics: the requests every service counts, plus the time the services take to
-/// answer and the requests refused by a rate limit.
+/// answer, the requests refused by a rate limit, the credentials looked up in a store and the
+/// connections refused over the cap.
 #[derive(Debug)]
 pub struct GatewayMetrics {
     http: Arc<hub_telemetry::Metrics>,
     upstream: Family<ServiceLabel, Histogram>,
     rate_limited: Family<ClassLabel, Counter>,
+    credential_lookups: Family<StoreLabel, Counter>,
+    connections_refused: Counter,
 }
 
 impl GatewayMetrics {
@@ -436,6 +475,8 @@ impl GatewayMetrics {
             (|| Histogram::new(hub_telemetry::latency_buckets())) as fn() -> Histogram,
         );
         let rate_limited = Family::<ClassLabel, Counter>::default();
+        let credential_lookups = Family::<StoreLabel, Counter>::default();
+        let connections_refused = Counter::default();
         let registry = http.registry_mut();
         registry.register(
             "upstream_response_seconds",
@@ -447,10 +488,22 @@ impl GatewayMetrics {
             "Requests refused with 429, by route class",
             rate_limited.clone(),
         );
+        registry.register(
+            "credential_lookups",
+            "Credentials the gateway looked up in a store, by store (session, service_key)",
+            credential_lookups.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections answered 503 and closed because MAX_CONNECTIONS were open",
+            connections_refused.clone(),
+        );
         Self {
             http: Arc::new(http),
             upstream,
             rate_limited,
+            credential_lookups,
+            connections_refused,
         }
     }
 
@@ -462,6 +515,12 @@ impl GatewayMetrics {
 
     pub(crate) fn rate_limited(&self, class: &'static str) {
         self.rate_limited.get_or_create(&ClassLabel { class }).inc();
+    }
+
+    pub(crate) fn credential_lookup(&self, store: &'static str) {
+        self.credential_lookups
+            .get_or_create(&StoreLabel { store })
+            .inc();
     }
 }
 
@@ -512,6 +571,7 @@ impl App {
             jwt: jwt::JwtVerifier::new(&config.auth_url, &config.jwt_issuer, &config.jwt_audience),
             metrics: Arc::new(GatewayMetrics::new()),
             key_cache: identity::KeyCache::new(config.service_key_cache),
+            connections: admission::Connections::new(config.max_connections),
             sessions,
             store,
             internal_token: config.internal_token.expose_secret().to_owned(),
@@ -557,8 +617,12 @@ impl App {
             }
             None => serve_plain(self.listener, self.state, shutdown).await,
             Some(files) => {
+                let limits = tls::Limits {
+                    header_read_timeout: self.state.config.header_read_timeout,
+                    connections: self.state.connections.clone(),
+                };
                 let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-                tls::serve(self.listener, &files, app, shutdown).await
+                tls::serve(self.listener, &files, app, limits, shutdown).await
             }
         }
     }
@@ -598,6 +662,11 @@ async fn serve_plain(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Some(slot) = state.connections.admit() else {
+            state.metrics.connections_refused.inc();
+            tokio::spawn(admission::refuse(tcp));
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         let (state, router) = (state.clone(), router.clone());
@@ -643,6 +712,7 @@ async fn serve_plain(
             if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended");
             }
+            drop(slot);
             drop(open);
         });
     }

@@ -15,8 +15,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
 use crate::AppState;
-use crate::identity;
 use crate::limits::{Decision, PerMinute};
+use crate::{admission, identity};
 use sha2::{Digest, Sha256};
 
 /// The pooled HTTP/1.1 client to the services.
@@ -69,9 +69,10 @@ fn route(path: &str) -> Option<(Upstream, bool)> {
     None
 }
 
-const HOP_BY_HOP: [&str; 8] = [
+const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
+    "proxy-connection",
     "proxy-authenticate",
     "proxy-authorization",
     "te",
@@ -80,16 +81,25 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Removes the headers meant for this hop only: the standard ones and those the `Connection`
+/// header names, except the two the gateway has made its own by now (the request id and the
+/// body's length). Run before the gateway writes its own headers, so that naming them in
+/// `Connection` cannot take them off.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+            .filter(|name| {
+                name.as_str() != hub_error::REQUEST_ID_HEADER && name != header::CONTENT_LENGTH
+            })
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
     for name in HOP_BY_HOP {
         headers.remove(name);
@@ -182,54 +192,98 @@ async fn forward_to_service(
         .get(hub_core::caller::USER_ID_HEADER)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let client = client_address(&state, peer, request.headers());
-    if vouched && wants_upgrade(request.headers()) {
+    // A WebSocket (or other) upgrade passes through: the client's half and the service's half are
+    // joined once the service agrees (101).
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .cloned()
+        .filter(|_| wants_upgrade(request.headers()));
+    if vouched && upgrade.is_some() {
         credential_from_subprotocol(request.headers_mut());
     }
-    let body_token = match take_body_token(&state, &mut request, vouched).await {
-        Ok(token) => token,
-        Err(error) => return error.into_response(),
+    let limits = state.config.limits;
+
+    // Admit, before the body is read and before any credential is looked up: a request with
+    // credentials is held to its failed-credential budget, one without to its address's budget.
+    let with_credential = identity::presents_credential(request.headers());
+    let (mut subject, key_to_read) =
+        match admission::failure_subject(&state, request.headers(), client).await {
+            Ok(found) => found,
+            Err(error) => return error.into_response(),
+        };
+    let has_body =
+        upgrade.is_none() && axum::body::HttpBody::size_hint(request.body()).upper() != Some(0);
+    // A live key the gateway remembers, alone, needs no lookup: no budget to ask (the hot path
+    // of service callers stays one limiter call).
+    let gated = with_credential
+        && (!matches!(subject, admission::Subject::Key(_))
+            || identity::presents_more_than_a_key(request.headers()));
+    let mut spent_before_body = None;
+    if gated {
+        if let Some(refused) = failures_spent(&state, &subject).await {
+            return refused;
+        }
+    } else if !with_credential && has_body {
+        let key = format!("address:{client}");
+        let decision = state.limiter.check(&key, limits.default, true).await;
+        if !decision.allowed {
+            state.metrics.rate_limited(class);
+            return limited(limits.default, decision);
+        }
+        spent_before_body = Some((key, decision));
+    }
+
+    let body_token = if has_body {
+        match take_body_token(&state, &mut request, vouched).await {
+            Ok(token) => token,
+            Err(response) => return response,
+        }
+    } else {
+        None
     };
+    if !gated
+        && body_token.is_some()
+        && let Some(refused) = failures_spent(&state, &subject).await
+    {
+        return refused;
+    }
+    let with_credential = with_credential || body_token.is_some();
+    if with_credential && key_to_read {
+        subject = match admission::read_key_now(&state, request.headers(), subject).await {
+            Ok(subject) => subject,
+            Err(error) => return error.into_response(),
+        };
+    }
     if let Some(token) = body_token.as_deref().filter(|_| vouched) {
         // A code in the body counts as one in the header, with the same rules.
         match HeaderValue::from_str(token) {
             Ok(value) => request.headers_mut().insert("x-session-token", value),
             Err(_) => {
+                spend_failure(&state, &subject).await;
                 return ApiError::unauthenticated("The session_token is not valid.")
                     .into_response();
             }
         };
     }
-    // Only the services behind it learn who calls, from the gateway: sign-in and verify-session
-    // are open to anyone and check their own credentials.
+    // Identify: only the services behind it learn who calls, from the gateway: sign-in and
+    // verify-session are open to anyone and check their own credentials.
     let caller = if vouched {
         match identity::resolve(&state, request.headers()).await {
             Ok(caller) => caller,
-            Err(error) => return error.into_response(),
+            Err(refused) => {
+                if refused.counts {
+                    spend_failure(&state, &subject).await;
+                }
+                return refused.error.into_response();
+            }
         }
     } else {
         None
     };
-    // Rate limits, keyed by the caller wherever there is one, by the client address only where
-    // there is none (many ChatGPT users share a few addresses).
+    // Limit: keyed by the caller wherever there is one, by the client address only where there
+    // is none (many ChatGPT users share a few addresses).
     let path = request.uri().path().to_owned();
-    // Only verify-session counts failures, per client address.
-    let failures_key =
-        (path == "/api/auth/verify-session").then(|| format!("verify-failures:{client}"));
-    let limits = state.config.limits;
-    if let Some(failures_key) = &failures_key
-        && !state
-            .limiter
-            .check(failures_key, limits.verify_failures, false)
-            .await
-            .allowed
-    {
-        let decision = state
-            .limiter
-            .check(failures_key, limits.verify_failures, false)
-            .await;
-        state.metrics.rate_limited("verify_failures");
-        return limited(limits.verify_failures, decision);
-    }
     let (key, limit) = limit_for(
         &state,
         &path,
@@ -239,25 +293,25 @@ async fn forward_to_service(
         body_token.as_deref(),
         client,
     );
-    let decision = state.limiter.check(&key, limit, true).await;
+    let decision = match spent_before_body {
+        // Spent already, before the body was read.
+        Some((spent, decision)) if spent == key => decision,
+        _ => state.limiter.check(&key, limit, true).await,
+    };
     if !decision.allowed {
         state.metrics.rate_limited(class);
         return limited(limit, decision);
     }
 
-    // A WebSocket (or other) upgrade passes through: the client's half and the service's half are
-    // joined once the service agrees (101).
-    let upgrade = request
-        .headers()
-        .get(header::UPGRADE)
-        .cloned()
-        .filter(|_| wants_upgrade(request.headers()));
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
     // A joined connection keeps its credential, to be checked again while it lasts.
     let watch = (vouched && upgrade.is_some())
         .then(|| crate::ws_watch::Watch::new(&state, request.headers()));
 
+    // Rewrite: what was addressed to the gateway alone goes first, then everything a client may
+    // not say for itself, then the gateway's own headers.
     let headers = request.headers_mut();
+    remove_hop_by_hop(headers);
     identity::strip_client_identity(headers);
     if vouched {
         // The services learn who calls from the gateway's headers; credentials stop here.
@@ -271,7 +325,6 @@ async fn forward_to_service(
     {
         return error.into_response();
     }
-    remove_hop_by_hop(headers);
     if let Some(protocol) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
@@ -324,13 +377,9 @@ async fn forward_to_service(
                 headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                 headers.insert(header::UPGRADE, protocol);
             }
-            if let Some(failures_key) = &failures_key
-                && response.status() == StatusCode::UNAUTHORIZED
-            {
-                state
-                    .limiter
-                    .check(failures_key, limits.verify_failures, true)
-                    .await;
+            // The service turned the credentials down (verify-session, the auth endpoints).
+            if with_credential && response.status() == StatusCode::UNAUTHORIZED {
+                spend_failure(&state, &subject).await;
             }
             rate_limit_headers(response.headers_mut(), limit, decision);
             response
@@ -360,6 +409,29 @@ async fn forward_to_service(
             .into_response()
         }
     }
+}
+
+/// 429 when `subject` has spent its failed-credential budget (asked, not spent).
+async fn failures_spent(state: &AppState, subject: &admission::Subject) -> Option<Response> {
+    let limit = state.config.limits.verify_failures;
+    let decision = state
+        .limiter
+        .check(&subject.budget_key(), limit, false)
+        .await;
+    if decision.allowed {
+        return None;
+    }
+    state.metrics.rate_limited("verify_failures");
+    Some(limited(limit, decision))
+}
+
+/// Counts one failed credential against `subject`.
+async fn spend_failure(state: &AppState, subject: &admission::Subject) {
+    let limit = state.config.limits.verify_failures;
+    state
+        .limiter
+        .check(&subject.budget_key(), limit, true)
+        .await;
 }
 
 /// A browser cannot set headers on a WebSocket, so it may offer its credential as a subprotocol
@@ -448,8 +520,13 @@ fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The client's address as the rate limits count it (an IPv6 client by its /64).
 fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    hub_error::client_address(peer, headers, &state.config.trusted_proxies)
+    hub_error::address_for_limits(hub_error::client_address(
+        peer,
+        headers,
+        &state.config.trusted_proxies,
+    ))
 }
 
 fn digest(credential: &str) -> String {
@@ -480,8 +557,13 @@ fn limit_for(
         return (format!("google:{client}"), limits.google);
     }
     if path == "/api/auth/verify-session" {
+        // The GPT form sends its service key as the bearer and the user's code in the body.
         let token = text("x-session-token")
-            .or_else(|| text("authorization").and_then(|v| v.strip_prefix("Bearer ")))
+            .or_else(|| {
+                text("authorization")
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .filter(|v| !v.starts_with(hub_core::service_keys::KEY_PREFIX))
+            })
             .or(body_token);
         return match token {
             Some(token) => (format!("verify:{}", digest(token)), limits.verify),
@@ -536,28 +618,39 @@ async fn take_body_token(
     state: &AppState,
     request: &mut Request,
     vouched: bool,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, Response> {
     // Request bodies (at most MAX_BODY_BYTES) are read whole before they are passed on, as
     // nginx does by default: an oversized one is a 413 here whether or not it has a length, and
-    // a service that answers before reading all of a body cannot turn it into a 502.
-    if axum::body::HttpBody::size_hint(request.body()).upper() == Some(0)
-        || wants_upgrade(request.headers())
-    {
-        return Ok(None);
-    }
+    // a service that answers before reading all of a body cannot turn it into a 502. The whole
+    // body has BODY_READ_TIMEOUT_SECONDS to arrive: one that trickles in holds a connection and
+    // a buffer as long as one that stalls.
     let limit = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
     let body = std::mem::take(request.body_mut());
-    let bytes =
-        match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "The request body is too large.",
-                ));
-            }
-        };
+    let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit));
+    let bytes = match tokio::time::timeout(state.config.body_read_timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The request body is too large.",
+            )
+            .into_response());
+        }
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "The request body did not arrive in time.",
+            )
+            .into_response();
+            // What is left of the body is not read: the connection ends with this answer.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Err(response);
+        }
+    };
     let path = request.uri().path();
     let wanted = request.method() == http::Method::POST
         && (path == "/api/auth/verify-session" || path.starts_with("/api/mcp/v1/credits/"));
@@ -578,7 +671,7 @@ async fn take_body_token(
         if vouched {
             fields.remove("session_token");
             forwarded = serde_json::to_vec(&fields)
-                .map_err(|e| ApiError::internal(&e))?
+                .map_err(|e| ApiError::internal(&e).into_response())?
                 .into();
         }
     }
@@ -591,14 +684,21 @@ async fn take_body_token(
 
 /// `X-Forwarded-For`: the client's address, appended to what a trusted proxy in front said.
 fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut HeaderMap) {
-    let before = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .filter(|_| state.config.trusted_proxies.contains(&peer.ip()))
-        .map(str::to_owned);
-    let value = match before {
-        Some(before) => format!("{before}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+    let trusted = hub_error::is_trusted(&state.config.trusted_proxies, peer.ip());
+    let mut before = String::new();
+    if trusted {
+        // Every line, in order, as one list.
+        for line in headers.get_all("x-forwarded-for") {
+            if let Ok(line) = line.to_str() {
+                before.push_str(line);
+                before.push_str(", ");
+            }
+        }
+    }
+    let value = if before.is_empty() {
+        peer.ip().to_string()
+    } else {
+        format!("{before}{}", peer.ip())
     };
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert("x-forwarded-for", value);
@@ -610,7 +710,7 @@ fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut HeaderMap) {
     };
     let kept_proto = headers
         .get("x-forwarded-proto")
-        .filter(|_| state.config.trusted_proxies.contains(&peer.ip()))
+        .filter(|_| trusted)
         .cloned();
     headers.insert(
         "x-forwarded-proto",

@@ -50,7 +50,7 @@ impl Watch {
     async fn still_good(&self) -> bool {
         match identity::resolve(&self.state, &self.credentials).await {
             Ok(caller) => caller.is_some(),
-            Err(error) => error.status == StatusCode::SERVICE_UNAVAILABLE,
+            Err(refused) => refused.error.status == StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -386,7 +386,7 @@ fn auth_config(
         jwt_issuer: "smart-ai-hub".into(),
         redis_prefix,
         jwt_audience: "smart-ai-hub".into(),
-        trusted_proxies: vec!["127.0.0.1".parse().expect("address")],
+        trusted_proxies: vec!["127.0.0.1/32".parse().expect("address")],
         addr: "127.0.0.1:0".parse().expect("address"),
         database: db.config.clone(),
         redis_url,

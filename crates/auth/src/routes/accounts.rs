@@ -199,8 +199,13 @@ pub struct LoginBody {
     password: String,
 }
 
+/// The client's address as the per-address throttles count it (an IPv6 client by its /64).
 pub(super) fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    hub_error::client_address(peer, headers, &state.config.trusted_proxies)
+    hub_error::address_for_limits(hub_error::client_address(
+        peer,
+        headers,
+        &state.config.trusted_proxies,
+    ))
 }
 
 pub(super) fn too_many(left: Duration) -> ApiError {
