@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{engines, spawn_hub};
+use hub_test_support::{SpawnedHub, engines, spawn_hub};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -273,4 +273,91 @@ async fn only_the_principal_that_placed_a_hold_settles_it() {
         let r = hub.call(Method::POST, &release, &as_key, None).await;
         assert_eq!(r.status, StatusCode::OK, "{engine:?}: {:?}", r.json);
     }
+}
+
+/// What schemathesis found the ledger refusing that the API document allows: a `null` capture
+/// body, whole numbers written `5.0`; and state conflicts are 409, never 422, so that 422 always
+/// means the request itself breaks a rule.
+#[tokio::test]
+async fn documented_shapes_are_accepted_and_state_conflicts_are_409() {
+    for engine in engines() {
+        let google = FakeGoogle::start().await;
+        let hub = spawn_hub(engine, &google).await;
+        let user = hub.user_with(100).await.to_string();
+        let key = hub
+            .service_key(&["credits:check", "credits:deduct", "credits:refund"])
+            .await;
+        let as_service = [("x-api-key", key.as_str()), ("x-user-id", user.as_str())];
+        // `null` is no body: the whole hold is captured.
+        let id = reserve(&hub, &as_service, json!(10.0)).await;
+        let capture = format!("/api/mcp/v1/credits/reservations/{id}/capture");
+        let r = hub
+            .call(Method::POST, &capture, &as_service, Some(&json!(null)))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+        assert_eq!(r.json["captured"], 10);
+
+        // More than held is a conflict with the hold, like a refund of more than remains.
+        let id = reserve(&hub, &as_service, json!(5)).await;
+        let capture = format!("/api/mcp/v1/credits/reservations/{id}/capture");
+        let r = hub
+            .call(
+                Method::POST,
+                &capture,
+                &as_service,
+                Some(&json!({ "amount": 6 })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.json);
+        assert_eq!(r.json["error"]["code"], "exceeds_hold");
+        let r = hub
+            .call(
+                Method::POST,
+                &capture,
+                &as_service,
+                Some(&json!({ "amount": 2.5 })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.json);
+
+        // A grant is not a debit: refunding it conflicts with what it is.
+        let r = hub
+            .call(
+                Method::GET,
+                "/api/mcp/v1/credits/transactions",
+                &as_service,
+                None,
+            )
+            .await;
+        let grant = r.json["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == "grant")
+            .expect("the starting credits' grant")["id"]
+            .clone();
+        let r = hub
+            .call(
+                Method::POST,
+                "/api/mcp/v1/credits/refund",
+                &as_service,
+                Some(&json!({ "transaction_id": grant, "reason": "test" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.json);
+        assert_eq!(r.json["error"]["code"], "not_a_debit");
+    }
+}
+
+async fn reserve(hub: &SpawnedHub, headers: &[(&str, &str)], cost: serde_json::Value) -> String {
+    let r = hub
+        .call(
+            Method::POST,
+            RESERVE,
+            headers,
+            Some(&json!({ "service": "sora2", "cost": cost })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    r.json["reservation_id"].as_str().unwrap().to_owned()
 }

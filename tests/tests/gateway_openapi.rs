@@ -141,6 +141,8 @@ async fn the_openapi_document_is_valid_and_true_to_the_gateway() {
         }
     }
 
+    check_declared_constraints(&doc);
+
     // Every operation listed is served through the gateway: nothing answers the gateway's own
     // "no such endpoint" or "method not allowed".
     let key = hub
@@ -212,6 +214,114 @@ async fn the_openapi_document_is_valid_and_true_to_the_gateway() {
     for path in ["/api/mcp/ws", "/mcp"] {
         assert!(doc["paths"].get(path).is_none());
     }
+}
+
+fn parameter<'a>(operation: &'a Value, name: &str) -> &'a Value {
+    operation["parameters"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("no parameter {name}"))
+}
+
+/// The rules the services enforce are in the document, so a client (or schemathesis, in
+/// tests/schemathesis/run.sh) can tell a valid request from one that is refused.
+fn check_declared_constraints(doc: &Value) {
+    let schemas = &doc["components"]["schemas"];
+    let max_amount = serde_json::json!(1_000_000_000_000_i64);
+    for (schema, field, minimum) in [
+        ("CheckBody", "cost", 0),
+        ("DeductBody", "cost", 1),
+        ("ReserveBody", "cost", 1),
+        ("RefundBody", "amount", 1),
+        ("GrantBody", "amount", 1),
+        ("CaptureBody", "amount", 0),
+    ] {
+        let property = &schemas[schema]["properties"][field];
+        assert_eq!(property["minimum"], minimum, "{schema}.{field}");
+        assert_eq!(property["maximum"], max_amount, "{schema}.{field}");
+    }
+    for schema in ["CheckBody", "DeductBody", "ReserveBody"] {
+        let properties = &schemas[schema]["properties"];
+        assert_eq!(properties["service"]["pattern"], "^[a-z0-9._-]{1,64}$");
+        assert_eq!(
+            properties["session_token"]["pattern"],
+            "^VERIFIED-[A-Za-z0-9]{32}$"
+        );
+    }
+    assert_eq!(
+        schemas["VerifyBody"]["properties"]["session_token"]["pattern"],
+        "^VERIFIED-[A-Za-z0-9]{32}$"
+    );
+    assert_eq!(
+        schemas["GrantBody"]["properties"]["user_id"]["format"],
+        "uuid"
+    );
+    assert_eq!(
+        schemas["ReserveBody"]["properties"]["ttl_seconds"]["maximum"],
+        3600
+    );
+    assert_eq!(
+        schemas["RefundBody"]["properties"]["reason"]["maxLength"],
+        500
+    );
+    assert_eq!(
+        schemas["RegisterBody"]["properties"]["password"]["minLength"],
+        8
+    );
+
+    let paths = &doc["paths"];
+    let deduct = &paths["/api/mcp/v1/credits/deduct"]["post"];
+    let key = &parameter(deduct, "Idempotency-Key")["schema"];
+    assert_eq!(
+        (&key["minLength"], &key["maxLength"]),
+        (&1.into(), &255.into())
+    );
+    assert_eq!(key["pattern"], "^[\\x21-\\x7E]{1,255}$");
+    assert_eq!(parameter(deduct, "X-User-ID")["schema"]["format"], "uuid");
+    let history = &paths["/api/mcp/v1/credits/transactions"]["get"];
+    let limit = &parameter(history, "limit")["schema"];
+    assert_eq!(
+        (&limit["minimum"], &limit["maximum"]),
+        (&1.into(), &200.into())
+    );
+    let capture = &paths["/api/mcp/v1/credits/reservations/{id}/capture"]["post"];
+    assert_eq!(
+        parameter(capture, "id")["schema"]["pattern"],
+        "^res_[0-9a-fA-F]{32}$"
+    );
+    let sign_in = &paths["/auth/google"]["get"];
+    assert_eq!(
+        parameter(sign_in, "return_to")["schema"]["enum"],
+        serde_json::json!(["chatgpt"])
+    );
+
+    // Every status the code answers, where it can answer it.
+    let statuses = |operation: &Value| -> BTreeSet<String> {
+        operation["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    for status in [
+        "400", "401", "402", "403", "404", "413", "415", "422", "429", "503",
+    ] {
+        assert!(statuses(deduct).contains(status), "deductCredits: {status}");
+    }
+    assert!(
+        !statuses(deduct).contains("409"),
+        "deductCredits has no conflict"
+    );
+    let balance = &paths["/api/mcp/v1/credits/balance"]["get"];
+    assert!(statuses(balance).contains("400"), "a malformed X-User-ID");
+    for status in ["400", "422"] {
+        assert!(
+            statuses(history).contains(status),
+            "listTransactions: {status}"
+        );
+    }
+    assert!(statuses(sign_in).contains("503"), "Google not configured");
 }
 
 #[tokio::test]

@@ -83,7 +83,13 @@ impl From<CoreError> for ApiError {
                 "unknown_transaction",
                 "No transaction has this id.",
             ),
-            NotADebit => ApiError::unprocessable("not_a_debit", "Only a debit can be refunded."),
+            // The request is well formed; the ledger's state refuses it (as for a debit
+            // refunded in full): 409, so that 422 always means the request itself is wrong.
+            NotADebit => ApiError::new(
+                StatusCode::CONFLICT,
+                "not_a_debit",
+                "Only a debit can be refunded.",
+            ),
             AlreadyRefunded => ApiError::new(
                 StatusCode::CONFLICT,
                 "already_refunded",
@@ -95,7 +101,8 @@ impl From<CoreError> for ApiError {
                 format!("Only {remaining} credits of this debit are left to refund."),
             )
             .with_field("remaining", remaining),
-            BalanceLimit => ApiError::unprocessable(
+            BalanceLimit => ApiError::new(
+                StatusCode::CONFLICT,
                 "balance_limit",
                 "The balance would pass its maximum of 10^15 credits.",
             ),

@@ -98,8 +98,11 @@ impl NewUser {
         role: Role,
     ) -> Result<Self, InvalidInput> {
         let email = normalize_email(email)?;
+        // Counted and checked as sent (the API document's maxLength and pattern), kept trimmed.
+        let too_long = name.chars().count() > 200;
+        let control = name.chars().any(char::is_control);
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        if name.is_empty() || too_long || control {
             return Err(InvalidInput {
                 code: "invalid_name",
                 message: "name must be 1 to 200 characters".into(),

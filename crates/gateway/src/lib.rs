@@ -103,6 +103,9 @@ pub struct Config {
     /// runtime, share of the connections and pool of connections to the services (as nginx's
     /// worker processes); 1 serves on the caller's runtime.
     pub threads: usize,
+    /// `RETURN_TO_ALLOWLIST`, default `chatgpt`: the sign-in link's `return_to` values, as the
+    /// auth service reads them; the OpenAPI document lists them.
+    pub return_to_allowlist: Vec<String>,
 }
 
 /// The certificate chain and private key the gateway serves HTTPS with.
@@ -148,6 +151,7 @@ impl Config {
             body_read_timeout: Duration::from_secs(30),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             threads: 1,
+            return_to_allowlist: vec!["chatgpt".to_owned()],
         }
     }
 }
@@ -304,6 +308,12 @@ impl Config {
         config.cors_allowed_origins = cors_allowed_origins;
         config.tls = tls;
         config.privacy_policy_path = env.raw("PRIVACY_POLICY_PATH").map(Into::into);
+        config.return_to_allowlist = env
+            .string_or("RETURN_TO_ALLOWLIST", "chatgpt")
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
         config.jwt_issuer = env.string_or("JWT_ISSUER", &config.jwt_issuer);
         config.jwt_audience = env.string_or("JWT_AUDIENCE", &config.jwt_audience);
         config.service_key_cache = Duration::from_secs(env.parse_or(

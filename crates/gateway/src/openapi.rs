@@ -14,7 +14,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
 
-use crate::AppState;
+use crate::{AppState, Config};
+
+/// A session code as the auth service makes it (`looks_like_token`): anything else is refused.
+const SESSION_TOKEN_PATTERN: &str = "^VERIFIED-[A-Za-z0-9]{32}$";
 
 /// Operations that spend, hold or return credits: ChatGPT asks the user before it calls them.
 const CONSEQUENTIAL: [&str; 5] = [
@@ -66,7 +69,7 @@ pub async fn health() -> axum::Json<Value> {
     security(())
 )]
 pub async fn full(State(state): State<AppState>) -> Response {
-    axum::Json(document(&state.config.public_base_url)).into_response()
+    axum::Json(document(&state.config)).into_response()
 }
 
 /// `GET /openapi.gpt.json`.
@@ -81,11 +84,11 @@ pub async fn full(State(state): State<AppState>) -> Response {
     security(())
 )]
 pub async fn gpt(State(state): State<AppState>) -> Response {
-    axum::Json(gpt_document(&state.config.public_base_url)).into_response()
+    axum::Json(gpt_document(&state.config)).into_response()
 }
 
-/// The whole public API, served at `base_url`.
-pub fn document(base_url: &str) -> Value {
+/// The whole public API, as this gateway serves it.
+pub fn document(config: &Config) -> Value {
     let mut api = GatewayApi::openapi();
     api.merge(hub_auth::routes::openapi());
     api.merge(hub_core::routes::openapi());
@@ -96,11 +99,12 @@ pub fn document(base_url: &str) -> Value {
         "version": env!("CARGO_PKG_VERSION"),
         "description": "Sign-in with Google and prepaid credits for AI services. Users sign in through /auth/google and paste the code from the success page; services verify it, check and deduct credits.",
     });
-    doc["servers"] = json!([{ "url": base_url }]);
+    doc["servers"] = json!([{ "url": config.public_base_url }]);
     add_metrics_path(&mut doc);
     add_security_schemes(&mut doc);
     add_gateway_errors(&mut doc);
     add_body_tokens(&mut doc);
+    add_return_targets(&mut doc, &config.return_to_allowlist);
     doc
 }
 
@@ -172,6 +176,11 @@ fn add_gateway_errors(doc: &mut Value) {
                 json!(CONSEQUENTIAL.contains(&id.as_str())),
             );
             let has_body = operation.contains_key("requestBody");
+            // Query and path parameters the services check (limit, cursor, a reservation id).
+            let checked_parameters = operation
+                .get("parameters")
+                .and_then(Value::as_array)
+                .is_some_and(|all| all.iter().any(|p| p["in"] == "query" || p["in"] == "path"));
             let responses = operation
                 .entry("responses")
                 .or_insert_with(|| json!({}))
@@ -182,23 +191,30 @@ fn add_gateway_errors(doc: &mut Value) {
                     .entry(status.to_owned())
                     .or_insert_with(|| error_response(description));
             };
+            match (has_body, vouched) {
+                (true, true) => add("400", "The body is not JSON, or X-User-ID is not a UUID."),
+                (true, false) => add("400", "The body is not JSON."),
+                (false, true) => add("400", "X-User-ID is not a UUID."),
+                (false, false) => {}
+            }
             if has_body {
-                add("400", "The body is not JSON.");
                 add("413", "The body is larger than the limit.");
                 add("415", "The body is not sent as application/json.");
                 add("422", "A field is missing or not valid.");
+            } else if checked_parameters && vouched {
+                add("422", "A parameter is not valid.");
             }
             if vouched {
                 add("401", "No credential, or one that is not valid.");
                 add("403", "The caller may not do this, or not for this user.");
-                add(
-                    "503",
-                    "A store the hub needs is unavailable; retry after Retry-After seconds.",
-                );
             }
             if proxied {
                 add("429", "Too many requests; retry after Retry-After seconds.");
                 add("502", "The service behind the gateway is not answering.");
+                add(
+                    "503",
+                    "A store the hub needs is unavailable; retry after Retry-After seconds.",
+                );
                 add("504", "The service behind the gateway took too long.");
             }
         }
@@ -214,6 +230,7 @@ fn add_body_tokens(doc: &mut Value) {
                 "session_token".into(),
                 json!({
                     "type": "string",
+                    "pattern": SESSION_TOKEN_PATTERN,
                     "description": "The user's verification code (VERIFIED-…) that they pasted into the chat. The call then acts for that user only. The gateway takes it out before the ledger sees the body.",
                     "examples": ["VERIFIED-AbCdEfGhIjKlMnOpQrStUvWxYz012345"]
                 }),
@@ -222,9 +239,23 @@ fn add_body_tokens(doc: &mut Value) {
     }
 }
 
+/// `return_to` of the Google sign-in link takes only the operator's allow-list
+/// (`RETURN_TO_ALLOWLIST`, which the auth service reads too).
+fn add_return_targets(doc: &mut Value, allowed: &[String]) {
+    let Some(parameters) = doc["paths"]["/auth/google"]["get"]["parameters"].as_array_mut() else {
+        return;
+    };
+    for parameter in parameters {
+        if parameter["name"] == "return_to" && !allowed.is_empty() {
+            parameter["schema"]["enum"] = json!(allowed);
+        }
+    }
+}
+
 /// The GPT Action's document: the three operations, the code in the body, one service key.
-pub fn gpt_document(base_url: &str) -> Value {
-    let full = document(base_url);
+pub fn gpt_document(config: &Config) -> Value {
+    let base_url = config.public_base_url.as_str();
+    let full = document(config);
     let mut paths = Map::new();
     for (path, method) in GPT_OPERATIONS {
         let mut operation = full["paths"][path][method].clone();

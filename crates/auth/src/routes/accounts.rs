@@ -117,10 +117,17 @@ fn new_family() -> Result<String, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
     /// The email to sign in with.
+    #[schema(format = Email, max_length = 254)]
     email: String,
     /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
-    /// A display name.
+    /// A display name: 1 to 200 characters, not all blank, without control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     name: String,
 }
 

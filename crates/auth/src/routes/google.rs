@@ -115,12 +115,13 @@ fn unavailable() -> Response {
     summary = "Start signing in with Google (a link for the user)",
     description = "The sign-in link a GPT gives the user: redirects the browser to Google. After sign-in the user sees a page with their verification code (VERIFIED-…) to paste back into the chat.",
     params(
-        ("session" = String, Query, description = "An id of the chat or client, 1 to 128 of A-Z, a-z, 0-9, '.', '_', '-'."),
+        ("session" = String, Query, description = "An id of the chat or client, 1 to 128 of A-Z, a-z, 0-9, '.', '_', '-'.", min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._-]{1,128}$"),
         ("return_to" = Option<String>, Query, description = "Where the user returns, from the operator's allow-list (default `chatgpt`)."),
     ),
     responses(
         (status = 302, description = "To Google's consent page."),
-        (status = 400, description = "The link is incomplete (an HTML page)."),
+        (status = 400, description = "The link is incomplete, or names a return target this hub does not know (an HTML page).", body = String, content_type = "text/html"),
+        (status = 503, description = "Google sign-in is not configured on this hub, or a store is briefly unavailable (an HTML page).", body = String, content_type = "text/html"),
     ),
     security(())
 )]
@@ -223,12 +224,13 @@ pub async fn start(
     summary = "Google returns the browser here",
     description = "Where Google sends the browser back. Shows the success page with the verification code, or an error page.",
     params(
-        ("state" = String, Query, description = "The sign-in's state, from Google."),
+        ("state" = String, Query, description = "The sign-in's state, from Google.", min_length = 1, max_length = 512),
         ("code" = String, Query, description = "The authorization code, from Google."),
     ),
     responses(
-        (status = 200, description = "The success page (HTML) with the verification code."),
-        (status = 400, description = "The sign-in failed or expired (an HTML page)."),
+        (status = 200, description = "The success page (HTML) with the verification code.", body = String, content_type = "text/html"),
+        (status = 400, description = "The sign-in failed, expired or was never started, or Google sign-in is not configured (an HTML page).", body = String, content_type = "text/html"),
+        (status = 503, description = "A store is briefly unavailable (an HTML page).", body = String, content_type = "text/html"),
     ),
     security(())
 )]

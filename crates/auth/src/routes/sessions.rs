@@ -71,7 +71,10 @@ pub async fn verify(
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     /// The code the user copied from the sign-in success page.
-    #[schema(example = "VERIFIED-AbCdEfGhIjKlMnOpQrStUvWxYz012345")]
+    #[schema(
+        example = "VERIFIED-AbCdEfGhIjKlMnOpQrStUvWxYz012345",
+        pattern = r"^VERIFIED-[A-Za-z0-9]{32}$"
+    )]
     session_token: String,
 }
 

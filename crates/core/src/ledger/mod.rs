@@ -221,10 +221,13 @@ pub fn validate_transaction_id(id: &str) -> Result<&str, InvalidInput> {
     }
 }
 
-/// Checks a free-text reason: 1–500 characters.
+/// Checks a free-text reason: 1–500 characters as sent (the API document's `maxLength`), not all
+/// blank, without control characters; kept trimmed.
 pub fn validate_reason(reason: &str) -> Result<String, InvalidInput> {
+    let too_long = reason.chars().count() > 500;
+    let control = reason.chars().any(char::is_control);
     let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+    if reason.is_empty() || too_long || control {
         return Err(InvalidInput::new(
             "invalid_reason",
             "reason must be 1 to 500 characters, without control characters",

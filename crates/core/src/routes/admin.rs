@@ -19,10 +19,16 @@ use crate::ledger::{Grant, GrantOutcome, IdempotencyClaim, validate_amount, vali
 pub struct GrantBody {
     /// The user to credit.
     user_id: Uuid,
-    /// Credits to add, 1 or more.
-    #[schema(minimum = 1)]
+    /// Credits to add, 1 to 10^12.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "super::whole::required")]
     amount: i64,
-    /// Why, 1 to 500 characters.
+    /// Why: 1 to 500 characters, not all blank, without control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     reason: String,
 }
 
@@ -35,11 +41,12 @@ pub struct GrantBody {
     summary = "Add credits to a user's balance",
     description = "Adds credits to a user's balance (a purchase, a gift). For service keys with credits:grant and operators.",
     request_body = GrantBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer.")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer.", min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]{1,255}$")),
     responses(
         (status = 200, description = "The grant's transaction.", body = crate::ledger::Transaction),
         (status = 404, description = "No such user.", body = super::api::ErrorBody),
-        (status = 409, description = "The balance would pass its limit, or the Idempotency-Key was used with another request.", body = super::api::ErrorBody),
+        (status = 409, description = "The balance would pass its maximum of 10^15 credits.", body = super::api::ErrorBody),
+        (status = 422, description = "A field is not valid, or the Idempotency-Key was used with another request.", body = super::api::ErrorBody),
     ),
     security(("serviceKey" = []), ("bearerJwt" = []))
 )]

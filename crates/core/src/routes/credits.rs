@@ -26,10 +26,16 @@ use crate::ledger::{
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
     /// The service asking, e.g. `sora2`: 1 to 64 of a-z, 0-9, `-`, `_`, `.`.
-    #[schema(example = "sora2")]
+    #[schema(
+        example = "sora2",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[a-z0-9._-]{1,64}$"
+    )]
     service: String,
-    /// Credits the call would cost (0 or more; 0 just reads the balance).
-    #[schema(example = 30, minimum = 0)]
+    /// Credits the call would cost, 0 to 10^12 (0 just reads the balance).
+    #[schema(example = 30, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "super::whole::required")]
     cost: i64,
 }
 
@@ -89,13 +95,19 @@ pub async fn check(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeductBody {
-    /// The service spending, e.g. `sora2`.
-    #[schema(example = "sora2")]
+    /// The service spending, e.g. `sora2`: 1 to 64 of a-z, 0-9, `-`, `_`, `.`.
+    #[schema(
+        example = "sora2",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[a-z0-9._-]{1,64}$"
+    )]
     service: String,
-    /// Credits to take, 1 or more.
-    #[schema(example = 30, minimum = 1)]
+    /// Credits to take, 1 to 10^12.
+    #[schema(example = 30, minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "super::whole::required")]
     cost: i64,
-    /// What the credits paid for (a JSON object of at most 4 KiB), kept with the transaction.
+    /// What the credits paid for (a JSON object of at most 16 KiB, without U+0000), kept with the transaction.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
@@ -124,13 +136,13 @@ pub struct DeductOk {
     request_body = DeductBody,
     params(
         ("X-User-ID" = Option<Uuid>, Header, description = "The user a service key acts for. End users act only as themselves."),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer."),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer.", min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]{1,255}$"),
     ),
     responses(
         (status = 200, description = "Debited.", body = DeductOk),
         (status = 402, description = "The balance does not cover the cost; nothing was taken.", body = InsufficientCredits),
         (status = 404, description = "No such user.", body = ErrorBody),
-        (status = 409, description = "The Idempotency-Key was used with another request.", body = ErrorBody),
+        (status = 422, description = "A field is missing or not valid, or the Idempotency-Key was used with another request.", body = ErrorBody),
     ),
     security(("sessionToken" = []), ("serviceKey" = []), ("bearerJwt" = []))
 )]
@@ -181,14 +193,20 @@ fn render_debit(outcome: DebitOutcome) -> Response {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
-    /// The debit to reverse (`txn_…`).
+    /// The debit to reverse (`txn_…`): 1 to 64 of A-Z, a-z, 0-9, `_`, `-`.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     transaction_id: String,
-    /// How much to return (default: all that is left of the debit).
-    #[serde(default)]
-    #[schema(minimum = 1)]
+    /// How much to return, 1 to 10^12 (default: all that is left of the debit).
+    #[serde(default, deserialize_with = "super::whole::optional")]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
     amount: Option<i64>,
-    /// Why, 1 to 500 characters.
-    #[schema(example = "video generation failed")]
+    /// Why: 1 to 500 characters, not all blank, without control characters.
+    #[schema(
+        example = "video generation failed",
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     reason: String,
 }
 
@@ -222,12 +240,13 @@ pub struct RefundOk {
     request_body = RefundBody,
     params(
         ("X-User-ID" = Option<Uuid>, Header, description = "The user whose debit it is, when a service key acts for them."),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer."),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer.", min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]{1,255}$"),
     ),
     responses(
         (status = 200, description = "Refunded.", body = RefundOk),
         (status = 404, description = "No such transaction.", body = ErrorBody),
-        (status = 409, description = "Already refunded in full, more than remains, or the Idempotency-Key was used with another request.", body = ErrorBody),
+        (status = 409, description = "Not a debit, already refunded in full, more asked than remains, or the balance would pass its maximum of 10^15 credits.", body = ErrorBody),
+        (status = 422, description = "A field is not valid, or the Idempotency-Key was used with another request.", body = ErrorBody),
     ),
     security(("serviceKey" = []))
 )]
@@ -346,9 +365,11 @@ pub async fn balance(State(state): State<AppState>, caller: Caller) -> Result<Re
 pub struct HistoryQuery {
     /// Transactions per page, 1 to 200 (default 50).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (empty: the first page).
     #[serde(default)]
+    #[param(max_length = 64, pattern = r"^[A-Za-z0-9_-]{0,64}$")]
     cursor: Option<String>,
 }
 

@@ -26,17 +26,23 @@ use crate::ledger::{
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveBody {
-    /// The service the credits are held for, e.g. `sora2`.
-    #[schema(example = "sora2")]
+    /// The service the credits are held for, e.g. `sora2`: 1 to 64 of a-z, 0-9, `-`, `_`, `.`.
+    #[schema(
+        example = "sora2",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[a-z0-9._-]{1,64}$"
+    )]
     service: String,
-    /// Credits to hold, 1 or more.
-    #[schema(example = 30, minimum = 1)]
+    /// Credits to hold, 1 to 10^12.
+    #[schema(example = 30, minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "super::whole::required")]
     cost: i64,
     /// How long the hold lives unless settled, 1 to 3600 seconds (default 900).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::whole::optional")]
     #[schema(minimum = 1, maximum = 3600)]
     ttl_seconds: Option<i64>,
-    /// What the credits are for (a JSON object), kept with the hold and its debit.
+    /// What the credits are for (a JSON object of at most 16 KiB, without U+0000), kept with the hold and its debit.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
@@ -66,13 +72,13 @@ pub struct ReserveOk {
     request_body = ReserveBody,
     params(
         ("X-User-ID" = Option<Uuid>, Header, description = "The user a service key acts for. End users act only as themselves."),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer."),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer.", min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]{1,255}$"),
     ),
     responses(
         (status = 200, description = "Held.", body = ReserveOk),
         (status = 402, description = "The available balance does not cover the cost; nothing was held.", body = InsufficientCredits),
         (status = 404, description = "No such user.", body = ErrorBody),
-        (status = 409, description = "The Idempotency-Key was used with another request.", body = ErrorBody),
+        (status = 422, description = "A field is missing or not valid, or the Idempotency-Key was used with another request.", body = ErrorBody),
     ),
     security(("sessionToken" = []), ("serviceKey" = []), ("bearerJwt" = []))
 )]
@@ -131,8 +137,8 @@ fn render_reserve(outcome: ReserveOutcome) -> Response {
 #[serde(deny_unknown_fields)]
 pub struct CaptureBody {
     /// Credits to debit, 0 up to the amount held (default: all of it); the rest is freed.
-    #[serde(default)]
-    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "super::whole::optional")]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     amount: Option<i64>,
 }
 
@@ -166,13 +172,13 @@ pub struct SettledOk {
     description = "Turns a hold, or less of it, into a debit and frees the rest. Each hold is settled exactly once: after a capture or release, 409; after it expired, 410.",
     request_body(content = Option<CaptureBody>, description = "Optional; without it the whole hold is captured."),
     params(
-        ("id" = String, Path, description = "The reservation_id from reserveCredits."),
+        ("id" = String, Path, description = "The reservation_id from reserveCredits: `res_` and 32 hex digits.", pattern = r"^res_[0-9a-fA-F]{32}$"),
         ("X-User-ID" = Option<Uuid>, Header, description = "The user a service key acts for. End users act only as themselves."),
     ),
     responses(
         (status = 200, description = "Captured.", body = SettledOk),
         (status = 404, description = "No such hold for this user.", body = ErrorBody),
-        (status = 409, description = "Settled before.", body = ErrorBody),
+        (status = 409, description = "Settled before, or amount is more than the credits held.", body = ErrorBody),
         (status = 410, description = "It expired; its credits are free again.", body = ErrorBody),
     ),
     security(("sessionToken" = []), ("serviceKey" = []), ("bearerJwt" = []))
@@ -184,12 +190,12 @@ pub async fn capture(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, CoreError> {
-    // The body is optional: none (or `{}`) captures the whole hold.
+    // The body is optional: none, `null` or `{}` captures the whole hold.
     let body: CaptureBody = if body.iter().all(u8::is_ascii_whitespace) {
         CaptureBody::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(body) => body,
+        match serde_json::from_slice::<Option<CaptureBody>>(&body) {
+            Ok(body) => body.unwrap_or_default(),
             Err(e) if e.is_data() => {
                 return Ok(ApiError::unprocessable("invalid_field", e.to_string()).into_response());
             }
@@ -214,7 +220,7 @@ pub async fn capture(
     summary = "Free a hold whole",
     description = "Frees all the credits of a hold (the call failed or was cancelled). Each hold is settled exactly once: after a capture or release, 409; after it expired, 410.",
     params(
-        ("id" = String, Path, description = "The reservation_id from reserveCredits."),
+        ("id" = String, Path, description = "The reservation_id from reserveCredits: `res_` and 32 hex digits.", pattern = r"^res_[0-9a-fA-F]{32}$"),
         ("X-User-ID" = Option<Uuid>, Header, description = "The user a service key acts for. End users act only as themselves."),
     ),
     responses(
@@ -294,7 +300,9 @@ async fn settle(
         )
         .with_field("reservation", describe(&hold))
         .into_response(),
-        SettleOutcome::ExceedsHold { held } => ApiError::unprocessable(
+        // Like a refund of more than remains: the hold's state refuses it.
+        SettleOutcome::ExceedsHold { held } => ApiError::new(
+            StatusCode::CONFLICT,
             "exceeds_hold",
             format!("amount must be 0 to {held}, the credits held"),
         )

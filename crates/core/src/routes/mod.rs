@@ -5,6 +5,7 @@ mod api;
 mod credits;
 mod health;
 mod holds;
+mod whole;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
