@@ -34,15 +34,7 @@ enum Transport {
 async fn connect(hub: &SpawnedHub, transport: Transport, key: &str, user: &str) -> Client {
     match transport {
         Transport::WebSocket => {
-            let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
-            let mut request = url.into_client_request().unwrap();
-            request
-                .headers_mut()
-                .insert("x-api-key", key.parse().unwrap());
-            request
-                .headers_mut()
-                .insert("x-user-id", user.parse().unwrap());
-            let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+            let socket = open_socket(hub, &[("x-api-key", key), ("x-user-id", user)]).await;
             let (sink, stream) = socket.split();
             let sink = sink.with(|message: ClientJsonRpcMessage| async move {
                 Ok::<_, tokio_tungstenite::tungstenite::Error>(Message::text(
@@ -428,48 +420,50 @@ async fn a_chat_cancelled_mid_stream_is_charged_for_what_was_used() {
     let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
     let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
     let user = hub.user_with(100).await.to_string();
-    let client = connect(&hub, Transport::WebSocket, &key, &user).await;
-    let params = CallToolRequestParams::new("chat").with_arguments(
-        json!({ "messages": [{ "role": "user", "content": "hang on" }], "max_tokens": 1000 })
-            .as_object()
-            .unwrap()
-            .clone(),
-    );
-    let handle = client
-        .send_cancellable_request(
-            rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(params)),
-            rmcp::service::PeerRequestOptions::no_options(),
-        )
-        .await
-        .unwrap();
+    let mut socket = raw_session(
+        &hub,
+        &[("x-api-key", key.as_str()), ("x-user-id", user.as_str())],
+    )
+    .await;
+    let call = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "chat", "_meta": { "progressToken": "p" },
+        "arguments": { "messages": [{ "role": "user", "content": "hang on" }], "max_tokens": 1000 } } });
+    socket.send(Message::text(call.to_string())).await.unwrap();
     // 1,000 tokens and the prompt at 2 per 1,000: 3 credits held while the answer streams.
     wait_until(&hub, &user, json!({ "balance": 100, "held": 3 })).await;
-    handle.cancel(Some("enough".into())).await.unwrap();
-    // The model had started: the prompt and the streamed part are charged (at least 1 credit).
+    // The first part of the answer has streamed: the model has started.
+    while next_text(&mut socket).await["method"] != "notifications/progress" {}
+    let cancel = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+                          "params": { "requestId": 7, "reason": "enough" } });
+    socket
+        .send(Message::text(cancel.to_string()))
+        .await
+        .unwrap();
+    // The prompt and the streamed part are charged (at least 1 credit), the rest freed.
     wait_until(&hub, &user, json!({ "balance": 99, "held": 0 })).await;
-    client.cancel().await.unwrap();
 }
 
-/// A raw MCP session over the WebSocket, as a service key acting for `user`.
-async fn raw_session(
-    hub: &SpawnedHub,
-    key: &str,
-    user: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket to the MCP service through the gateway, with `headers` on the upgrade.
+async fn open_socket(hub: &SpawnedHub, headers: &[(&'static str, &str)]) -> Socket {
     let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
     let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("x-api-key", key.parse().unwrap());
-    request
-        .headers_mut()
-        .insert("x-user-id", user.parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// A raw MCP session over the WebSocket, initialized, with `headers` on the upgrade.
+async fn raw_session(hub: &SpawnedHub, headers: &[(&'static str, &str)]) -> Socket {
+    let mut socket = open_socket(hub, headers).await;
     socket
         .send(Message::text(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#))
         .await
         .unwrap();
-    next_text(&mut socket).await;
+    assert_eq!(next_text(&mut socket).await["id"], 1);
     socket
         .send(Message::text(
             r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
@@ -490,7 +484,11 @@ async fn reading_a_streamed_chat_then_cancelling_or_hanging_up_is_not_free() {
         let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
         let user = hub.user_with(100).await.to_string();
         for (round, hang_up) in [(0, false), (1, true)] {
-            let mut socket = raw_session(&hub, &key, &user).await;
+            let mut socket = raw_session(
+                &hub,
+                &[("x-api-key", key.as_str()), ("x-user-id", user.as_str())],
+            )
+            .await;
             let call = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
                 "name": "chat", "_meta": { "progressToken": "p" },
                 "arguments": { "messages": [{ "role": "user", "content": "deltas:1500" }], "max_tokens": 4000 } } });
@@ -725,17 +723,7 @@ async fn a_websocket_outlives_no_revocation_of_its_credential() {
         })
         .await;
         let (code, _) = hub.signed_in_user().await;
-        let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
-        let mut request = url.into_client_request().unwrap();
-        request
-            .headers_mut()
-            .insert("x-session-token", code.parse().unwrap());
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        socket
-            .send(Message::text(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#))
-            .await
-            .unwrap();
-        assert_eq!(next_text(&mut socket).await["id"], 1);
+        let mut socket = raw_session(&hub, &[("x-session-token", code.as_str())]).await;
         // Still good after a few checks.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         socket

@@ -424,6 +424,8 @@ async fn the_reset_page_form_sets_the_password() {
     let smtp = SmtpServer::start();
     let auth = with_smtp(SessionBackend::Sqlite, &smtp).await;
     register(&auth, "form@example.com").await;
+    // The verification mail first, so that the reset mail is the second to arrive.
+    smtp.wait_for("form@example.com", 1).await;
     post(&auth, FORGOT, json!({ "email": "form@example.com" })).await;
     let token = smtp.wait_for("form@example.com", 2).await[1].token_for("/auth/reset-password");
     let r = auth
