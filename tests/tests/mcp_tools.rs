@@ -759,3 +759,40 @@ async fn a_websocket_outlives_no_revocation_of_its_credential() {
         );
     }
 }
+
+/// Whatever the periodic check's interval, a call sent more than a second after the credential
+/// was revoked never reaches the MCP service: the gateway checks before it passes it on.
+#[tokio::test]
+async fn a_call_after_a_revocation_is_not_passed_on() {
+    let google = FakeGoogle::start().await;
+    let openai = FakeOpenAi::start().await;
+    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let (code, user) = hub.signed_in_user().await;
+    let mut socket = raw_session(&hub, &[("x-session-token", code.as_str())]).await;
+    let r = hub
+        .call(
+            Method::DELETE,
+            "/api/auth/sessions",
+            &[("x-session-token", code.as_str())],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    // Past the second within which a check is trusted (the periodic one is a minute away).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = balance(&hub, &user).await;
+    let call = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+        "name": "generate_video", "arguments": { "prompt": "a cat" } } });
+    socket.send(Message::text(call.to_string())).await.unwrap();
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(Message::Text(text)))) => panic!("the call went through: {text}"),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.expect("a code").code), 1008);
+    assert_eq!(balance(&hub, &user).await, before, "nothing held or spent");
+    assert_eq!(openai.submitted(), 0, "nothing reached the provider");
+}

@@ -1,5 +1,7 @@
 //! A joined WebSocket outlives no revocation of the credential it was opened with: the gateway
-//! keeps the credential, checks it again every `WEBSOCKET_RECHECK_SECONDS` (at most 60), and when
+//! keeps the credential, checks it again every `WEBSOCKET_RECHECK_SECONDS` (at most 60) and
+//! before passing on anything the client sends once the last check is a second old (so a paid
+//! tool call is never sent under a credential revoked more than a second before), and when
 //! it is no longer good (a revoked session code or service key, an access token of an ended
 //! epoch or past its expiry) ends the connection with a WebSocket close frame that says why.
 //!
@@ -19,6 +21,8 @@ use crate::identity;
 
 /// WebSocket close code 1008: policy violation.
 const POLICY_VIOLATION: u16 = 1008;
+/// How old the last check may be when the client sends something; older, it is checked first.
+const CHECK_BEFORE_SENDING_AFTER: Duration = Duration::from_secs(1);
 /// The credential headers kept for the checks.
 const CREDENTIALS: [&str; 3] = ["x-session-token", "x-api-key", "authorization"];
 
@@ -143,6 +147,7 @@ pub(crate) async fn join(client: Upgraded, service: Upgraded, watch: Watch) {
     let mut check = tokio::time::interval(watch.every);
     check.tick().await;
     let mut revoked = false;
+    let mut last_checked = tokio::time::Instant::now();
     // A service stalled mid-frame does not keep a revoked connection open.
     let mut give_up = tokio::time::Instant::now() + Duration::from_secs(3600);
     loop {
@@ -158,13 +163,23 @@ pub(crate) async fn join(client: Upgraded, service: Upgraded, watch: Watch) {
         }
         tokio::select! {
             read = client_in.read(&mut from_client), if !revoked => {
-                match read {
-                    Ok(n) if n > 0 => {
-                        if service_out.write_all(&from_client[..n]).await.is_err() {
-                            return;
-                        }
-                    }
+                let n = match read {
+                    Ok(n) if n > 0 => n,
                     _ => return,
+                };
+                // What the client sends (a paid tool call among it) goes on only under a
+                // credential checked within the last second: a revoked one gets nothing more
+                // through, whatever the periodic check's interval.
+                if last_checked.elapsed() >= CHECK_BEFORE_SENDING_AFTER {
+                    last_checked = tokio::time::Instant::now();
+                    if !watch.still_good().await {
+                        revoked = true;
+                        give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+                        continue;
+                    }
+                }
+                if service_out.write_all(&from_client[..n]).await.is_err() {
+                    return;
                 }
             }
             read = service_in.read(&mut from_service) => {
@@ -186,6 +201,7 @@ pub(crate) async fn join(client: Upgraded, service: Upgraded, watch: Watch) {
                 }
             }
             _ = check.tick(), if !revoked => {
+                last_checked = tokio::time::Instant::now();
                 revoked = !watch.still_good().await;
                 give_up = tokio::time::Instant::now() + Duration::from_secs(5);
             }
