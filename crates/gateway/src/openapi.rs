@@ -101,6 +101,7 @@ pub fn document(config: &Config) -> Value {
     });
     doc["servers"] = json!([{ "url": config.public_base_url }]);
     add_metrics_path(&mut doc);
+    add_video_content_path(&mut doc);
     add_security_schemes(&mut doc);
     add_gateway_errors(&mut doc);
     add_body_tokens(&mut doc);
@@ -120,6 +121,59 @@ fn add_metrics_path(doc: &mut Value) {
                 "description": "The metrics.",
                 "content": { "text/plain": { "schema": { "type": "string" } } }
             } },
+            "security": [{}]
+        }
+    });
+}
+
+/// The MCP service's signed video links (it has no router of its own in this document).
+fn add_video_content_path(doc: &mut Value) {
+    let query = |name: &str, description: &str, schema: Value| json!({ "name": name, "in": "query", "required": true, "description": description, "schema": schema });
+    let file = |description: &str| {
+        json!({
+            "description": description,
+            "headers": {
+                "Content-Disposition": { "schema": { "type": "string" }, "description": "inline, with the file's name." },
+                "Accept-Ranges": { "schema": { "type": "string" }, "description": "bytes" }
+            },
+            "content": {
+                "video/mp4": { "schema": { "type": "string", "format": "binary" } },
+                "image/webp": { "schema": { "type": "string", "format": "binary" } },
+                "image/jpeg": { "schema": { "type": "string", "format": "binary" } }
+            }
+        })
+    };
+    doc["paths"]["/api/mcp/v1/videos/{video_id}/content"] = json!({
+        "get": {
+            "tags": ["mcp"],
+            "operationId": "getVideoContent",
+            "summary": "Open a video made with the MCP tools",
+            "description": "The download_url of generate_video and get_video_status: no headers needed; opens only the video and owner it was signed for, until it expires. The hub streams the provider's file, Range included. variant=thumbnail gives the thumbnail.",
+            "parameters": [
+                {
+                    "name": "video_id", "in": "path", "required": true, "description": "The video_id the tool gave.",
+                    "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}\\.[A-Za-z0-9_-]{22}$" }
+                },
+                query("user", "The video's owner, as the link names them.", json!({ "type": "string", "format": "uuid" })),
+                query("expires", "When the link stops opening (Unix seconds).", json!({ "type": "integer", "minimum": 0 })),
+                query(
+                    "signature",
+                    "The hub's signature over the video, the user and the expiry.",
+                    json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{22}$" }),
+                ),
+                { "name": "variant", "in": "query", "required": false, "description": "video (the default), thumbnail or spritesheet.",
+                  "schema": { "type": "string", "enum": ["video", "thumbnail", "spritesheet"] } },
+                { "name": "Range", "in": "header", "required": false, "description": "A byte range, e.g. bytes=0-1023.", "schema": { "type": "string" } }
+            ],
+            "responses": {
+                "200": file("The file."),
+                "206": file("The range asked for."),
+                "400": error_response("variant is not one of video, thumbnail, spritesheet."),
+                "403": error_response("Not a link the hub made for this video and user (invalid_link)."),
+                "410": error_response("The link has expired (link_expired), or the provider no longer has the video (video_gone)."),
+                "404": error_response("Not a video link's address."),
+                "416": error_response("The range is not in the file.")
+            },
             "security": [{}]
         }
     });

@@ -50,6 +50,9 @@ impl Upstream {
     }
 }
 
+/// Where the MCP service's signed video links live.
+const VIDEO_LINKS: &str = "/api/mcp/v1/videos/";
+
 fn route(path: &str) -> Option<(Upstream, bool)> {
     if path.starts_with("/api/auth/")
         || path == "/auth/google"
@@ -65,6 +68,10 @@ fn route(path: &str) -> Option<(Upstream, bool)> {
     }
     if path == "/api/mcp/ws" || path == "/mcp" || path.starts_with("/mcp/") {
         return Some((Upstream::Mcp, true));
+    }
+    // A video link carries its own signature: whoever holds it may open it, without headers.
+    if path.starts_with(VIDEO_LINKS) {
+        return Some((Upstream::Mcp, false));
     }
     None
 }
@@ -118,6 +125,7 @@ pub fn route_class(path: &str) -> &'static str {
         _ if path.starts_with("/api/admin/") => "admin",
         "/api/mcp/ws" => "mcp_ws",
         _ if path == "/mcp" || path.starts_with("/mcp/") => "mcp",
+        _ if path.starts_with(VIDEO_LINKS) => "video_content",
         _ => "unknown",
     }
 }
@@ -803,6 +811,10 @@ mod tests {
         assert_eq!(route("/auth/reset-password"), Some((Upstream::Auth, false)));
         assert_eq!(route("/auth/googlex"), None);
         assert_eq!(route("/api/mcp/v1/credit"), None);
+        assert_eq!(
+            route("/api/mcp/v1/videos/video_1.sig/content"),
+            Some((Upstream::Mcp, false))
+        );
         assert_eq!(route("/"), None);
     }
 }

@@ -5,11 +5,14 @@
 //! with the internal credential; this service trusts nothing else.
 #![forbid(unsafe_code)]
 
+mod content;
 mod core_client;
 mod identity;
 pub mod prices;
+mod results;
 mod tools;
 mod video_ids;
+mod video_links;
 mod ws;
 
 use std::future::Future;
@@ -57,6 +60,11 @@ pub struct Config {
     pub max_concurrent_calls: usize,
     /// `MCP_MAX_MESSAGE_BYTES`, default 1 MiB: the largest message a client may send.
     pub max_message_bytes: usize,
+    /// `PUBLIC_BASE_URL`, default `http://localhost:3000` (the gateway): where the video links
+    /// the tools answer point.
+    pub public_base_url: String,
+    /// `VIDEO_LINK_TTL_SECONDS`, default 3600 (1 to 604800): how long a video link opens.
+    pub video_link_ttl_seconds: u64,
 }
 
 impl Config {
@@ -77,6 +85,8 @@ impl Config {
             chat_max_tokens: 1024,
             max_concurrent_calls: 4,
             max_message_bytes: 1024 * 1024,
+            public_base_url: "http://localhost:3000".into(),
+            video_link_ttl_seconds: 3600,
         }
     }
 
@@ -164,6 +174,28 @@ impl Config {
             config.max_message_bytes,
             "a number of bytes",
         )?;
+        let public_base_url = env.string_or("PUBLIC_BASE_URL", &config.public_base_url);
+        if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
+            return Err(ConfigError {
+                name: "PUBLIC_BASE_URL".into(),
+                problem: format!("{public_base_url:?} is not an http(s) URL"),
+                expected: "the address clients reach the gateway at, e.g. https://hub.example.com"
+                    .into(),
+            });
+        }
+        config.public_base_url = public_base_url.trim_end_matches('/').to_owned();
+        config.video_link_ttl_seconds = env.parse_or(
+            "VIDEO_LINK_TTL_SECONDS",
+            config.video_link_ttl_seconds,
+            "seconds, 1 to 604800",
+        )?;
+        if !(1..=604_800).contains(&config.video_link_ttl_seconds) {
+            return Err(ConfigError {
+                name: "VIDEO_LINK_TTL_SECONDS".into(),
+                problem: format!("{} is out of range", config.video_link_ttl_seconds),
+                expected: "seconds, 1 to 604800 (a week)".into(),
+            });
+        }
         Ok(config)
     }
 
@@ -189,6 +221,7 @@ pub struct Shared {
     http: reqwest::Client,
     metrics: McpMetrics,
     video_ids: video_ids::VideoIds,
+    video_links: video_links::VideoLinks,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -266,6 +299,11 @@ impl App {
         let shared = Arc::new(Shared {
             metrics: McpMetrics::new(),
             video_ids: video_ids::VideoIds::new(config.internal_token.expose_secret()),
+            video_links: video_links::VideoLinks::new(
+                config.internal_token.expose_secret(),
+                &config.public_base_url,
+                config.video_link_ttl_seconds,
+            ),
             credential: hub_core::caller::credential_digest(config.internal_token.expose_secret()),
             core: core_client::Core::new(http.clone(), &config.core_url),
             http,
@@ -317,6 +355,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
     let routes = axum::Router::new()
         .route("/api/mcp/ws", get(ws::upgrade))
         .nest_service("/mcp", http)
+        .layer(axum::middleware::from_fn(session_end_is_no_content))
         .layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
                 let shared = vouched.clone();
@@ -329,6 +368,8 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
                 }
             },
         ))
+        // The signed video links: the link is the credential, so no gateway vouching.
+        .route("/api/mcp/v1/videos/{video_id}/content", get(content::serve))
         .route(
             "/health",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok", "service": "mcp" })) }),
@@ -336,6 +377,23 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/ready", get(ready))
         .with_state(shared);
     hub_telemetry::with_metrics(hub_error::with_request_ids_and_errors(routes), metrics)
+}
+
+/// `DELETE /mcp` ends a Streamable HTTP session; rmcp answers 202, which clients (the official
+/// Python SDK) take for a failure: it is 204, as the transport's specification allows.
+async fn session_end_is_no_content(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let ending = request.method() == http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if ending && response.status() == http::StatusCode::ACCEPTED {
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+        response.headers_mut().remove(http::header::CONTENT_TYPE);
+        *response.body_mut() = axum::body::Body::empty();
+    }
+    response
 }
 
 /// Ready when core answers.

@@ -21,6 +21,9 @@ use tokio::sync::Semaphore;
 use crate::Shared;
 use crate::identity::{Identity, identify};
 use crate::prices::{VideoPrice, chat_cost};
+use crate::results::{
+    Balance, ChatAnswer, Failure, VideoMade, VideoStatus, done, failed, failed_with, output_schema,
+};
 use crate::video_ids::plain_provider_id;
 
 /// How long a video's hold lives: as long as a hold may.
@@ -78,12 +81,17 @@ pub struct VideoStatusRequest {
     pub video_id: String,
 }
 
-fn tool_error(message: impl Into<String>) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(message.into())])
+/// A number in a ledger answer.
+fn figure(body: &Value, field: &str) -> i64 {
+    body[field].as_i64().unwrap_or(0)
 }
 
-fn tool_json(value: &Value) -> CallToolResult {
-    CallToolResult::success(vec![ContentBlock::text(value.to_string())])
+/// The ledger's refusal as a tool failure: its own error code, or `ledger_refused`.
+fn refused_by_ledger(answer: &crate::core_client::Answer) -> CallToolResult {
+    let code = answer.body["error"]["code"]
+        .as_str()
+        .unwrap_or("ledger_refused");
+    failed(code, answer.message())
 }
 
 /// What becomes of a hold whose call ends without settling it (the client cancelled or went
@@ -207,7 +215,7 @@ impl Drop for Held {
 }
 
 impl Shared {
-    fn openai(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn openai(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self
             .http
             .request(method, format!("{}{path}", self.config.openai_base_url));
@@ -297,6 +305,7 @@ impl McpServer {
         let calls = Arc::new(Semaphore::new(shared.config.max_concurrent_calls));
         let mut tool_router = Self::tool_router();
         priced_schemas(&mut tool_router, &shared.config);
+        declare_outputs(&mut tool_router);
         Self {
             shared,
             identity,
@@ -320,7 +329,10 @@ impl McpServer {
     /// A slot for one more call on this connection, or the tool error that says it is full.
     fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, CallToolResult> {
         self.calls.clone().try_acquire_owned().map_err(|_| {
-            tool_error("Too many calls in flight on this connection; wait for one to finish.")
+            failed(
+                "too_many_calls",
+                "Too many calls in flight on this connection; wait for one to finish.",
+            )
         })
     }
 
@@ -340,12 +352,17 @@ impl McpServer {
             .core
             .reserve(&identity, service, cost, ttl_seconds, metadata)
             .await
-            .map_err(tool_error)?;
+            .map_err(|e| failed("ledger_unavailable", e))?;
         if answer.status == reqwest::StatusCode::PAYMENT_REQUIRED {
-            return Err(tool_error(short(&answer.body["available_balance"])));
+            return Err(failed_with(Failure {
+                code: "insufficient_credits".into(),
+                message: short(&answer.body["available_balance"]),
+                credits_charged: None,
+                available_balance: answer.body["available_balance"].as_i64(),
+            }));
         }
         if !answer.status.is_success() {
-            return Err(tool_error(answer.message()));
+            return Err(refused_by_ledger(&answer));
         }
         Ok(Held {
             shared: self.shared.clone(),
@@ -368,8 +385,19 @@ impl McpServer {
         self.shared.metrics.call(tool, outcome);
     }
 
-    fn download_url(&self, id: &str) -> String {
-        format!("{}/videos/{id}/content", self.shared.config.openai_base_url)
+    /// Fresh links to a video (a hub video id) for its owner.
+    fn links(&self, video_id: &str, user: uuid::Uuid) -> crate::results::VideoLinks {
+        let now = crate::video_links::unix_now();
+        let (download_url, expires) = self.shared.video_links.link(video_id, user, now);
+        let expires_at = i64::try_from(expires)
+            .ok()
+            .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0))
+            .unwrap_or_default();
+        crate::results::VideoLinks {
+            thumbnail_url: format!("{download_url}&variant=thumbnail"),
+            download_url,
+            download_expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
     }
 
     /// The priced video a request names (the table's first when it names no size or length),
@@ -398,6 +426,21 @@ impl McpServer {
                     None,
                 )
             })
+    }
+}
+
+/// Each tool's output schema: its result type, or a failure with a code.
+fn declare_outputs(router: &mut ToolRouter<McpServer>) {
+    let outputs = [
+        ("get_balance", output_schema::<Balance>()),
+        ("generate_video", output_schema::<VideoMade>()),
+        ("get_video_status", output_schema::<VideoStatus>()),
+        ("chat", output_schema::<ChatAnswer>()),
+    ];
+    for (tool, schema) in outputs {
+        if let Some(route) = router.map.get_mut(tool) {
+            route.attr.output_schema = Some(schema);
+        }
     }
 }
 
@@ -460,9 +503,14 @@ impl McpServer {
     ) -> Result<CallToolResult, ErrorData> {
         let identity = self.caller(&ctx)?;
         let result = match self.shared.core.balance(&identity).await {
-            Ok(answer) if answer.status.is_success() => Ok(tool_json(&answer.body)),
-            Ok(answer) => Ok(tool_error(answer.message())),
-            Err(e) => Ok(tool_error(e)),
+            Ok(answer) if answer.status.is_success() => {
+                match serde_json::from_value::<Balance>(answer.body) {
+                    Ok(balance) => Ok(done(&balance)),
+                    Err(e) => Ok(failed("ledger_unavailable", e.to_string())),
+                }
+            }
+            Ok(answer) => Ok(refused_by_ledger(&answer)),
+            Err(e) => Ok(failed("ledger_unavailable", e)),
         };
         self.count("get_balance", &result);
         result
@@ -511,7 +559,8 @@ impl McpServer {
             .video_ids
             .open(identity.user_id, &request.video_id)
         else {
-            let result = Ok(tool_error(
+            let result = Ok(failed(
+                "video_not_found",
                 "No video of yours has this id: use the video_id generate_video gave you.",
             ));
             self.count("get_video_status", &result);
@@ -519,17 +568,17 @@ impl McpServer {
         };
         let result = match self.shared.video(video).await {
             Ok(status) => {
-                let mut answer = json!({
-                    "video_id": request.video_id,
-                    "status": status["status"],
-                    "progress": status["progress"],
-                });
-                if status["status"] == "completed" {
-                    answer["download_url"] = json!(self.download_url(video));
-                }
-                Ok(tool_json(&answer))
+                let state = status["status"].as_str().unwrap_or("unknown").to_owned();
+                let links =
+                    (state == "completed").then(|| self.links(&request.video_id, identity.user_id));
+                Ok(done(&VideoStatus {
+                    video_id: request.video_id,
+                    status: state,
+                    progress: status["progress"].as_f64(),
+                    links,
+                }))
             }
-            Err(e) => Ok(tool_error(e)),
+            Err(e) => Ok(failed("provider_unavailable", e)),
         };
         self.count("get_video_status", &result);
         result
@@ -622,7 +671,7 @@ impl McpServer {
         let sent = tokio::select! {
             () = ctx.ct.cancelled() => {
                 held.release().await;
-                return Ok(tool_error("Cancelled before the model answered; nothing was charged."));
+                return Ok(failed("cancelled", "Cancelled before the model answered; nothing was charged."));
             }
             sent = self.shared.openai(reqwest::Method::POST, "/chat/completions").json(&body).send() => sent,
         };
@@ -630,16 +679,20 @@ impl McpServer {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {
                 held.release().await;
-                return Ok(tool_error(format!(
-                    "The chat service refused ({}); nothing was charged.",
-                    response.status()
-                )));
+                return Ok(failed(
+                    "provider_failed",
+                    format!(
+                        "The chat service refused ({}); nothing was charged.",
+                        response.status()
+                    ),
+                ));
             }
             Err(e) => {
                 held.release().await;
-                return Ok(tool_error(format!(
-                    "The chat service is not answering ({e}); nothing was charged."
-                )));
+                return Ok(failed(
+                    "provider_unavailable",
+                    format!("The chat service is not answering ({e}); nothing was charged."),
+                ));
             }
         };
         // The provider accepted the work: from here on the prompt is charged, and every token
@@ -656,7 +709,7 @@ impl McpServer {
         while !finished {
             let chunk = tokio::select! {
                 () = ctx.ct.cancelled() => {
-                    return Ok(self.end_chat_early(held, used, deltas, "Cancelled").await);
+                    return Ok(self.end_chat_early(held, used, deltas, ("cancelled", "Cancelled")).await);
                 }
                 chunk = response.chunk() => chunk,
             };
@@ -665,7 +718,9 @@ impl McpServer {
                 Ok(None) => break,
                 Err(e) => {
                     let why = format!("The chat stream broke ({e})");
-                    return Ok(self.end_chat_early(held, used, deltas, &why).await);
+                    return Ok(self
+                        .end_chat_early(held, used, deltas, ("provider_failed", &why))
+                        .await);
                 }
             };
             pending.push_str(&String::from_utf8_lossy(&bytes));
@@ -714,17 +769,18 @@ impl McpServer {
         });
         let cost = chat_cost(tokens, per_1k).min(hold);
         match held.capture(Some(cost)).await {
-            Ok(settled) => Ok(tool_json(&json!({
-                "content": answer,
-                "model": model_name,
-                "total_tokens": tokens,
-                "usage_reported": usage.is_some(),
-                "credits_charged": settled["captured"],
-                "available_balance": settled["available_balance"],
-            }))),
-            Err(e) => Ok(tool_error(format!(
-                "The answer came but could not be charged: {e}"
-            ))),
+            Ok(settled) => Ok(done(&ChatAnswer {
+                content: answer,
+                model: model_name,
+                total_tokens: tokens,
+                usage_reported: usage.is_some(),
+                credits_charged: figure(&settled, "captured"),
+                available_balance: figure(&settled, "available_balance"),
+            })),
+            Err(e) => Ok(failed(
+                "charge_failed",
+                format!("The answer came but could not be charged: {e}"),
+            )),
         }
     }
 
@@ -734,14 +790,24 @@ impl McpServer {
         held: Held,
         used: i64,
         deltas: u64,
-        why: &str,
+        (code, why): (&str, &str),
     ) -> CallToolResult {
         match held.capture(Some(used)).await {
-            Ok(settled) => tool_error(format!(
-                "{why} after {deltas} streamed parts; {} credits were charged for the prompt and the answer so far.",
-                settled["captured"]
-            )),
-            Err(e) => tool_error(format!("{why}; charging what was used failed: {e}")),
+            Ok(settled) => {
+                let charged = figure(&settled, "captured");
+                failed_with(Failure {
+                    code: code.into(),
+                    message: format!(
+                        "{why} after {deltas} streamed parts; {charged} credits were charged for the prompt and the answer so far."
+                    ),
+                    credits_charged: Some(charged),
+                    available_balance: settled["available_balance"].as_i64(),
+                })
+            }
+            Err(e) => failed(
+                "charge_failed",
+                format!("{why}; charging what was used failed: {e}"),
+            ),
         }
     }
 
@@ -800,16 +866,20 @@ impl McpServer {
             }
             Ok(response) => {
                 held.release().await;
-                return Ok(tool_error(format!(
-                    "The video service refused the job ({}); nothing was charged.",
-                    response.status()
-                )));
+                return Ok(failed(
+                    "provider_failed",
+                    format!(
+                        "The video service refused the job ({}); nothing was charged.",
+                        response.status()
+                    ),
+                ));
             }
             Err(e) => {
                 held.release().await;
-                return Ok(tool_error(format!(
-                    "The video service is not answering ({e}); nothing was charged."
-                )));
+                return Ok(failed(
+                    "provider_unavailable",
+                    format!("The video service is not answering ({e}); nothing was charged."),
+                ));
             }
         };
         let Some(id) = answer["id"]
@@ -818,7 +888,8 @@ impl McpServer {
             .map(str::to_owned)
         else {
             held.release().await;
-            return Ok(tool_error(
+            return Ok(failed(
+                "provider_failed",
                 "The video service gave no usable job id; nothing was charged.",
             ));
         };
@@ -830,17 +901,17 @@ impl McpServer {
         loop {
             tokio::select! {
                 () = ctx.ct.cancelled() => {
-                    return Ok(self.stop_video(held, id).await);
+                    let said = self.stop_video(held, id).await;
+                    return Ok(failed("cancelled", format!("Cancelled. {said}")));
                 }
                 () = tokio::time::sleep(self.shared.config.video_poll) => {}
             }
             if tokio::time::Instant::now() >= deadline {
-                let stopped = self.stop_video(held, id).await;
-                let mut text = String::from("The video took too long. ");
-                if let Some(said) = stopped.content.first().and_then(ContentBlock::as_text) {
-                    text.push_str(&said.text);
-                }
-                return Ok(tool_error(text));
+                let said = self.stop_video(held, id).await;
+                return Ok(failed(
+                    "timed_out",
+                    format!("The video took too long. {said}"),
+                ));
             }
             let status = match self.shared.video(&id).await {
                 Ok(status) => status,
@@ -864,16 +935,17 @@ impl McpServer {
             match state.as_str() {
                 "completed" => {
                     return match held.capture(None).await {
-                        Ok(settled) => Ok(tool_json(&json!({
-                            "video_id": video_id,
-                            "status": "completed",
-                            "download_url": self.download_url(&id),
-                            "credits_charged": settled["captured"],
-                            "available_balance": settled["available_balance"],
-                        }))),
-                        Err(e) => Ok(tool_error(format!(
-                            "The video is ready but could not be charged: {e}"
-                        ))),
+                        Ok(settled) => Ok(self.video_made(VideoMade {
+                            links: self.links(&video_id, user),
+                            video_id,
+                            status: "completed".into(),
+                            credits_charged: figure(&settled, "captured"),
+                            available_balance: figure(&settled, "available_balance"),
+                        })),
+                        Err(e) => Ok(failed(
+                            "charge_failed",
+                            format!("The video is ready but could not be charged: {e}"),
+                        )),
                     };
                 }
                 "failed" | "cancelled" | "expired" => {
@@ -882,9 +954,10 @@ impl McpServer {
                         .as_str()
                         .unwrap_or(&state)
                         .to_owned();
-                    return Ok(tool_error(format!(
-                        "The video failed ({reason}); nothing was charged."
-                    )));
+                    return Ok(failed(
+                        "provider_failed",
+                        format!("The video failed ({reason}); nothing was charged."),
+                    ));
                 }
                 _ => {}
             }
@@ -892,17 +965,32 @@ impl McpServer {
     }
 
     /// Stops a video the provider accepted: released if the provider confirms it stopped;
-    /// otherwise followed to its end and charged when it is made.
-    async fn stop_video(&self, held: Held, id: String) -> CallToolResult {
+    /// otherwise followed to its end and charged when it is made. What became of it, in words.
+    async fn stop_video(&self, held: Held, id: String) -> &'static str {
         if self.shared.cancel_video(&id).await {
             held.release().await;
-            tool_error("Cancelled at the video service; nothing was charged.")
+            "Stopped at the video service; nothing was charged."
         } else {
             held.follow(id);
-            tool_error(
-                "Cancelled here, but the video service did not confirm it stopped the video: it is charged when it is made, and released if it fails.",
-            )
+            "The video service did not confirm it stopped the video: it is charged when it is made, and released if it fails."
         }
+    }
+
+    /// A made video's result, with a link to it as a resource a client can show.
+    fn video_made(&self, made: VideoMade) -> CallToolResult {
+        let link = rmcp::model::Resource::new(
+            made.links.download_url.clone(),
+            format!("{}.mp4", made.video_id),
+        )
+        .with_title("Your video")
+        .with_description(format!(
+            "The video, streamed by the hub; the link opens until {}.",
+            made.links.download_expires_at
+        ))
+        .with_mime_type("video/mp4");
+        let mut result = done(&made);
+        result.content.push(ContentBlock::resource_link(link));
+        result
     }
 }
 

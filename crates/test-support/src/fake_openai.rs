@@ -2,7 +2,9 @@
 //!
 //! Videos (`/v1/videos`): a job's fate is in its prompt: `fail` fails after its first poll,
 //! `hang` never finishes, anything else completes on its second poll. `nocancel` jobs refuse to
-//! be cancelled (409) and go on.
+//! be cancelled (409) and go on. A completed job's file (`/v1/videos/{id}/content`, and
+//! `?variant=thumbnail`) is [`FakeOpenAi::file`], served only with a bearer key (the operator's),
+//! honouring `Range` (`206`, `416`); a job [`FakeOpenAi::forget`]s is gone (404).
 //!
 //! Chat completions (`/v1/chat/completions`), streamed or not: the answer is `Hello there!`
 //! with usage 10 + 5 = 15 tokens. The last message decides the rest: `fail` is a 500, `hang`
@@ -12,8 +14,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -59,6 +61,23 @@ impl FakeOpenAi {
     /// How many jobs were submitted.
     pub fn submitted(&self) -> u64 {
         self.jobs.lock().expect("jobs").next
+    }
+
+    /// The bytes of a video's file (`variant` `video` or `thumbnail`) as the fake serves them:
+    /// 200,000 bytes for a video, so that it comes in many pieces.
+    pub fn file(id: &str, variant: &str) -> Vec<u8> {
+        let size = if variant == "video" { 200_000 } else { 5_000 };
+        format!("{variant} of {id}|")
+            .into_bytes()
+            .into_iter()
+            .cycle()
+            .take(size)
+            .collect()
+    }
+
+    /// Forgets a job, as the provider does when it no longer keeps a video.
+    pub fn forget(&self, id: &str) {
+        self.jobs.lock().expect("jobs").jobs.remove(id);
     }
 
     /// How many jobs were cancelled (deleted) by the client.
@@ -114,8 +133,73 @@ async fn cancel(State(jobs): State<Arc<Mutex<Jobs>>>, Path(id): Path<String>) ->
     }
 }
 
-async fn content(Path(id): Path<String>) -> (StatusCode, Vec<u8>) {
-    (StatusCode::OK, format!("fake mp4 of {id}").into_bytes())
+async fn content(
+    State(jobs): State<Arc<Mutex<Jobs>>>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !bearer.is_some_and(|b| b.len() > "Bearer ".len() && b.starts_with("Bearer ")) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if !jobs.lock().expect("jobs").jobs.contains_key(&id) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": { "message": "no such video" } })),
+        )
+            .into_response();
+    }
+    let variant = query.get("variant").map_or("video", String::as_str);
+    let (kind, file) = match variant {
+        "video" => ("video/mp4", FakeOpenAi::file(&id, "video")),
+        "thumbnail" => ("image/webp", FakeOpenAi::file(&id, "thumbnail")),
+        _ => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let total = file.len();
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.split_once('-'));
+    let Some((from, to)) = range else {
+        return (
+            [
+                (header::CONTENT_TYPE, kind),
+                (header::ACCEPT_RANGES, "bytes"),
+            ],
+            file,
+        )
+            .into_response();
+    };
+    let (start, end) = match (from.parse::<usize>().ok(), to.parse::<usize>().ok()) {
+        (Some(start), Some(end)) => (start, end.min(total - 1)),
+        (Some(start), None) => (start, total - 1),
+        (None, Some(last)) => (total.saturating_sub(last), total - 1),
+        (None, None) => (total, 0),
+    };
+    if start > end || start >= total {
+        return (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+        )
+            .into_response();
+    }
+    (
+        StatusCode::PARTIAL_CONTENT,
+        [
+            (header::CONTENT_TYPE, kind.to_owned()),
+            (
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{total}"),
+            ),
+        ],
+        file[start..=end].to_vec(),
+    )
+        .into_response()
 }
 
 async fn chat(Json(body): Json<Value>) -> axum::response::Response {

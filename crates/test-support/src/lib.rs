@@ -442,7 +442,17 @@ pub async fn spawn_hub_with_mcp(
     google: &fake_google::FakeGoogle,
     openai: &fake_openai::FakeOpenAi,
 ) -> SpawnedHub {
-    spawn_hub_full(engine, google, Some(openai), |_| {}).await
+    spawn_hub_full(engine, google, Some(openai), |_| {}, |_| {}).await
+}
+
+/// As [`spawn_hub_with_mcp`], with the MCP service's configuration changed by `configure`.
+pub async fn spawn_hub_with_mcp_config(
+    engine: Engine,
+    google: &fake_google::FakeGoogle,
+    openai: &fake_openai::FakeOpenAi,
+    configure: impl FnOnce(&mut hub_mcp::Config),
+) -> SpawnedHub {
+    spawn_hub_full(engine, google, Some(openai), |_| {}, configure).await
 }
 
 /// As [`spawn_hub_with_mcp`], with the gateway's configuration changed by `configure`.
@@ -452,7 +462,7 @@ pub async fn spawn_hub_with_mcp_configured(
     openai: &fake_openai::FakeOpenAi,
     configure: impl FnOnce(&mut hub_gateway::Config),
 ) -> SpawnedHub {
-    spawn_hub_full(engine, google, Some(openai), configure).await
+    spawn_hub_full(engine, google, Some(openai), configure, |_| {}).await
 }
 
 /// As [`spawn_hub`], with the gateway's configuration changed by `configure` (an MCP upstream,
@@ -462,7 +472,7 @@ pub async fn spawn_hub_configured(
     google: &fake_google::FakeGoogle,
     configure: impl FnOnce(&mut hub_gateway::Config),
 ) -> SpawnedHub {
-    spawn_hub_full(engine, google, None, configure).await
+    spawn_hub_full(engine, google, None, configure, |_| {}).await
 }
 
 async fn spawn_hub_full(
@@ -470,6 +480,7 @@ async fn spawn_hub_full(
     google: &fake_google::FakeGoogle,
     openai: Option<&fake_openai::FakeOpenAi>,
     configure: impl FnOnce(&mut hub_gateway::Config),
+    configure_mcp: impl FnOnce(&mut hub_mcp::Config),
 ) -> SpawnedHub {
     let db = TestDatabase::new(engine).await;
     let store = db.store();
@@ -540,6 +551,8 @@ async fn spawn_hub_full(
         );
         config.openai_api_key = Some(SecretString::from("sk-fake".to_owned()));
         config.video_poll = std::time::Duration::from_millis(50);
+        config.public_base_url = gateway_url.clone();
+        configure_mcp(&mut config);
         let mcp = hub_mcp::App::build_on(bind().await, config);
         let url = format!("http://{}", mcp.address());
         tokio::spawn(mcp.run_until(stopper()));
