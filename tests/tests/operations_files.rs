@@ -215,8 +215,17 @@ fn the_compose_file_matches_the_code() {
     assert_eq!(listen_ports["auth"], 3001);
     assert_eq!(listen_ports["core"], 3002);
     assert_eq!(listen_ports["mcp"], 3003);
+    // Published on 3000 unless GATEWAY_PORTS names a range for more gateways; no service has a
+    // fixed address or name, so gateway and core scale (--scale) without clashes.
     let published = services["gateway"]["ports"][0].as_str().unwrap();
-    assert_eq!(published, "3000:3000");
+    assert_eq!(published, "${GATEWAY_PORTS:-3000}:3000");
+    for (name, service) in &ours {
+        assert!(service.get("container_name").is_none(), "{name}");
+        assert!(
+            service["networks"]["hub"].get("ipv4_address").is_none(),
+            "{name} has a fixed address, so it cannot be scaled"
+        );
+    }
     for (variable, target) in [
         ("AUTH_URL", "auth"),
         ("CORE_URL", "core"),
@@ -242,13 +251,13 @@ fn the_compose_file_matches_the_code() {
         let port: u16 = test[2].as_str().unwrap().parse().unwrap();
         assert_eq!(port, listen_ports[name], "{name}'s health check");
     }
-    // The address auth trusts is the gateway's.
-    let gateway_address = services["gateway"]["networks"]["hub"]["ipv4_address"]
+    // Auth trusts the hub's network, where the gateways are, and nothing wider.
+    let subnet = compose["networks"]["hub"]["ipam"]["config"][0]["subnet"]
         .as_str()
         .unwrap();
     assert_eq!(
         services["auth"]["environment"]["AUTH_TRUSTED_PROXIES"].as_str(),
-        Some(gateway_address)
+        Some(subnet)
     );
     // Everything ${…} in the file comes from .env, and .env.example offers it.
     let example = read(".env.example");
@@ -320,10 +329,12 @@ fn env_example_names_every_variable_the_code_reads() {
     }
     let missing: Vec<_> = code.difference(&offered).collect();
     assert!(missing.is_empty(), ".env.example lacks {missing:?}");
-    // Compose's own (the database password) aside, nothing is offered that nothing reads.
+    // Compose's own (the database password, the published ports) aside, nothing is offered that
+    // nothing reads.
+    let compose = read("docker-compose.yml");
     let unread: Vec<_> = offered
         .difference(&code)
-        .filter(|name| name.as_str() != "POSTGRES_PASSWORD")
+        .filter(|name| !compose.contains(&format!("${{{name}")))
         .collect();
     assert!(
         unread.is_empty(),
