@@ -2,18 +2,18 @@
 //! and the ways a sign-in can be refused.
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{Engine, browser, engines, spawn_hub};
+use hub_test_support::{Engine, browser, hub_backends, spawn_hub};
 use reqwest::StatusCode;
 
 #[tokio::test]
 async fn signing_in_through_the_gateway_shows_a_code_that_verifies() {
-    for engine in engines() {
+    for backends in hub_backends() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = spawn_hub(backends, &google).await;
         let page = hub
             .sign_in(&browser(), "session=conv-1&return_to=chatgpt")
             .await;
-        assert_eq!(page.status, StatusCode::OK, "{engine:?}: {}", page.page);
+        assert_eq!(page.status, StatusCode::OK, "{backends:?}: {}", page.page);
         let header = |name: &str| {
             page.headers
                 .get(name)

@@ -2,15 +2,15 @@
 //! GPT-callable body form; revocation taking effect at once; end users' JWT access tokens.
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{engines, spawn_hub};
+use hub_test_support::{hub_backends, spawn_hub};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 #[tokio::test]
 async fn a_code_verifies_in_every_form_until_it_is_revoked() {
-    for engine in engines() {
+    for backends in hub_backends() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = spawn_hub(backends, &google).await;
         let (code, user_id) = hub.signed_in_user().await;
         let bearer = format!("Bearer {code}");
         for headers in [
@@ -20,7 +20,7 @@ async fn a_code_verifies_in_every_form_until_it_is_revoked() {
             let r = hub
                 .call(Method::GET, "/api/auth/verify-session", &headers, None)
                 .await;
-            assert_eq!(r.status, StatusCode::OK, "{engine:?} {:?}", r.json);
+            assert_eq!(r.status, StatusCode::OK, "{backends:?} {:?}", r.json);
             assert_eq!(r.json["user"]["id"], user_id.as_str());
             assert!(r.json["user"]["email"].as_str().unwrap().contains('@'));
         }
@@ -63,7 +63,7 @@ async fn a_code_verifies_in_every_form_until_it_is_revoked() {
         assert_eq!(
             r.status,
             StatusCode::UNAUTHORIZED,
-            "{engine:?}: revoked at once"
+            "{backends:?}: revoked at once"
         );
         let r = hub
             .call(Method::GET, "/api/auth/verify-session", &me, None)
@@ -74,9 +74,9 @@ async fn a_code_verifies_in_every_form_until_it_is_revoked() {
 
 #[tokio::test]
 async fn an_access_token_is_an_end_user_at_the_gateway() {
-    for engine in engines() {
+    for backends in hub_backends() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = spawn_hub(backends, &google).await;
         let r = hub
             .call(
                 Method::POST,
@@ -93,7 +93,7 @@ async fn an_access_token_is_an_end_user_at_the_gateway() {
         let r = hub
             .call(Method::GET, "/api/mcp/v1/credits/balance", &as_user, None)
             .await;
-        assert_eq!(r.status, StatusCode::OK, "{engine:?} {:?}", r.json);
+        assert_eq!(r.status, StatusCode::OK, "{backends:?} {:?}", r.json);
         assert_eq!(
             r.json,
             json!({ "user_id": user_id, "balance": 0, "held": 0, "available_balance": 0 })

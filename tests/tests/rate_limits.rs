@@ -6,7 +6,7 @@ use hub_gateway::Limits;
 use hub_gateway::limits::{Limiter, PerMinute};
 use hub_test_support::fake_google::FakeGoogle;
 use hub_test_support::proxy::ToggleProxy;
-use hub_test_support::{Engine, browser, engines, spawn_hub_with};
+use hub_test_support::{Engine, browser, hub_backends, redis_cluster_configured, spawn_hub_with};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -22,9 +22,9 @@ fn small() -> Limits {
 
 #[tokio::test]
 async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
-    for engine in engines() {
+    for backends in hub_backends() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub_with(engine, &google, small()).await;
+        let hub = spawn_hub_with(backends, &google, small()).await;
 
         // Starting sign-ins: per address.
         let client = browser();
@@ -34,7 +34,7 @@ async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status(), StatusCode::FOUND, "{engine:?} start {i}");
+            assert_eq!(r.status(), StatusCode::FOUND, "{backends:?} start {i}");
         }
         let r = client
             .get(format!("{}/auth/google?session=s9", hub.gateway_url))
@@ -136,7 +136,7 @@ async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
         let text = metrics.text().await.unwrap();
         for class in ["google", "credits"] {
             let line = format!(r#"hub_rate_limited_total{{service="gateway",class="{class}"}} 1"#);
-            assert!(text.contains(&line), "{engine:?}: {line} in\n{text}");
+            assert!(text.contains(&line), "{backends:?}: {line} in\n{text}");
         }
     }
 }
@@ -191,24 +191,9 @@ async fn replicas_share_limits_through_redis_and_fall_back_when_it_is_gone() {
     else {
         return;
     };
-    let prefix = format!("hub-test-{}:", uuid::Uuid::new_v4().simple());
-    let connect = || async {
-        hub_auth::sessions::redis::connect(&through, std::time::Duration::from_secs(1))
-            .await
-            .unwrap()
-    };
-    let one = Limiter::new(Some((connect().await, prefix.clone())));
-    let two = Limiter::new(Some((connect().await, prefix)));
+    let (one, two) = two_replicas(&through, false).await;
     let limit = PerMinute(3);
-    assert!(one.check("k", limit, true).await.allowed);
-    assert!(two.check("k", limit, true).await.allowed);
-    assert!(one.check("k", limit, true).await.allowed);
-    let refused = two.check("k", limit, true).await;
-    assert!(
-        !refused.allowed,
-        "the second replica sees the first one's requests"
-    );
-    assert!(refused.reset.as_secs() <= 20);
+    replicas_share(&one, &two).await;
 
     proxy.cut();
     let started = std::time::Instant::now();
@@ -225,4 +210,40 @@ async fn replicas_share_limits_through_redis_and_fall_back_when_it_is_gone() {
         !one.check("fresh", limit, true).await.allowed,
         "the fallback still limits"
     );
+}
+
+#[tokio::test]
+async fn replicas_share_limits_through_a_redis_cluster() {
+    if !redis_cluster_configured() {
+        return;
+    }
+    let seeds = std::env::var("HUB_TEST_REDIS_CLUSTER_URL").unwrap();
+    let (one, two) = two_replicas(&seeds, true).await;
+    replicas_share(&one, &two).await;
+}
+
+/// Two replicas' limiters over the Redis at `url` (a cluster's seeds with `cluster`), on one prefix.
+async fn two_replicas(url: &str, cluster: bool) -> (Limiter, Limiter) {
+    let prefix = format!("hub-test-{}:", uuid::Uuid::new_v4().simple());
+    let connect = || async {
+        hub_auth::sessions::redis::connect(url, cluster, std::time::Duration::from_secs(1))
+            .await
+            .unwrap()
+    };
+    let one = Limiter::new(Some((connect().await, prefix.clone())));
+    (one, Limiter::new(Some((connect().await, prefix))))
+}
+
+/// Two replicas' limiters over one Redis: each sees the other's requests to a limit of 3.
+async fn replicas_share(one: &Limiter, two: &Limiter) {
+    let limit = PerMinute(3);
+    assert!(one.check("k", limit, true).await.allowed);
+    assert!(two.check("k", limit, true).await.allowed);
+    assert!(one.check("k", limit, true).await.allowed);
+    let refused = two.check("k", limit, true).await;
+    assert!(
+        !refused.allowed,
+        "the second replica sees the first one's requests"
+    );
+    assert!(refused.reset.as_secs() <= 20);
 }

@@ -51,6 +51,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `REDIS_URL`: sessions and sign-in states; unset, they live in the SQLite file.
     pub redis_url: Option<String>,
+    /// `REDIS_CLUSTER` (default off): `REDIS_URL` lists seed nodes of a Redis Cluster, by commas.
+    pub redis_cluster: bool,
     /// `REDIS_KEY_PREFIX` (default `hub:`): every key this hub keeps in Redis starts with it.
     pub redis_prefix: String,
     /// `SESSION_EXPIRY_DAYS`, default 7.
@@ -166,6 +168,7 @@ impl Config {
             addr,
             database,
             redis_url,
+            redis_cluster: env.flag("REDIS_CLUSTER")?,
             session_days,
             max_sessions_per_user,
             new_user_credits,
@@ -232,8 +235,13 @@ impl App {
         users: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let store =
-            sessions::open(config.redis_url.as_deref(), &config.redis_prefix, &database).await?;
+        let store = sessions::open(
+            config.redis_url.as_deref(),
+            config.redis_cluster,
+            &config.redis_prefix,
+            &database,
+        )
+        .await?;
         let sessions = Sessions::new(
             store,
             clock,

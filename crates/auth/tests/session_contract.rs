@@ -212,6 +212,46 @@ async fn one_time_values_are_taken_once() {
 }
 
 #[tokio::test]
+async fn a_value_taken_and_kept_is_gone_and_kept_at_once() {
+    for backend in session_backends() {
+        let (store, _db) = session_store(backend).await;
+        // The keys share a hash tag, as the trait asks: one slot on a Redis Cluster.
+        let tag = Uuid::now_v7();
+        let (key, kept) = (
+            format!("refresh:{{{tag}}}"),
+            format!("refresh-used:{{{tag}}}"),
+        );
+        store
+            .put_once(&key, "record", Duration::from_secs(60), Utc::now())
+            .await
+            .unwrap();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(
+            store
+                .take_and_keep(&key, &kept, ttl, Utc::now())
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("record"),
+            "{backend:?}"
+        );
+        assert_eq!(
+            store
+                .take_and_keep(&key, &kept, ttl, Utc::now())
+                .await
+                .unwrap(),
+            None,
+            "taken once"
+        );
+        assert_eq!(
+            store.peek_once(&kept, Utc::now()).await.unwrap().as_deref(),
+            Some("record"),
+            "kept"
+        );
+    }
+}
+
+#[tokio::test]
 async fn tokens_are_never_stored_in_plain_text() {
     for backend in session_backends() {
         let (store, db) = session_store(backend).await;
@@ -242,13 +282,16 @@ async fn tokens_are_never_stored_in_plain_text() {
                         .all(|(h, r)| !h.contains(&secret) && !r.contains(&secret))
                 );
             }
-            SessionBackend::Redis => {
-                let url = std::env::var("HUB_TEST_REDIS_URL").unwrap();
-                let mut redis = redis::Client::open(url)
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .unwrap();
+            SessionBackend::Redis | SessionBackend::RedisCluster => {
+                let (url, cluster) = backend.redis().unwrap();
+                // On a cluster KEYS asks every primary and puts the answers together.
+                let mut redis = hub_storage::redis_connection::connect(
+                    &url,
+                    cluster,
+                    std::time::Duration::from_secs(1),
+                )
+                .await
+                .unwrap();
                 let keys: Vec<String> = redis::cmd("KEYS")
                     .arg("hub:*")
                     .query_async(&mut redis)

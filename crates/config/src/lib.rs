@@ -102,6 +102,23 @@ impl Env {
         self.raw(name).unwrap_or_else(|| default.to_owned())
     }
 
+    /// A switch: `1`, `true`, `yes` or `on` is on, `0`, `false`, `no` or `off` off; unset is off.
+    pub fn flag(&self, name: &str) -> Result<bool, ConfigError> {
+        match self
+            .raw(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("0" | "false" | "no" | "off") => Ok(false),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some(other) => Err(ConfigError {
+                name: name.to_owned(),
+                problem: format!("cannot read {other:?} as on or off"),
+                expected: "1 or 0".to_owned(),
+            }),
+        }
+    }
+
     /// A secret variable; it never prints.
     pub fn secret(&self, name: &str) -> Option<SecretString> {
         self.raw(name).map(SecretString::from)
@@ -195,5 +212,15 @@ mod tests {
     fn short_secrets_are_refused() {
         let env = Env::from_pairs([("HUB_INTERNAL_TOKEN", "short")]);
         assert!(env.secret_min_len("HUB_INTERNAL_TOKEN", 32).is_err());
+    }
+
+    #[test]
+    fn switches_are_off_unless_turned_on_and_nonsense_is_named() {
+        let env = Env::from_pairs([("A", "1"), ("B", "off"), ("C", "TRUE"), ("D", "maybe")]);
+        assert!(env.flag("A").unwrap());
+        assert!(!env.flag("B").unwrap());
+        assert!(env.flag("C").unwrap());
+        assert!(!env.flag("UNSET").unwrap());
+        assert!(env.flag("D").unwrap_err().to_string().contains("D"));
     }
 }

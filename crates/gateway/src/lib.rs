@@ -22,7 +22,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use hub_config::{ConfigError, Env, ExposeSecret, SecretString};
 use hub_core::Store;
-use hub_storage::{Database, DatabaseConfig};
+use hub_storage::{Database, DatabaseConfig, redis_connection};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -57,6 +57,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `REDIS_URL`: sessions (else the SQLite file).
     pub redis_url: Option<String>,
+    /// `REDIS_CLUSTER` (default off): `REDIS_URL` lists seed nodes of a Redis Cluster.
+    pub redis_cluster: bool,
     /// `REDIS_KEY_PREFIX`.
     pub redis_prefix: String,
     /// `MAX_BODY_BYTES`, default 1 MiB.
@@ -134,6 +136,7 @@ impl Config {
             internal_token,
             database,
             redis_url: None,
+            redis_cluster: false,
             redis_prefix: hub_auth::sessions::redis::DEFAULT_PREFIX.to_owned(),
             max_body_bytes: 1024 * 1024,
             upstream_timeout: Duration::from_secs(30),
@@ -323,6 +326,7 @@ impl Config {
         )?);
         config.limits = limits;
         config.redis_url = env.raw("REDIS_URL");
+        config.redis_cluster = env.flag("REDIS_CLUSTER")?;
         config.redis_prefix = env.string_or("REDIS_KEY_PREFIX", &config.redis_prefix);
         config.max_body_bytes =
             env.parse_or("MAX_BODY_BYTES", config.max_body_bytes, "a number of bytes")?;
@@ -415,7 +419,8 @@ impl AppState {
         if let Some(url) = &self.config.redis_url
             && self.limiter.uses_redis()
         {
-            match hub_auth::sessions::redis::connect(url, Duration::from_millis(800)).await {
+            let cluster = self.config.redis_cluster;
+            match redis_connection::connect(url, cluster, Duration::from_millis(800)).await {
                 Ok(connection) => limiter = Arc::new(self.limiter.through(connection)),
                 Err(e) => tracing::warn!(
                     error = %e,
@@ -559,9 +564,13 @@ impl App {
         database: Database,
         store: Arc<dyn Store>,
     ) -> anyhow::Result<Self> {
-        let session_store =
-            hub_auth::sessions::open(config.redis_url.as_deref(), &config.redis_prefix, &database)
-                .await?;
+        let session_store = hub_auth::sessions::open(
+            config.redis_url.as_deref(),
+            config.redis_cluster,
+            &config.redis_prefix,
+            &database,
+        )
+        .await?;
         // The gateway only verifies sessions; lifetime and cap matter to the auth service alone.
         let sessions = hub_auth::sessions::Sessions::new(
             session_store,
@@ -571,8 +580,12 @@ impl App {
         );
         let limiter = match &config.redis_url {
             Some(url) => {
-                let connection =
-                    hub_auth::sessions::redis::connect(url, Duration::from_millis(800)).await?;
+                let connection = redis_connection::connect(
+                    url,
+                    config.redis_cluster,
+                    Duration::from_millis(800),
+                )
+                .await?;
                 limits::Limiter::new(Some((connection, config.redis_prefix.clone())))
             }
             None => limits::Limiter::new(None),

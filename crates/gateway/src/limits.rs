@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hub_storage::redis_connection::RedisConnection;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 const MINUTE_US: u64 = 60_000_000;
 
@@ -150,7 +150,7 @@ return {1, remaining, used}
 
 /// The limiter the gateway uses: Redis when configured and reachable, else in process.
 pub struct Limiter {
-    redis: Option<(ConnectionManager, String)>,
+    redis: Option<(RedisConnection, String)>,
     script: Script,
     local: Arc<Local>,
 }
@@ -165,7 +165,7 @@ impl std::fmt::Debug for Limiter {
 
 impl Limiter {
     /// Shared through Redis (keys under `prefix`), or in process when `redis` is `None`.
-    pub fn new(redis: Option<(ConnectionManager, String)>) -> Self {
+    pub fn new(redis: Option<(RedisConnection, String)>) -> Self {
         Self {
             redis,
             script: Script::new(GCRA),
@@ -175,7 +175,7 @@ impl Limiter {
 
     /// The same limits (the same Redis keys, the same in-process fallback) through another
     /// connection: a serving thread's own, so that its calls to Redis stay on its runtime.
-    pub fn through(&self, connection: ConnectionManager) -> Self {
+    pub fn through(&self, connection: RedisConnection) -> Self {
         Self {
             redis: self
                 .redis

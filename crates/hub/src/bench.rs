@@ -574,9 +574,13 @@ async fn verify(
 ) -> anyhow::Result<()> {
     let config = hub_auth::Config::from_env(env)?;
     let database = Database::connect(&config.database).await?;
-    let store =
-        hub_auth::sessions::open(config.redis_url.as_deref(), &config.redis_prefix, &database)
-            .await?;
+    let store = hub_auth::sessions::open(
+        config.redis_url.as_deref(),
+        config.redis_cluster,
+        &config.redis_prefix,
+        &database,
+    )
+    .await?;
     let sessions = hub_auth::sessions::Sessions::new(
         store,
         std::sync::Arc::new(hub_auth::clock::SystemClock),

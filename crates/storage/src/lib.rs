@@ -4,7 +4,11 @@
 //! - SQLite otherwise, in one file under the data directory: a single writer connection (SQLite
 //!   allows one writer at a time; queueing is cheaper than lock retries) and a pool of read-only
 //!   connections that WAL mode lets run beside it.
+//!
+//! And the connection to Redis ([`redis_connection`]): one server, or a Redis Cluster.
 #![forbid(unsafe_code)]
+
+pub mod redis_connection;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

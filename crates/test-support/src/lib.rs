@@ -62,15 +62,44 @@ pub enum SessionBackend {
     Sqlite,
     /// Redis at `HUB_TEST_REDIS_URL`.
     Redis,
+    /// A Redis Cluster at `HUB_TEST_REDIS_CLUSTER_URL` (its seed nodes, comma-separated).
+    RedisCluster,
 }
 
-/// The session backends to run a contract test on: SQLite always, Redis when configured.
+/// Whether a Redis Cluster is configured for this run (`HUB_TEST_REDIS_CLUSTER_URL`). Optional
+/// even with `HUB_TEST_REQUIRE_SERVICES=1`; once set, a cluster that cannot be reached fails the
+/// tests that use it.
+pub fn redis_cluster_configured() -> bool {
+    if std::env::var("HUB_TEST_REDIS_CLUSTER_URL").is_ok_and(|url| !url.is_empty()) {
+        return true;
+    }
+    eprintln!("note: HUB_TEST_REDIS_CLUSTER_URL is not set; the Redis Cluster run is skipped");
+    false
+}
+
+/// The session backends to run a contract test on: SQLite always, Redis and a Redis Cluster
+/// when configured.
 pub fn session_backends() -> Vec<SessionBackend> {
     let mut backends = vec![SessionBackend::Sqlite];
     if service_configured("HUB_TEST_REDIS_URL", "Redis") {
         backends.push(SessionBackend::Redis);
     }
+    if redis_cluster_configured() {
+        backends.push(SessionBackend::RedisCluster);
+    }
     backends
+}
+
+impl SessionBackend {
+    /// Its `REDIS_URL` and `REDIS_CLUSTER`, or `None` for the SQLite file.
+    pub fn redis(self) -> Option<(String, bool)> {
+        let url = |variable: &str| std::env::var(variable).unwrap_or_else(|_| panic!("{variable}"));
+        match self {
+            Self::Sqlite => None,
+            Self::Redis => Some((url("HUB_TEST_REDIS_URL"), false)),
+            Self::RedisCluster => Some((url("HUB_TEST_REDIS_CLUSTER_URL"), true)),
+        }
+    }
 }
 
 /// A session store on `backend`, with the SQLite database it needs kept alive beside it.
@@ -78,8 +107,8 @@ pub async fn session_store(
     backend: SessionBackend,
 ) -> (Arc<dyn hub_auth::sessions::SessionStore>, TestDatabase) {
     let db = TestDatabase::new(Engine::Sqlite).await;
-    let store: Arc<dyn hub_auth::sessions::SessionStore> = match backend {
-        SessionBackend::Sqlite => {
+    let store: Arc<dyn hub_auth::sessions::SessionStore> = match backend.redis() {
+        None => {
             let Database::Sqlite { writer, reader, .. } = &db.database else {
                 unreachable!("a SQLite test database")
             };
@@ -88,12 +117,14 @@ pub async fn session_store(
                 reader.clone(),
             ))
         }
-        SessionBackend::Redis => {
-            let url = std::env::var("HUB_TEST_REDIS_URL").expect("HUB_TEST_REDIS_URL");
-            let connection =
-                hub_auth::sessions::redis::connect(&url, std::time::Duration::from_secs(1))
-                    .await
-                    .expect("connect to HUB_TEST_REDIS_URL");
+        Some((url, cluster)) => {
+            let connection = hub_auth::sessions::redis::connect(
+                &url,
+                cluster,
+                std::time::Duration::from_secs(1),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("connect to the {backend:?} at {url}: {e}"));
             Arc::new(hub_auth::sessions::redis::RedisSessions::new(connection))
         }
     };
@@ -284,13 +315,7 @@ pub async fn spawn_auth(
     backend: SessionBackend,
     google: Option<&fake_google::FakeGoogle>,
 ) -> SpawnedAuth {
-    let redis_url = match backend {
-        SessionBackend::Sqlite => None,
-        SessionBackend::Redis => {
-            Some(std::env::var("HUB_TEST_REDIS_URL").expect("HUB_TEST_REDIS_URL"))
-        }
-    };
-    spawn_auth_with_redis(redis_url, google).await
+    spawn_auth_full(backend.redis(), google, |_| {}).await
 }
 
 /// As [`spawn_auth`], with the configuration changed by `configure` before the start (for
@@ -300,13 +325,7 @@ pub async fn spawn_auth_configured(
     google: Option<&fake_google::FakeGoogle>,
     configure: impl FnOnce(&mut hub_auth::Config),
 ) -> SpawnedAuth {
-    let redis_url = match backend {
-        SessionBackend::Sqlite => None,
-        SessionBackend::Redis => {
-            Some(std::env::var("HUB_TEST_REDIS_URL").expect("HUB_TEST_REDIS_URL"))
-        }
-    };
-    spawn_auth_full(redis_url, google, configure).await
+    spawn_auth_full(backend.redis(), google, configure).await
 }
 
 /// As [`spawn_auth`], with sessions in the Redis at `redis_url` (or the SQLite file if `None`).
@@ -314,11 +333,11 @@ pub async fn spawn_auth_with_redis(
     redis_url: Option<String>,
     google: Option<&fake_google::FakeGoogle>,
 ) -> SpawnedAuth {
-    spawn_auth_full(redis_url, google, |_| {}).await
+    spawn_auth_full(redis_url.map(|url| (url, false)), google, |_| {}).await
 }
 
 async fn spawn_auth_full(
-    redis_url: Option<String>,
+    redis: Option<(String, bool)>,
     google: Option<&fake_google::FakeGoogle>,
     configure: impl FnOnce(&mut hub_auth::Config),
 ) -> SpawnedAuth {
@@ -331,7 +350,7 @@ async fn spawn_auth_full(
     let mut config = auth_config(
         &keys,
         &db,
-        redis_url,
+        redis,
         format!("hub-test-{}:", Uuid::new_v4().simple()),
         google,
         &base_url,
@@ -369,11 +388,12 @@ async fn spawn_auth_full(
 fn auth_config(
     keys: &tempfile::TempDir,
     db: &TestDatabase,
-    redis_url: Option<String>,
+    redis: Option<(String, bool)>,
     redis_prefix: String,
     google: Option<&fake_google::FakeGoogle>,
     public_base_url: &str,
 ) -> hub_auth::Config {
+    let (redis_url, redis_cluster) = redis.map_or((None, false), |(url, c)| (Some(url), c));
     let callback_url = format!("{public_base_url}/auth/google/callback");
     hub_auth::Config {
         public_base_url: public_base_url.to_owned(),
@@ -390,6 +410,7 @@ fn auth_config(
         addr: "127.0.0.1:0".parse().expect("address"),
         database: db.config.clone(),
         redis_url,
+        redis_cluster,
         session_days: 7,
         max_sessions_per_user: 10,
         new_user_credits: 10,
@@ -422,18 +443,56 @@ pub struct SpawnedHub {
     pub db: TestDatabase,
 }
 
-/// Starts the hub on `engine` (sessions in Redis with PostgreSQL, in the file with SQLite).
-pub async fn spawn_hub(engine: Engine, google: &fake_google::FakeGoogle) -> SpawnedHub {
-    spawn_hub_with(engine, google, hub_gateway::Limits::default()).await
+/// What a whole hub runs on: its database engine and where its sessions, one-time states and
+/// rate limits live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubBackends {
+    /// The database.
+    pub engine: Engine,
+    /// Sessions: the SQLite file with SQLite, Redis (one server or a cluster) with PostgreSQL.
+    pub sessions: SessionBackend,
+}
+
+impl From<Engine> for HubBackends {
+    /// The engine with its usual sessions: the file with SQLite, the one Redis with PostgreSQL.
+    fn from(engine: Engine) -> Self {
+        let sessions = match engine {
+            Engine::Sqlite => SessionBackend::Sqlite,
+            Engine::Postgres => SessionBackend::Redis,
+        };
+        Self { engine, sessions }
+    }
+}
+
+/// The hubs to run a test of sessions, sign-in or rate limits on: every engine of [`engines`],
+/// and PostgreSQL with a Redis Cluster when one is configured.
+pub fn hub_backends() -> Vec<HubBackends> {
+    let mut backends: Vec<HubBackends> = engines().into_iter().map(HubBackends::from).collect();
+    if backends.iter().any(|b| b.engine == Engine::Postgres) && redis_cluster_configured() {
+        backends.push(HubBackends {
+            engine: Engine::Postgres,
+            sessions: SessionBackend::RedisCluster,
+        });
+    }
+    backends
+}
+
+/// Starts the hub on `backends` (an [`Engine`]: sessions in Redis with PostgreSQL, in the file
+/// with SQLite).
+pub async fn spawn_hub(
+    backends: impl Into<HubBackends>,
+    google: &fake_google::FakeGoogle,
+) -> SpawnedHub {
+    spawn_hub_with(backends, google, hub_gateway::Limits::default()).await
 }
 
 /// As [`spawn_hub`], with the gateway's rate limits given.
 pub async fn spawn_hub_with(
-    engine: Engine,
+    backends: impl Into<HubBackends>,
     google: &fake_google::FakeGoogle,
     limits: hub_gateway::Limits,
 ) -> SpawnedHub {
-    spawn_hub_configured(engine, google, |config| config.limits = limits).await
+    spawn_hub_configured(backends, google, |config| config.limits = limits).await
 }
 
 /// As [`spawn_hub`], with the MCP service too, its video API the fake one.
@@ -442,7 +501,7 @@ pub async fn spawn_hub_with_mcp(
     google: &fake_google::FakeGoogle,
     openai: &fake_openai::FakeOpenAi,
 ) -> SpawnedHub {
-    spawn_hub_full(engine, google, Some(openai), |_| {}, |_| {}).await
+    spawn_hub_full(engine.into(), google, Some(openai), |_| {}, |_| {}).await
 }
 
 /// As [`spawn_hub_with_mcp`], with the MCP service's configuration changed by `configure`.
@@ -452,7 +511,7 @@ pub async fn spawn_hub_with_mcp_config(
     openai: &fake_openai::FakeOpenAi,
     configure: impl FnOnce(&mut hub_mcp::Config),
 ) -> SpawnedHub {
-    spawn_hub_full(engine, google, Some(openai), |_| {}, configure).await
+    spawn_hub_full(engine.into(), google, Some(openai), |_| {}, configure).await
 }
 
 /// As [`spawn_hub_with_mcp`], with the gateway's configuration changed by `configure`.
@@ -462,35 +521,30 @@ pub async fn spawn_hub_with_mcp_configured(
     openai: &fake_openai::FakeOpenAi,
     configure: impl FnOnce(&mut hub_gateway::Config),
 ) -> SpawnedHub {
-    spawn_hub_full(engine, google, Some(openai), configure, |_| {}).await
+    spawn_hub_full(engine.into(), google, Some(openai), configure, |_| {}).await
 }
 
 /// As [`spawn_hub`], with the gateway's configuration changed by `configure` (an MCP upstream,
 /// TLS, CORS, limits). With TLS the gateway's URL is `https://localhost:PORT`.
 pub async fn spawn_hub_configured(
-    engine: Engine,
+    backends: impl Into<HubBackends>,
     google: &fake_google::FakeGoogle,
     configure: impl FnOnce(&mut hub_gateway::Config),
 ) -> SpawnedHub {
-    spawn_hub_full(engine, google, None, configure, |_| {}).await
+    spawn_hub_full(backends.into(), google, None, configure, |_| {}).await
 }
 
 async fn spawn_hub_full(
-    engine: Engine,
+    backends: HubBackends,
     google: &fake_google::FakeGoogle,
     openai: Option<&fake_openai::FakeOpenAi>,
     configure: impl FnOnce(&mut hub_gateway::Config),
     configure_mcp: impl FnOnce(&mut hub_mcp::Config),
 ) -> SpawnedHub {
-    let db = TestDatabase::new(engine).await;
+    let db = TestDatabase::new(backends.engine).await;
     let store = db.store();
     let token = random_token();
-    let redis_url = match engine {
-        Engine::Sqlite => None,
-        Engine::Postgres => {
-            Some(std::env::var("HUB_TEST_REDIS_URL").expect("HUB_TEST_REDIS_URL with PostgreSQL"))
-        }
-    };
+    let redis = backends.sessions.redis();
     let redis_prefix = format!("hub-test-{}:", Uuid::new_v4().simple());
     let bind = || async {
         tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -524,7 +578,7 @@ async fn spawn_hub_full(
     let config = auth_config(
         &keys,
         &db,
-        redis_url.clone(),
+        redis.clone(),
         redis_prefix.clone(),
         Some(google),
         &gateway_url,
@@ -558,8 +612,10 @@ async fn spawn_hub_full(
         tokio::spawn(mcp.run_until(stopper()));
         url
     };
+    let (redis_url, redis_cluster) = redis.map_or((None, false), |(url, c)| (Some(url), c));
     let mut gateway_config = hub_gateway::Config {
         redis_url,
+        redis_cluster,
         redis_prefix,
         upstream_timeout: std::time::Duration::from_secs(5),
         public_base_url: gateway_url.clone(),

@@ -58,6 +58,16 @@ fn keep_for(ttl: chrono::Duration) -> Duration {
     ttl.to_std().unwrap_or(Duration::from_secs(30 * 24 * 3600))
 }
 
+// The token's hash is the key's hash tag (between braces): on a Redis Cluster the refresh token
+// and its spent marker share a slot, so spending one and remembering it stay one atomic step.
+fn refresh_key(hash: &str) -> String {
+    format!("refresh:{{{hash}}}")
+}
+
+fn spent_refresh_key(hash: &str) -> String {
+    format!("refresh-used:{{{hash}}}")
+}
+
 /// Issues an access token and a refresh token in `family`.
 async fn issue(
     state: &AppState,
@@ -87,7 +97,7 @@ async fn issue(
         .sessions
         .store()
         .put_once(
-            &format!("refresh:{}", token_hash(&refresh)),
+            &refresh_key(&token_hash(&refresh)),
             &record,
             keep_for(REFRESH_TTL),
             now,
@@ -336,14 +346,9 @@ pub async fn refresh(
     let store = state.sessions.store();
     let now = state.sessions.clock().now();
     let hash = token_hash(&body.refresh_token);
-    let spent = format!("refresh-used:{hash}");
+    let spent = spent_refresh_key(&hash);
     let taken = store
-        .take_and_keep(
-            &format!("refresh:{hash}"),
-            &spent,
-            keep_for(REFRESH_TTL),
-            now,
-        )
+        .take_and_keep(&refresh_key(&hash), &spent, keep_for(REFRESH_TTL), now)
         .await?;
     let Some(record) = taken else {
         let reused = store.peek_once(&spent, now).await?;
@@ -417,7 +422,7 @@ pub async fn logout(
     let store = state.sessions.store();
     let now = state.sessions.clock().now();
     let hash = token_hash(&body.refresh_token);
-    let taken = store.take_once(&format!("refresh:{hash}"), now).await?;
+    let taken = store.take_once(&refresh_key(&hash), now).await?;
     if let Some(record) = taken.and_then(|r| serde_json::from_str::<RefreshRecord>(&r).ok()) {
         let family = format!("family-revoked:{}", record.family);
         store

@@ -137,7 +137,8 @@ pub trait SessionStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Option<String>, SessionError>;
     /// Takes a one-time value and, in the same atomic step, keeps it under `keep_key` for `ttl`
-    /// (a refresh token is spent and remembered as spent at once).
+    /// (a refresh token is spent and remembered as spent at once). The two keys share a hash
+    /// tag (`spent:{x}`, `x:{x}`), so that on a Redis Cluster they are in one slot.
     async fn take_and_keep(
         &self,
         key: &str,
@@ -165,16 +166,18 @@ pub trait SessionStore: Send + Sync {
     async fn count(&self, key: &str, now: DateTime<Utc>) -> Result<(u64, Duration), SessionError>;
 }
 
-/// The session store the configuration names: Redis at `redis_url` (keys under `prefix`), else
-/// the embedded SQLite database.
+/// The session store the configuration names: Redis at `redis_url` (a Redis Cluster through the
+/// comma-separated seed nodes there with `cluster`; keys under `prefix`), else the embedded SQLite
+/// database.
 pub async fn open(
     redis_url: Option<&str>,
+    cluster: bool,
     prefix: &str,
     database: &hub_storage::Database,
 ) -> Result<Arc<dyn SessionStore>, SessionError> {
     match (redis_url, database) {
         (Some(url), _) => {
-            let connection = self::redis::connect(url, Duration::from_millis(800)).await?;
+            let connection = self::redis::connect(url, cluster, Duration::from_millis(800)).await?;
             Ok(Arc::new(self::redis::RedisSessions::with_prefix(
                 connection, prefix,
             )))

@@ -1,18 +1,26 @@
-//! Sessions in Redis (production): every key expires by itself.
+//! Sessions in Redis (production), on one server or a Redis Cluster: every key expires by itself.
 //!
 //! - `hub:session:<token hash>`: the record as JSON, expiring with the session;
 //! - `hub:user-sessions:<user id>`: a sorted set of the user's token hashes scored by expiry, for
 //!   listing, revoke-all and the per-user cap;
-//! - `hub:once:<key>`: one-time sign-in states, taken with `GETDEL`.
+//! - `hub:once:<key>`: one-time values (sign-in states, refresh tokens), taken with `GETDEL`;
+//! - `hub:counter:<key>`: counters of attempts in a window.
 //!
-//! Writes that touch several keys run as Lua scripts, so they are atomic. (Under Redis Cluster
-//! those scripts need the session and index keys in one slot; the hub runs them on one primary.)
+//! On a cluster a script may touch the keys of one hash slot only, and a user's sessions live in
+//! as many slots as they have sessions. So each script here touches one key, and the writes that
+//! span a record and the user's index run in an order that keeps what revoking relies on: a
+//! session that can be verified is in its user's index. Making one adds it to the index first
+//! and checks it is still there after storing the record (a revoke-all in between wins); ending
+//! one deletes the record first and then takes it out of the index, so a step cut short leaves at
+//! most an index entry with no record, which listing skips and the next revoke clears.
+//! [`SessionStore::take_and_keep`]'s two keys must share a hash tag (`refresh:{<hash>}`,
+//! `refresh-used:{<hash>}`).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
+use hub_storage::redis_connection::RedisConnection;
 use redis::{AsyncCommands, Script};
 use uuid::Uuid;
 
@@ -21,20 +29,18 @@ use super::{SessionError, SessionRecord, SessionStore};
 /// The default prefix of every key (`REDIS_KEY_PREFIX`).
 pub const DEFAULT_PREFIX: &str = "hub:";
 
-/// Sessions in Redis through one multiplexed, self-reconnecting connection. Every call has a
+/// Sessions in Redis through one shared, self-reconnecting connection. Every call has a
 /// deadline, so an unreachable Redis is an error within it, never a hang.
 #[derive(Clone)]
 pub struct RedisSessions {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     session: String,
     index: String,
     once: String,
     counter: String,
     deadline: Duration,
-    create: Script,
-    revoke: Script,
-    revoke_by_id: Script,
-    revoke_all: Script,
+    index_add: Script,
+    index_settle: Script,
     hit: Script,
     unhit: Script,
     take_and_keep: Script,
@@ -46,16 +52,14 @@ impl std::fmt::Debug for RedisSessions {
     }
 }
 
-/// Connects to `url`; commands that get no answer within `timeout` fail instead of hanging.
-pub async fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager, SessionError> {
-    let client = redis::Client::open(url)
-        .map_err(|e| SessionError::Unavailable(format!("REDIS_URL: {e}")))?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(timeout)
-        .set_response_timeout(timeout)
-        .set_number_of_retries(0)
-        .set_max_delay(200);
-    ConnectionManager::new_with_config(client, config)
+/// Connects to `url` (with `cluster`, the comma-separated seed nodes of a Redis Cluster);
+/// commands that get no answer within `timeout` fail instead of hanging.
+pub async fn connect(
+    url: &str,
+    cluster: bool,
+    timeout: Duration,
+) -> Result<RedisConnection, SessionError> {
+    hub_storage::redis_connection::connect(url, cluster, timeout)
         .await
         .map_err(|e| SessionError::Unavailable(e.to_string()))
 }
@@ -80,12 +84,12 @@ impl RedisSessions {
 
 impl RedisSessions {
     /// Over a connection.
-    pub fn new(connection: ConnectionManager) -> Self {
+    pub fn new(connection: RedisConnection) -> Self {
         Self::with_prefix(connection, DEFAULT_PREFIX)
     }
 
     /// Over a connection, with every key under `prefix` (several hubs, or tests, on one Redis).
-    pub fn with_prefix(connection: ConnectionManager, prefix: &str) -> Self {
+    pub fn with_prefix(connection: RedisConnection, prefix: &str) -> Self {
         Self {
             connection,
             session: format!("{prefix}session:"),
@@ -93,47 +97,27 @@ impl RedisSessions {
             once: format!("{prefix}once:"),
             counter: format!("{prefix}counter:"),
             deadline: Duration::from_millis(750),
-            create: Script::new(
+            // Adds a session to the user's index, forgets the ended ones, and names the oldest
+            // over the cap (the caller deletes their records, then settles the index).
+            index_add: Script::new(
                 r"
-                redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-                redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-                redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
-                local ended = 0
-                local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
-                if over > 0 then
-                    for _, hash in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
-                        redis.call('DEL', ARGV[7] .. hash)
-                        redis.call('ZREM', KEYS[2], hash)
-                        ended = ended + 1
-                    end
-                end
-                local keep = tonumber(ARGV[4])
-                local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+                redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+                redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+                local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+                local keep = tonumber(ARGV[2])
+                local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
                 if last[2] and tonumber(last[2]) > keep then keep = tonumber(last[2]) end
-                redis.call('PEXPIREAT', KEYS[2], string.format('%d', keep))
-                return ended
+                redis.call('PEXPIREAT', KEYS[1], string.format('%d', keep))
+                if over > 0 then return redis.call('ZRANGE', KEYS[1], 0, over - 1) end
+                return {}
                 ",
             ),
-            revoke: Script::new(
+            // Takes ended sessions out of the index; says whether the new one (ARGV[1]) is
+            // still in it.
+            index_settle: Script::new(
                 r"
-                local value = redis.call('GET', KEYS[1])
-                if not value then return 0 end
-                local record = cjson.decode(value)
-                redis.call('DEL', KEYS[1])
-                redis.call('ZREM', ARGV[1] .. record.user_id, ARGV[2])
-                return 1
-                ",
-            ),
-            revoke_by_id: Script::new(
-                r"
-                for _, hash in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-                    local value = redis.call('GET', ARGV[1] .. hash)
-                    if value and cjson.decode(value).id == ARGV[2] then
-                        redis.call('DEL', ARGV[1] .. hash)
-                        redis.call('ZREM', KEYS[1], hash)
-                        return 1
-                    end
-                end
+                for i = 2, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+                if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
                 return 0
                 ",
             ),
@@ -157,16 +141,6 @@ impl RedisSessions {
                 local count = redis.call('INCR', KEYS[1])
                 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
                 return count
-                ",
-            ),
-            revoke_all: Script::new(
-                r"
-                local ended = 0
-                for _, hash in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-                    ended = ended + redis.call('DEL', ARGV[1] .. hash)
-                end
-                redis.call('DEL', KEYS[1])
-                return ended
                 ",
             ),
         }
@@ -324,19 +298,61 @@ impl RedisSessions {
     ) -> Result<u64, SessionError> {
         let ttl_ms = (record.expires_at - now).num_milliseconds().max(1);
         let mut connection = self.connection.clone();
-        self.create
-            .key(format!("{}{token_hash}", self.session))
-            .key(format!("{}{}", self.index, record.user_id))
-            .arg(serde_json::to_string(record)?)
-            .arg(ttl_ms)
+        let index = format!("{}{}", self.index, record.user_id);
+        let over: Vec<String> = self
+            .index_add
+            .key(&index)
             .arg(token_hash)
             .arg(record.expires_at.timestamp_millis())
             .arg(now.timestamp_millis())
             .arg(max_per_user)
-            .arg(&self.session)
             .invoke_async(&mut connection)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        let key = format!("{}{token_hash}", self.session);
+        let _: () = connection
+            .pset_ex(&key, serde_json::to_string(record)?, ttl_ms.unsigned_abs())
+            .await
+            .map_err(unavailable)?;
+        let ended = self.delete_records(&over).await?;
+        let mut settle = self.index_settle.key(&index);
+        settle.arg(token_hash).arg(&over);
+        let kept: i64 = settle
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        if kept == 0 {
+            // Revoked between the two steps (or over the cap at once): it must not outlive that.
+            let _: i64 = connection.del(&key).await.map_err(unavailable)?;
+        }
+        Ok(ended)
+    }
+
+    /// Deletes the records of these token hashes (on a cluster, slot by slot); returns how many
+    /// there were.
+    async fn delete_records(&self, hashes: &[String]) -> Result<u64, SessionError> {
+        if hashes.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<String> = hashes
+            .iter()
+            .map(|h| format!("{}{h}", self.session))
+            .collect();
+        let mut connection = self.connection.clone();
+        connection.del(keys).await.map_err(unavailable)
+    }
+
+    /// Takes token hashes out of a user's index.
+    async fn unindex(&self, user_id: Uuid, hashes: &[String]) -> Result<(), SessionError> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.connection.clone();
+        let _: i64 = connection
+            .zrem(format!("{}{user_id}", self.index), hashes)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn get_now(&self, token_hash: &str) -> Result<Option<SessionRecord>, SessionError> {
@@ -346,6 +362,33 @@ impl RedisSessions {
             .await
             .map_err(unavailable)?;
         Ok(value.as_deref().map(serde_json::from_str).transpose()?)
+    }
+
+    /// The records of these token hashes that still exist, with their hashes.
+    async fn records(
+        &self,
+        hashes: Vec<String>,
+    ) -> Result<Vec<(String, SessionRecord)>, SessionError> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = hashes
+            .iter()
+            .map(|h| format!("{}{h}", self.session))
+            .collect();
+        let mut connection = self.connection.clone();
+        // On a cluster the client splits MGET by slot and puts the answers back in order.
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        hashes
+            .into_iter()
+            .zip(values)
+            .filter_map(|(hash, value)| value.map(|v| (hash, v)))
+            .map(|(hash, v)| Ok((hash, serde_json::from_str::<SessionRecord>(&v)?)))
+            .collect()
     }
 
     async fn list_now(
@@ -362,62 +405,57 @@ impl RedisSessions {
             )
             .await
             .map_err(unavailable)?;
-        if hashes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = hashes
-            .iter()
-            .map(|h| format!("{}{h}", self.session))
+        let mut records: Vec<SessionRecord> = self
+            .records(hashes)
+            .await?
+            .into_iter()
+            .map(|(_, record)| record)
             .collect();
-        let values: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        let mut records = values
-            .iter()
-            .flatten()
-            .map(|v| Ok(serde_json::from_str::<SessionRecord>(v)?))
-            .collect::<Result<Vec<_>, SessionError>>()?;
         records.retain(|r| r.expires_at > now);
         records.sort_by_key(|r| r.created_at);
         Ok(records)
     }
 
     async fn revoke_now(&self, token_hash: &str) -> Result<bool, SessionError> {
-        let mut connection = self.connection.clone();
-        let ended: i64 = self
-            .revoke
-            .key(format!("{}{token_hash}", self.session))
-            .arg(&self.index)
-            .arg(token_hash)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
+        let Some(record) = self.get_now(token_hash).await? else {
+            return Ok(false);
+        };
+        let hash = [token_hash.to_owned()];
+        let ended = self.delete_records(&hash).await?;
+        self.unindex(record.user_id, &hash).await?;
         Ok(ended == 1)
     }
 
     async fn revoke_by_id_now(&self, user_id: Uuid, id: &str) -> Result<bool, SessionError> {
         let mut connection = self.connection.clone();
-        let ended: i64 = self
-            .revoke_by_id
-            .key(format!("{}{user_id}", self.index))
-            .arg(&self.session)
-            .arg(id)
-            .invoke_async(&mut connection)
+        let hashes: Vec<String> = connection
+            .zrange(format!("{}{user_id}", self.index), 0, -1)
             .await
             .map_err(unavailable)?;
+        let Some((hash, _)) = self
+            .records(hashes)
+            .await?
+            .into_iter()
+            .find(|(_, record)| record.id == id)
+        else {
+            return Ok(false);
+        };
+        let hash = [hash];
+        let ended = self.delete_records(&hash).await?;
+        self.unindex(user_id, &hash).await?;
         Ok(ended == 1)
     }
 
     async fn revoke_all_now(&self, user_id: Uuid) -> Result<u64, SessionError> {
         let mut connection = self.connection.clone();
-        self.revoke_all
-            .key(format!("{}{user_id}", self.index))
-            .arg(&self.session)
-            .invoke_async(&mut connection)
+        let hashes: Vec<String> = connection
+            .zrange(format!("{}{user_id}", self.index), 0, -1)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        // Records first: if this is cut short, the index still names what is left to end.
+        let ended = self.delete_records(&hashes).await?;
+        self.unindex(user_id, &hashes).await?;
+        Ok(ended)
     }
 
     async fn put_once_now(
