@@ -617,7 +617,8 @@ async fn spawn_hub_full(
         redis_url,
         redis_cluster,
         redis_prefix,
-        upstream_timeout: std::time::Duration::from_secs(5),
+        // Generous: the whole suite runs in parallel on two cores, and a sign-in may queue.
+        upstream_timeout: std::time::Duration::from_secs(15),
         public_base_url: gateway_url.clone(),
         ..hub_gateway::Config::defaults_for(
             auth_url,
