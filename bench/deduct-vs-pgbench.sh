@@ -26,8 +26,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -q -p hub -p hub-core
+cargo build --release -q -p hub -p hub-bench -p hub-core
 HUB=target/release/hub
+BENCH=target/release/hub-bench
 CORE=target/release/core
 TOKEN="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export HUB_INTERNAL_TOKEN="$TOKEN" CORE_ADDR="127.0.0.1:$PORT" DATABASE_MAX_CONNECTIONS="$CONCURRENCY" RUST_LOG=warn
@@ -47,13 +48,13 @@ start_core() {
 stop_core() { kill "$CORE_PID"; wait "$CORE_PID" 2>/dev/null || true; CORE_PID=; }
 
 hub_rate() { # label users -> requests/s (and keeps the JSON)
-  "$HUB" bench deduct --url "http://127.0.0.1:$PORT" --users "$2" --concurrency "$CONCURRENCY" \
+  "$BENCH" deduct --url "http://127.0.0.1:$PORT" --users "$2" --concurrency "$CONCURRENCY" \
     --seconds "$RUN_SECONDS" >"$WORK/hub-$1.json"
   field "$WORK/hub-$1.json" requests_per_second
 }
 
 pgbench_rate() { # users -> transactions/s
-  "$HUB" bench pgbench-script --users "$1" >"$WORK/pgbench-$1.sql"
+  "$BENCH" pgbench-script --users "$1" >"$WORK/pgbench-$1.sql"
   pgbench -n -M prepared -c "$CONCURRENCY" -j 2 -T "$RUN_SECONDS" -f "$WORK/pgbench-$1.sql" "$SERVER/$DB" \
     >"$WORK/pgbench-$1.txt" 2>&1 || { cat "$WORK/pgbench-$1.txt"; exit 1; }
   grep -E '^tps' "$WORK/pgbench-$1.txt" | head -n 1 | sed -E 's/^tps = ([0-9.]+).*/\1/'
@@ -65,7 +66,7 @@ echo "each run: ${RUN_SECONDS}s at concurrency $CONCURRENCY, cost 30 per debit"
 # --- PostgreSQL ---
 psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 export DATABASE_URL="$SERVER/$DB"
-"$HUB" bench setup --users "$USERS" >/dev/null
+"$BENCH" setup --users "$USERS" >/dev/null
 start_core
 hub_spread=$(hub_rate postgres-spread "$USERS")
 pg_spread=$(pgbench_rate "$USERS")
@@ -76,7 +77,7 @@ stop_core
 # --- embedded SQLite ---
 unset DATABASE_URL
 export HUB_DATA_DIR="$WORK/data"
-"$HUB" bench setup --users "$USERS" >/dev/null
+"$BENCH" setup --users "$USERS" >/dev/null
 start_core
 sqlite_spread=$(hub_rate sqlite-spread "$USERS")
 sqlite_hot=$(hub_rate sqlite-hot 1)

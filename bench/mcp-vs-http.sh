@@ -21,8 +21,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -q -p hub
+cargo build --release -q -p hub -p hub-bench
 HUB=target/release/hub
+BENCH=target/release/hub-bench
 export HUB_DATA_DIR="$WORK/data" RUST_LOG=warn LOG_FORMAT=text
 export GATEWAY_ADDR=127.0.0.1:39300 AUTH_ADDR=127.0.0.1:39301 CORE_ADDR=127.0.0.1:39302 MCP_ADDR=127.0.0.1:39303
 export AUTH_URL=http://127.0.0.1:39301 CORE_URL=http://127.0.0.1:39302 MCP_URL=http://127.0.0.1:39303
@@ -42,9 +43,9 @@ KEY=$("$HUB" service-key create --name bench --scopes credits:check \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 
 echo "machine: $(nproc) cores; hub up on SQLite; $CONCURRENCY connections, ${RUN_SECONDS}s each"
-"$HUB" bench mcp --url ws://127.0.0.1:39300/api/mcp/ws --header "X-API-Key: $KEY" \
+"$BENCH" mcp --url ws://127.0.0.1:39300/api/mcp/ws --header "X-API-Key: $KEY" \
   --header "X-User-ID: $USER_ID" --concurrency "$CONCURRENCY" --seconds "$RUN_SECONDS" >"$WORK/mcp.json"
-"$HUB" bench get --url http://127.0.0.1:39300/api/mcp/v1/credits/balance --header "X-API-Key: $KEY" \
+"$BENCH" get --url http://127.0.0.1:39300/api/mcp/v1/credits/balance --header "X-API-Key: $KEY" \
   --header "X-User-ID: $USER_ID" --concurrency "$CONCURRENCY" --seconds "$RUN_SECONDS" >"$WORK/http.json"
 
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }

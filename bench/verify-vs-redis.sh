@@ -23,13 +23,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -q -p hub -p hub-auth
+cargo build --release -q -p hub -p hub-bench -p hub-auth
 HUB=target/release/hub
+BENCH=target/release/hub-bench
 export HUB_DATA_DIR="$WORK/data" REDIS_URL="$REDIS_DB_URL" AUTH_ADDR="127.0.0.1:$PORT" RUST_LOG=warn
 unset DATABASE_URL
 
 redis-cli -n 9 flushdb >/dev/null
-"$HUB" bench setup --users "$USERS" >/dev/null
+"$BENCH" setup --users "$USERS" >/dev/null
 target/release/auth >"$WORK/auth.log" 2>&1 &
 AUTH_PID=$!
 for _ in $(seq 1 100); do
@@ -38,7 +39,7 @@ for _ in $(seq 1 100); do
 done
 
 echo "machine: $(nproc) cores; $(redis-server --version | cut -d' ' -f1-3)"
-"$HUB" bench verify --url "http://127.0.0.1:$PORT" --users "$USERS" --concurrency "$CONCURRENCY" \
+"$BENCH" verify --url "http://127.0.0.1:$PORT" --users "$USERS" --concurrency "$CONCURRENCY" \
   --seconds "$RUN_SECONDS" >"$WORK/verify.json"
 hub_rate=$(python3 -c "import json; print(json.load(open('$WORK/verify.json'))['requests_per_second'])")
 hub_p99=$(python3 -c "import json; print(json.load(open('$WORK/verify.json'))['p99_ms'])")

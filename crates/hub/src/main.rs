@@ -2,9 +2,6 @@
 //! command but `up` prints JSON, so scripts can use it.
 #![forbid(unsafe_code)]
 
-mod bench;
-mod bench_mcp;
-
 /// mimalloc: fewer cycles per request than the system allocator under many small allocations.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -52,11 +49,6 @@ enum Command {
     ServiceKey {
         #[command(subcommand)]
         command: ServiceKeyCommand,
-    },
-    /// Load generators.
-    Bench {
-        #[command(subcommand)]
-        command: bench::BenchCommand,
     },
 }
 
@@ -160,7 +152,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => user(&env, command).await,
         Command::Credits { command } => credits(&env, command).await,
         Command::ServiceKey { command } => service_key(&env, command).await,
-        Command::Bench { command } => bench::run(&env, command).await,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `hub bench mcp`: `get_balance` tool calls over open WebSocket connections, one call in flight
+//! `hub-bench mcp`: `get_balance` tool calls over open WebSocket connections, one call in flight
 //! per connection, as raw JSON-RPC text frames (the cheapest client, so the figure is the
 //! server's): throughput and latency percentiles as JSON, like the HTTP load generators.
 

@@ -1,6 +1,6 @@
-//! Load generators: `hub bench deduct` drives debits over HTTP against a running core and
-//! prints throughput and latency; `hub bench setup` makes the accounts it spends from; and
-//! `hub bench pgbench-script` prints the very debit statement the core runs, as a pgbench script,
+//! Load generators: `hub-bench deduct` drives debits over HTTP against a running core and
+//! prints throughput and latency; `hub-bench setup` makes the accounts it spends from; and
+//! `hub-bench pgbench-script` prints the very debit statement the core runs, as a pgbench script,
 //! so that `bench/deduct-vs-pgbench.sh` can measure both on the same server in one go.
 
 use std::time::{Duration, Instant};
@@ -101,6 +101,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Makes a session for each of the first `--users` benchmark accounts in the configured
+    /// session store and prints their codes, one per line (for `bench/wrk/verify.lua`).
+    Sessions {
+        /// Sessions of this many benchmark accounts.
+        #[arg(long, default_value_t = 1_000)]
+        users: u64,
+    },
     /// Prints a pgbench script that runs the core's own debit statement.
     PgbenchScript {
         /// Spread over this many benchmark accounts.
@@ -166,6 +173,12 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
             )
             .await
         }
+        BenchCommand::Sessions { users } => {
+            for code in sessions(env, users).await? {
+                println!("{code}");
+            }
+            Ok(())
+        }
         BenchCommand::Upstream { addr } => upstream(addr).await,
         BenchCommand::Mcp {
             url,
@@ -173,7 +186,7 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
             concurrency,
             seconds,
         } => {
-            crate::bench_mcp::run(
+            crate::mcp::run(
                 &url,
                 &parse_headers(&headers)?,
                 concurrency.max(1),
@@ -373,7 +386,7 @@ async fn drive<W: Workload>(
     let status = connections[0].send(workload.request(1)?).await?;
     anyhow::ensure!(
         status == 200,
-        "a first request answered {status}: run the matching `hub bench` setup first"
+        "a first request answered {status}: run the matching `hub-bench` setup first"
     );
 
     let started = Instant::now();
@@ -563,7 +576,7 @@ impl Workload for VerifyLoad {
     }
 }
 
-/// Makes a session for each of the first `users` benchmark accounts (`hub bench setup` made
+/// Makes a session for each of the first `users` benchmark accounts (`hub-bench setup` made
 /// them) in the configured session store, then drives `verify-session` with their tokens.
 async fn verify(
     env: &Env,
@@ -572,6 +585,26 @@ async fn verify(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<()> {
+    let tokens = sessions(env, users).await?;
+    let (authority, prefix) = split_url(url)?;
+    let workload = std::sync::Arc::new(VerifyLoad {
+        path: format!("{prefix}/api/auth/verify-session"),
+        authority: authority.clone(),
+        tokens,
+    });
+    drive(
+        &authority,
+        workload,
+        concurrency,
+        duration,
+        json!({ "sessions": users }),
+    )
+    .await
+}
+
+/// A session code for each of the first `users` benchmark accounts, made in the configured
+/// session store.
+async fn sessions(env: &Env, users: u64) -> anyhow::Result<Vec<String>> {
     let config = hub_auth::Config::from_env(env)?;
     let database = Database::connect(&config.database).await?;
     let store = hub_auth::sessions::open(
@@ -601,20 +634,7 @@ async fn verify(
         tokens.push(made.token);
     }
     database.close().await;
-    let (authority, prefix) = split_url(url)?;
-    let workload = std::sync::Arc::new(VerifyLoad {
-        path: format!("{prefix}/api/auth/verify-session"),
-        authority: authority.clone(),
-        tokens,
-    });
-    drive(
-        &authority,
-        workload,
-        concurrency,
-        duration,
-        json!({ "sessions": users }),
-    )
-    .await
+    Ok(tokens)
 }
 
 #[cfg(test)]
