@@ -145,17 +145,8 @@ impl Config {
             }),
         };
         let trusted_proxies = env.net_list("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")?;
-        let public_base_url = env.string_or("PUBLIC_BASE_URL", "http://localhost:3000");
-        if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
-            return Err(ConfigError {
-                name: "PUBLIC_BASE_URL".into(),
-                problem: format!("{public_base_url:?} is not an http(s) URL"),
-                expected: "the address people reach the hub at, e.g. https://hub.example.com"
-                    .into(),
-            });
-        }
         Ok(Self {
-            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            public_base_url: env.public_base_url()?,
             mail: mail::MailConfig::from_env(env)?,
             jwt_key_path: env.raw("JWT_PRIVATE_KEY_PATH").map_or_else(
                 || env.data_dir().join("jwt-ed25519.pem"),

@@ -102,6 +102,22 @@ impl Env {
         self.raw(name).unwrap_or_else(|| default.to_owned())
     }
 
+    /// `PUBLIC_BASE_URL`, the address people and clients reach the hub at (the gateway), with
+    /// no trailing slash: default `http://localhost:3000`; anything but an http(s) URL is refused.
+    /// Every service that names the hub in what it answers (links, documents) reads it here.
+    pub fn public_base_url(&self) -> Result<String, ConfigError> {
+        let url = self.string_or("PUBLIC_BASE_URL", "http://localhost:3000");
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError {
+                name: "PUBLIC_BASE_URL".into(),
+                problem: format!("{url:?} is not an http(s) URL"),
+                expected: "the address people reach the hub at, e.g. https://hub.example.com"
+                    .into(),
+            });
+        }
+        Ok(url.trim_end_matches('/').to_owned())
+    }
+
     /// A switch: `1`, `true`, `yes` or `on` is on, `0`, `false`, `no` or `off` off; unset is off.
     pub fn flag(&self, name: &str) -> Result<bool, ConfigError> {
         match self

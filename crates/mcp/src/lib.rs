@@ -174,16 +174,7 @@ impl Config {
             config.max_message_bytes,
             "a number of bytes",
         )?;
-        let public_base_url = env.string_or("PUBLIC_BASE_URL", &config.public_base_url);
-        if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
-            return Err(ConfigError {
-                name: "PUBLIC_BASE_URL".into(),
-                problem: format!("{public_base_url:?} is not an http(s) URL"),
-                expected: "the address clients reach the gateway at, e.g. https://hub.example.com"
-                    .into(),
-            });
-        }
-        config.public_base_url = public_base_url.trim_end_matches('/').to_owned();
+        config.public_base_url = env.public_base_url()?;
         config.video_link_ttl_seconds = env.parse_or(
             "VIDEO_LINK_TTL_SECONDS",
             config.video_link_ttl_seconds,
