@@ -36,6 +36,34 @@ impl PerMinute {
     }
 }
 
+/// Requests per minute, by class (`RATE_LIMIT_*_PER_MINUTE`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Starting a Google sign-in, per client address (`RATE_LIMIT_GOOGLE_PER_MINUTE`, 10).
+    pub google: PerMinute,
+    /// `verify-session`, per code (`RATE_LIMIT_VERIFY_PER_MINUTE`, 120).
+    pub verify: PerMinute,
+    /// Failed credentials, per client address or per live service key sent with them
+    /// (`RATE_LIMIT_VERIFY_FAILURES_PER_MINUTE`, 30).
+    pub verify_failures: PerMinute,
+    /// Credit endpoints, per caller (`RATE_LIMIT_CREDITS_PER_MINUTE`, 600).
+    pub credits: PerMinute,
+    /// Everything else, per caller or client address (`RATE_LIMIT_DEFAULT_PER_MINUTE`, 300).
+    pub default: PerMinute,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            google: PerMinute(10),
+            verify: PerMinute(120),
+            verify_failures: PerMinute(30),
+            credits: PerMinute(600),
+            default: PerMinute(300),
+        }
+    }
+}
+
 /// The answer for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {

@@ -209,10 +209,9 @@ fn add_gateway_errors(doc: &mut Value) {
         return;
     };
     for (path, item) in paths.iter_mut() {
-        let proxied = path.starts_with("/api/")
-            || path.starts_with("/auth/")
-            || path.starts_with("/.well-known/");
-        let vouched = path.starts_with("/api/mcp/v1/credits/") || path.starts_with("/api/admin/");
+        let route = crate::routes::forwarded(path);
+        let proxied = route.is_some();
+        let vouched = route.is_some_and(crate::routes::Route::vouched);
         let Some(item) = item.as_object_mut() else {
             continue;
         };

@@ -1,0 +1,100 @@
+//! The headers the proxy rewrites: those meant for one hop, `X-Forwarded-*`, the `RateLimit-*`
+//! answer headers, and the client's address as the limits count it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use crate::AppState;
+use crate::limits::{Decision, PerMinute};
+
+/// The standard hop-by-hop headers.
+pub(super) const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes the headers meant for this hop only: the standard ones and those the `Connection`
+/// header names, except the two the gateway has made its own by now (the request id and the
+/// body's length). Run before the gateway writes its own headers, so that naming them in
+/// `Connection` cannot take them off.
+pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+            .filter(|name| {
+                name.as_str() != hub_error::REQUEST_ID_HEADER && name != header::CONTENT_LENGTH
+            })
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// `X-Forwarded-For`: the client's address, appended to what a trusted proxy in front said.
+pub(super) fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut HeaderMap) {
+    let trusted = hub_error::is_trusted(&state.config.trusted_proxies, peer.ip());
+    let mut before = String::new();
+    if trusted {
+        // Every line, in order, as one list.
+        for line in headers.get_all("x-forwarded-for") {
+            if let Ok(line) = line.to_str() {
+                before.push_str(line);
+                before.push_str(", ");
+            }
+        }
+    }
+    let value = if before.is_empty() {
+        peer.ip().to_string()
+    } else {
+        format!("{before}{}", peer.ip())
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert("x-forwarded-for", value);
+    }
+    let proto = if state.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let kept_proto = headers
+        .get("x-forwarded-proto")
+        .filter(|_| trusted)
+        .cloned();
+    headers.insert(
+        "x-forwarded-proto",
+        kept_proto.unwrap_or(HeaderValue::from_static(proto)),
+    );
+}
+
+/// The client's address as the rate limits count it (an IPv6 client by its /64).
+pub(super) fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    hub_error::address_for_limits(hub_error::client_address(
+        peer,
+        headers,
+        &state.config.trusted_proxies,
+    ))
+}
+
+/// `RateLimit-Limit`, `-Remaining` and `-Reset` of a decision.
+pub(super) fn rate_limit_headers(headers: &mut HeaderMap, limit: PerMinute, decision: Decision) {
+    let reset = decision.reset.as_secs() + u64::from(decision.reset.subsec_nanos() > 0);
+    headers.insert("ratelimit-limit", HeaderValue::from(limit.0));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
+}
