@@ -148,7 +148,7 @@ impl Config {
         let trusted_proxies = env.net_list("TRUSTED_PROXIES", "")?;
         let limits = read_limits(env)?;
         let tls = read_tls(env)?;
-        let public_base_url = read_public_base_url(env)?;
+        let public_base_url = env.public_base_url()?;
         let cors_allowed_origins = read_cors_origins(env)?;
         // One source of defaults: `defaults_for`; each variable overrides its field.
         let mut config = Self::defaults_for(
@@ -291,23 +291,6 @@ fn read_tls(env: &Env) -> Result<Option<TlsFiles>, ConfigError> {
             expected: "both (PEM files) to serve HTTPS, or neither".into(),
         }),
     }
-}
-
-/// `PUBLIC_BASE_URL`: an http(s) URL, without a trailing `/`.
-fn read_public_base_url(env: &Env) -> Result<String, ConfigError> {
-    let public_base_url = env
-        .string_or("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL)
-        .trim_end_matches('/')
-        .to_owned();
-    if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
-        return Err(ConfigError {
-            name: "PUBLIC_BASE_URL".into(),
-            problem: format!("{public_base_url:?} is not an http(s) URL"),
-            expected: "the address clients reach the gateway at, e.g. https://hub.example.com"
-                .into(),
-        });
-    }
-    Ok(public_base_url)
 }
 
 /// `CORS_ALLOWED_ORIGINS`: origins, or `*`.
