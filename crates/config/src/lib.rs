@@ -102,6 +102,19 @@ impl Env {
         self.raw(name).unwrap_or_else(|| default.to_owned())
     }
 
+    /// `HUB_INTERNAL_TOKEN`, required: the secret the gateway presents to the services and they
+    /// trust, at least 32 characters (`hub up` makes one for you).
+    pub fn internal_token(&self) -> Result<SecretString, ConfigError> {
+        self.secret_min_len("HUB_INTERNAL_TOKEN", 32)?
+            .ok_or_else(|| ConfigError {
+                name: "HUB_INTERNAL_TOKEN".into(),
+                problem: "not set".into(),
+                expected: "a random secret of at least 32 characters shared by the services \
+                           (`hub up` makes one for you)"
+                    .into(),
+            })
+    }
+
     /// `PUBLIC_BASE_URL`, the address people and clients reach the hub at (the gateway), with
     /// no trailing slash: default `http://localhost:3000`; anything but an http(s) URL is refused.
     /// Every service that names the hub in what it answers (links, documents) reads it here.

@@ -41,16 +41,7 @@ impl Config {
     /// Reads `CORE_ADDR`, `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `HUB_DATA_DIR` and
     /// `HUB_INTERNAL_TOKEN`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let internal_token = env
-            .secret_min_len("HUB_INTERNAL_TOKEN", 32)?
-            .ok_or_else(|| ConfigError {
-                name: "HUB_INTERNAL_TOKEN".into(),
-                problem: "not set".into(),
-                expected: "a random secret of at least 32 characters shared with the gateway \
-                       (`hub up` makes one for you)"
-                    .into(),
-            })?;
-        Self::from_env_with_token(env, internal_token)
+        Self::from_env_with_token(env, env.internal_token()?)
     }
 
     /// As [`Config::from_env`], with the internal credential given (as `hub up` does).

@@ -192,14 +192,7 @@ impl Config {
 
     /// As above, with `HUB_INTERNAL_TOKEN` required.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let token = env
-            .secret_min_len("HUB_INTERNAL_TOKEN", 32)?
-            .ok_or_else(|| ConfigError {
-                name: "HUB_INTERNAL_TOKEN".into(),
-                problem: "not set".into(),
-                expected: "the secret the services trust, at least 32 characters".into(),
-            })?;
-        Self::from_env_with_token(env, token)
+        Self::from_env_with_token(env, env.internal_token()?)
     }
 }
 
