@@ -4,22 +4,23 @@
 //! is the HTTP surface. The `auth` binary, `hub up` and the tests start it through these two.
 #![forbid(unsafe_code)]
 
-pub mod clock;
 pub mod google;
 pub mod links;
 pub mod mail;
 pub mod pages;
 pub mod passwords;
 pub mod routes;
-pub mod sessions;
 pub mod tokens;
+
+pub use hub_sessions as sessions;
+pub use hub_sessions::clock;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hub_config::{ConfigError, Env, SecretString};
-use hub_core::Store;
+use hub_ledger::Store;
 use hub_storage::{Database, DatabaseConfig};
 use tokio::net::TcpListener;
 
@@ -90,7 +91,7 @@ impl Config {
             SocketAddr::from(([127, 0, 0, 1], 3001)),
             "host:port, e.g. 127.0.0.1:3001",
         )?;
-        let database = hub_core::database_config(env)?;
+        let database = hub_storage::database_config(env)?;
         let redis_url = env.raw("REDIS_URL");
         if redis_url.is_none() && matches!(database, DatabaseConfig::Postgres { .. }) {
             return Err(ConfigError {
@@ -113,13 +114,13 @@ impl Config {
             .max(1);
         let new_user_credits =
             env.parse_or("NEW_USER_CREDITS", 10i64, "whole credits, 0 or more")?;
-        hub_core::ledger::validate_amount("NEW_USER_CREDITS", new_user_credits, 0).map_err(
-            |e| ConfigError {
+        hub_ledger::validate_amount("NEW_USER_CREDITS", new_user_credits, 0).map_err(|e| {
+            ConfigError {
                 name: "NEW_USER_CREDITS".into(),
                 problem: e.message,
                 expected: "whole credits, 0 to 10^12".into(),
-            },
-        )?;
+            }
+        })?;
         let return_to_allowlist = env
             .string_or("RETURN_TO_ALLOWLIST", "chatgpt")
             .split(',')
@@ -199,7 +200,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let database = Database::connect(&config.database).await?;
         database.migrate().await?;
-        let users = hub_core::ledger::store::open(database.clone());
+        let users = hub_ledger::store::open(database.clone());
         Self::build_with(config, database, users, Arc::new(SystemClock)).await
     }
 
@@ -291,7 +292,7 @@ impl App {
 /// The auth service's routes.
 pub fn router(state: AppState) -> axum::Router {
     hub_telemetry::with_metrics(
-        hub_error::with_request_ids_and_errors(routes::router(state)),
+        hub_http::with_request_ids_and_errors(routes::router(state)),
         std::sync::Arc::new(hub_telemetry::Metrics::new("auth")),
     )
 }

@@ -16,6 +16,6 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env(&env)?;
     let app = App::build(config).await?;
     tracing::info!(address = %app.address(), "auth listening");
-    app.run_until(hub_core::shutdown_signal()).await?;
+    app.run_until(hub_http::shutdown_signal()).await?;
     Ok(())
 }

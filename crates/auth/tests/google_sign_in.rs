@@ -89,7 +89,7 @@ async fn a_user_signs_in_and_the_gpt_verifies_the_code() {
             .unwrap();
         assert_eq!(
             history.transactions[0].kind,
-            hub_core::ledger::TransactionKind::Grant
+            hub_ledger::TransactionKind::Grant
         );
 
         // The same code also works as a bearer token; the sessions list knows the GPT conversation.
@@ -143,7 +143,7 @@ async fn a_verified_email_links_to_an_existing_user() {
     let google = FakeGoogle::start().await;
     let auth = spawn_auth(SessionBackend::Sqlite, Some(&google)).await;
     let existing =
-        hub_core::users::NewUser::new("Somchai@Example.com", "S", 100, hub_core::users::Role::User)
+        hub_ledger::users::NewUser::new("Somchai@Example.com", "S", 100, hub_ledger::users::Role::User)
             .unwrap();
     let existing = auth
         .users

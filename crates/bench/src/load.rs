@@ -237,7 +237,7 @@ fn pgbench_script(users: u64, cost: i64) -> String {
 }
 
 async fn setup(env: &Env, users: u64, credits: i64) -> anyhow::Result<()> {
-    let config = hub_core::database_config(env)?;
+    let config = hub_storage::database_config(env)?;
     let database = Database::connect(&config).await?;
     database.migrate().await?;
     let started = Instant::now();

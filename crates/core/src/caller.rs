@@ -1,36 +1,14 @@
-//! Who is calling, as the gateway vouches for it.
-//!
-//! The core trusts identity headers only beside the internal credential (`X-Hub-Internal`),
-//! which only the gateway and the hub's own tools hold. Beside it:
-//! - `X-Hub-Caller`: `user` (an end user acting as themselves), `service` (a service key) or
-//!   `system` (the operator's tools, every permission);
-//! - `X-User-ID`: the user acted for (for `user`, the caller themselves);
-//! - for `service`: `X-Hub-Service-Key` (the key's id, never its secret) and `X-Hub-Scopes`
-//!   (space- or comma-separated scopes).
+//! What a vouched-for caller may do with credits. Who the caller is comes from the internal
+//! caller contract (`hub_http::caller`); the rules here are the ledger service's own.
 
 use axum::extract::FromRequestParts;
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use hub_http::ApiError;
+pub use hub_http::caller::{Caller, Principal, credential_digest};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::CoreError;
-
-/// The internal credential's header.
-pub const INTERNAL_HEADER: &str = "x-hub-internal";
-/// The caller kind's header.
-pub const CALLER_HEADER: &str = "x-hub-caller";
-/// The service key id's header.
-pub const SERVICE_KEY_HEADER: &str = "x-hub-service-key";
-/// The service key scopes' header.
-pub const SCOPES_HEADER: &str = "x-hub-scopes";
-/// The acted-for user's header.
-pub const USER_ID_HEADER: &str = "x-user-id";
-/// The hub service a call comes through, beside the caller it acts for (`mcp` for the MCP
-/// service's tools); part of the principal that places and settles holds.
-pub const VIA_HEADER: &str = "x-hub-via";
 
 /// A permission over credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,111 +35,31 @@ impl Scope {
     }
 }
 
-/// The principal behind a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// An end user, acting as themselves.
-    User(Uuid),
-    /// A service key with its scopes.
-    ServiceKey {
-        /// The key's id.
-        id: String,
-        /// Its scopes.
-        scopes: Vec<String>,
-    },
-    /// The operator's tools.
-    System,
+/// The credit permissions of a caller.
+pub trait Permissions {
+    /// The user a credit operation acts for, if the caller may do `scope` for them.
+    fn acting_user(&self, scope: Scope) -> Result<Uuid, CoreError>;
+    /// Checks a permission for an operator's operation (refund, grant).
+    fn authorize(
+        &self,
+        state: &AppState,
+        scope: Scope,
+    ) -> impl std::future::Future<Output = Result<(), CoreError>> + Send;
 }
 
-/// An authenticated caller and the user it acts for.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// Who.
-    pub principal: Principal,
-    /// For whom (`X-User-ID`).
-    pub user_id: Option<Uuid>,
-    /// The hub service the call came through (`X-Hub-Via`), if any.
-    pub via: Option<String>,
-}
-
-/// SHA-256 of the internal credential, compared in constant time.
-pub fn credential_digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-impl Caller {
-    /// Reads the caller from the headers, given the digest of the internal credential.
-    pub fn from_headers(headers: &HeaderMap, credential: &[u8; 32]) -> Result<Self, CoreError> {
-        let presented = headers
-            .get(INTERNAL_HEADER)
-            .ok_or(CoreError::Unauthenticated(
-                "This service is internal: call it through the gateway.",
-            ))?;
-        let digest = credential_digest(presented.to_str().unwrap_or_default());
-        if !bool::from(digest.ct_eq(credential)) {
-            return Err(CoreError::Unauthenticated(
-                "The internal credential is not valid.",
-            ));
-        }
-        let text = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        };
-        let user_id = match text(USER_ID_HEADER) {
-            None if headers.contains_key(USER_ID_HEADER) => {
-                return Err(CoreError::BadUserId("X-User-ID must be a UUID."));
-            }
-            None | Some("") => None,
-            Some(raw) => Some(
-                Uuid::parse_str(raw)
-                    .map_err(|_| CoreError::BadUserId("X-User-ID must be a UUID."))?,
-            ),
-        };
-        let principal = match text(CALLER_HEADER) {
-            Some("user") => Principal::User(user_id.ok_or(CoreError::BadUserId(
-                "X-User-ID is required for an end user.",
-            ))?),
-            Some("service") => Principal::ServiceKey {
-                id: text(SERVICE_KEY_HEADER)
-                    .filter(|id| !id.is_empty())
-                    .ok_or(CoreError::Unauthenticated(
-                        "A service caller needs its key id.",
-                    ))?
-                    .to_owned(),
-                scopes: text(SCOPES_HEADER)
-                    .unwrap_or_default()
-                    .split([' ', ','])
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            },
-            Some("system") => Principal::System,
-            _ => return Err(CoreError::Unauthenticated("The caller is not identified.")),
-        };
-        let via = text(VIA_HEADER)
-            .filter(|via| !via.is_empty() && via.len() <= 32)
-            .map(str::to_owned);
-        Ok(Self {
-            principal,
-            user_id,
-            via,
-        })
-    }
-
+impl Permissions for Caller {
     /// The user a credit operation acts for, if the caller may do `scope` for them.
     ///
     /// End users may check and spend their own credits; service keys need the scope.
-    pub fn acting_user(&self, scope: Scope) -> Result<Uuid, CoreError> {
+    fn acting_user(&self, scope: Scope) -> Result<Uuid, CoreError> {
         match &self.principal {
             Principal::User(id) => match scope {
                 Scope::Check | Scope::Deduct => Ok(*id),
-                Scope::Refund | Scope::Grant => Err(self.missing(scope)),
+                Scope::Refund | Scope::Grant => Err(missing(scope)),
             },
             Principal::ServiceKey { scopes, .. } => {
                 if !scopes.iter().any(|s| s == scope.as_str()) {
-                    return Err(self.missing(scope));
+                    return Err(missing(scope));
                 }
                 self.user_id.ok_or(CoreError::BadUserId(
                     "X-User-ID is required: name the user acted for.",
@@ -175,7 +73,7 @@ impl Caller {
 
     /// Checks a permission for an operator's operation (refund, grant): service keys by scope,
     /// end users by the permissions of their roles.
-    pub async fn authorize(&self, state: &AppState, scope: Scope) -> Result<(), CoreError> {
+    async fn authorize(&self, state: &AppState, scope: Scope) -> Result<(), CoreError> {
         let allowed = match &self.principal {
             Principal::System => true,
             Principal::ServiceKey { scopes, .. } => scopes.iter().any(|s| s == scope.as_str()),
@@ -186,49 +84,19 @@ impl Caller {
                 .iter()
                 .any(|p| p == scope.as_str()),
         };
-        if allowed {
-            Ok(())
-        } else {
-            Err(self.missing(scope))
-        }
-    }
-
-    /// Keys of different callers, or of one service key acting for different users, never meet.
-    pub fn idempotency_scope(&self) -> String {
-        let acted_for = self.user_id.map(|u| u.to_string()).unwrap_or_default();
-        match &self.principal {
-            Principal::User(id) => format!("user:{id}"),
-            Principal::ServiceKey { id, .. } => format!("key:{id}:{acted_for}"),
-            Principal::System => format!("system:{acted_for}"),
-        }
-    }
-
-    /// Who places a hold, and so who alone may settle it: the principal (a user, a service key,
-    /// the operator's tools) and the hub service it came through. A user cannot release the hold
-    /// the MCP service placed for their video while the video renders, and one service key
-    /// cannot settle another's holds.
-    pub fn principal_key(&self) -> String {
-        let who = match &self.principal {
-            Principal::User(id) => format!("user:{id}"),
-            Principal::ServiceKey { id, .. } => format!("key:{id}"),
-            Principal::System => "system".to_owned(),
-        };
-        match &self.via {
-            Some(via) => format!("{via}/{who}"),
-            None => who,
-        }
-    }
-
-    fn missing(&self, scope: Scope) -> CoreError {
-        CoreError::Forbidden(format!(
-            "This caller lacks the permission {}.",
-            scope.as_str()
-        ))
+        if allowed { Ok(()) } else { Err(missing(scope)) }
     }
 }
 
+fn missing(scope: Scope) -> CoreError {
+    CoreError::Forbidden(format!(
+        "This caller lacks the permission {}.",
+        scope.as_str()
+    ))
+}
+
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = CoreError;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -241,7 +109,7 @@ impl FromRequestParts<AppState> for Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderMap, HeaderValue};
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -252,24 +120,6 @@ mod tests {
     }
 
     const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
-    #[test]
-    fn without_the_internal_credential_nobody_is_trusted() {
-        let digest = credential_digest(TOKEN);
-        let user = Uuid::now_v7().to_string();
-        let err = Caller::from_headers(
-            &headers(&[("x-hub-caller", "system"), ("x-user-id", &user)]),
-            &digest,
-        )
-        .unwrap_err();
-        assert!(matches!(err, CoreError::Unauthenticated(_)));
-        let err = Caller::from_headers(
-            &headers(&[("x-hub-internal", "wrong"), ("x-hub-caller", "system")]),
-            &digest,
-        )
-        .unwrap_err();
-        assert!(matches!(err, CoreError::Unauthenticated(_)));
-    }
 
     #[test]
     fn service_keys_need_the_scope_and_a_user() {
@@ -308,20 +158,5 @@ mod tests {
         .unwrap();
         assert_eq!(caller.acting_user(Scope::Check).unwrap(), user);
         assert!(caller.acting_user(Scope::Grant).is_err());
-    }
-
-    #[test]
-    fn a_malformed_user_id_is_a_bad_request() {
-        let digest = credential_digest(TOKEN);
-        let err = Caller::from_headers(
-            &headers(&[
-                ("x-hub-internal", TOKEN),
-                ("x-hub-caller", "system"),
-                ("x-user-id", "42"),
-            ]),
-            &digest,
-        )
-        .unwrap_err();
-        assert!(matches!(err, CoreError::BadUserId(_)));
     }
 }

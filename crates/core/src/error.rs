@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use hub_error::ApiError;
+use hub_http::ApiError;
 
 use crate::ledger::{InvalidInput, StoreError};
 

@@ -7,10 +7,10 @@
 
 pub mod caller;
 pub mod error;
-pub mod ledger;
 pub mod routes;
-pub mod service_keys;
-pub mod users;
+
+pub use hub_ledger as ledger;
+pub use hub_ledger::{service_keys, users};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,7 +21,7 @@ use hub_config::{ConfigError, Env, ExposeSecret, SecretString};
 use hub_storage::{Database, DatabaseConfig};
 use tokio::net::TcpListener;
 
-pub use ledger::store::{LedgerStore, Store, StoreError};
+pub use hub_ledger::{LedgerStore, Store, StoreError};
 
 /// The core service's configuration.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ impl Config {
         )?;
         Ok(Self {
             addr,
-            database: database_config(env)?,
+            database: hub_storage::database_config(env)?,
             internal_token,
         })
     }
@@ -65,20 +65,6 @@ impl Config {
 fn parse_addr(s: &str) -> SocketAddr {
     s.parse()
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 3002)))
-}
-
-/// The database configuration every service shares: `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`
-/// (default 16) and `HUB_DATA_DIR`.
-pub fn database_config(env: &Env) -> Result<DatabaseConfig, ConfigError> {
-    let max = env.parse_or("DATABASE_MAX_CONNECTIONS", 16u32, "a pool size such as 16")?;
-    DatabaseConfig::from_url(env.raw("DATABASE_URL").as_deref(), &env.data_dir(), max).map_err(
-        |e| ConfigError {
-            name: "DATABASE_URL".into(),
-            problem: e.to_string(),
-            expected: "postgres://user@host:5432/db, sqlite://path, or unset for ./data/hub.db"
-                .into(),
-        },
-    )
 }
 
 /// The state every handler shares; cheap to clone.
@@ -95,7 +81,7 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, internal_token: &SecretString) -> Self {
         Self {
             store,
-            credential: caller::credential_digest(internal_token.expose_secret()),
+            credential: hub_http::caller::credential_digest(internal_token.expose_secret()),
         }
     }
 }
@@ -205,29 +191,7 @@ async fn expire_holds(store: Arc<dyn Store>) {
 /// The core service's routes.
 pub fn router(state: AppState) -> axum::Router {
     hub_telemetry::with_metrics(
-        hub_error::with_request_ids_and_errors(routes::router(state)),
+        hub_http::with_request_ids_and_errors(routes::router(state)),
         std::sync::Arc::new(hub_telemetry::Metrics::new("core")),
     )
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }

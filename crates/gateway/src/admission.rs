@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use hub_error::ApiError;
+use hub_http::ApiError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -62,7 +62,7 @@ const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 /// is read and dropped until it closes, so that closing does not reset the connection before it
 /// reads the answer; all of it within a moment.
 pub async fn refuse(mut stream: TcpStream) {
-    let request_id = hub_error::new_request_id();
+    let request_id = hub_http::new_request_id();
     let body = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "too_many_connections",

@@ -117,7 +117,7 @@ impl Config {
             database,
             redis_url: None,
             redis_cluster: false,
-            redis_prefix: hub_auth::sessions::redis::DEFAULT_PREFIX.to_owned(),
+            redis_prefix: hub_sessions::redis::DEFAULT_PREFIX.to_owned(),
             max_body_bytes: 1024 * 1024,
             upstream_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
@@ -156,7 +156,7 @@ impl Config {
             service_url(env, "CORE_URL", "http://127.0.0.1:3002")?,
             service_url(env, "MCP_URL", "http://127.0.0.1:3003")?,
             internal_token,
-            hub_core::database_config(env)?,
+            hub_storage::database_config(env)?,
         );
         config.addr = env.parse_or(
             "GATEWAY_ADDR",

@@ -6,12 +6,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use hub_auth::sessions::{Verified, looks_like_token};
-use hub_core::caller::{
+use hub_http::ApiError;
+use hub_http::caller::{
     CALLER_HEADER, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER, USER_ID_HEADER,
 };
-use hub_core::service_keys::{KEY_PREFIX, key_hash};
-use hub_error::ApiError;
+use hub_ledger::service_keys::{KEY_PREFIX, key_hash};
+use hub_sessions::{Verified, looks_like_token};
 use uuid::Uuid;
 
 use crate::AppState;

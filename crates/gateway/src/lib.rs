@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hub_config::ExposeSecret;
-use hub_core::Store;
+use hub_ledger::Store;
 use hub_storage::{Database, redis_connection};
 use tokio::net::TcpListener;
 
@@ -49,7 +49,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let database = Database::connect(&config.database).await?;
         database.migrate().await?;
-        let store = hub_core::ledger::store::open(database.clone());
+        let store = hub_ledger::store::open(database.clone());
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|e| anyhow::anyhow!("GATEWAY_ADDR {}: cannot listen: {e}", config.addr))?;
@@ -63,7 +63,7 @@ impl App {
         database: Database,
         store: Arc<dyn Store>,
     ) -> anyhow::Result<Self> {
-        let session_store = hub_auth::sessions::open(
+        let session_store = hub_sessions::open(
             config.redis_url.as_deref(),
             config.redis_cluster,
             &config.redis_prefix,
@@ -71,9 +71,9 @@ impl App {
         )
         .await?;
         // The gateway only verifies sessions; lifetime and cap matter to the auth service alone.
-        let sessions = hub_auth::sessions::Sessions::new(
+        let sessions = hub_sessions::Sessions::new(
             session_store,
-            Arc::new(hub_auth::clock::SystemClock),
+            Arc::new(hub_sessions::clock::SystemClock),
             chrono_days(7),
             10,
         );
@@ -94,6 +94,7 @@ impl App {
             metrics: Arc::new(GatewayMetrics::new()),
             key_cache: identity::KeyCache::new(config.service_key_cache),
             connections: admission::Connections::new(config.max_connections),
+            documents: tokio::sync::OnceCell::new(),
             sessions,
             store,
             internal_token: config.internal_token.expose_secret().to_owned(),

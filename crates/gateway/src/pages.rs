@@ -6,7 +6,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use hub_error::ApiError;
+use hub_http::ApiError;
 
 use crate::AppState;
 

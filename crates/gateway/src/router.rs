@@ -59,7 +59,7 @@ pub fn router(state: AppState) -> axum::Router {
         Some(cors) => routes.layer(cors),
         None => routes,
     };
-    hub_telemetry::with_metrics(hub_error::with_request_ids_and_errors(routes), metrics)
+    hub_telemetry::with_metrics(hub_http::with_request_ids_and_errors(routes), metrics)
 }
 
 /// CORS for the origins configured: with credentials for a list, without for `*`.

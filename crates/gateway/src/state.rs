@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hub_core::Store;
+use hub_ledger::Store;
 use hub_storage::redis_connection;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -59,7 +59,7 @@ impl AppState {
 /// What [`AppState`] points to.
 pub struct Shared {
     /// Sessions, to recognise end users by their codes.
-    pub sessions: hub_auth::sessions::Sessions,
+    pub sessions: hub_sessions::Sessions,
     /// Service keys.
     pub store: Arc<dyn Store>,
     /// The credential presented to the services.
@@ -74,6 +74,8 @@ pub struct Shared {
     pub metrics: Arc<GatewayMetrics>,
     /// Open connections, over every serving thread (`MAX_CONNECTIONS`).
     pub(crate) connections: Arc<admission::Connections>,
+    /// The API documents, once the services have described themselves.
+    pub(crate) documents: tokio::sync::OnceCell<crate::openapi::Documents>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

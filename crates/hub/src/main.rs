@@ -144,7 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let database = open(&env).await?;
             print(
-                &json!({ "migrated": true, "database": hub_core::database_config(&env)?.describe() }),
+                &json!({ "migrated": true, "database": hub_storage::database_config(&env)?.describe() }),
             );
             database.close().await;
             Ok(())
@@ -160,7 +160,7 @@ fn print(value: &serde_json::Value) {
 }
 
 async fn open(env: &Env) -> anyhow::Result<Database> {
-    let config = hub_core::database_config(env)?;
+    let config = hub_storage::database_config(env)?;
     let database = Database::connect(&config)
         .await
         .with_context(|| format!("opening {}", config.describe()))?;
@@ -404,7 +404,7 @@ async fn up(env: &Env) -> anyhow::Result<()> {
         let _ = on_stop.recv().await;
     }));
     tokio::select! {
-        () = hub_core::shutdown_signal() => {
+        () = hub_http::shutdown_signal() => {
             println!("stopping: finishing requests in flight");
             let _ = stop.send(());
         }

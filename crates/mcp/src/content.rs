@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
-use hub_error::ApiError;
+use hub_http::ApiError;
 use serde::Deserialize;
 use uuid::Uuid;
 

@@ -3,11 +3,11 @@
 //! core applies its own rules (scopes, who may act for whom) to every call.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use hub_core::caller::{
+use hub_http::ApiError;
+use hub_http::caller::{
     CALLER_HEADER, Caller, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER, USER_ID_HEADER,
     VIA_HEADER,
 };
-use hub_error::ApiError;
 use uuid::Uuid;
 
 /// A caller the gateway vouched for, acting for one user.

@@ -288,7 +288,7 @@ impl App {
                 &config.public_base_url,
                 config.video_link_ttl_seconds,
             ),
-            credential: hub_core::caller::credential_digest(config.internal_token.expose_secret()),
+            credential: hub_http::caller::credential_digest(config.internal_token.expose_secret()),
             core: core_client::Core::new(http.clone(), &config.core_url),
             http,
             config,
@@ -360,7 +360,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         )
         .route("/ready", get(ready))
         .with_state(shared);
-    hub_telemetry::with_metrics(hub_error::with_request_ids_and_errors(routes), metrics)
+    hub_telemetry::with_metrics(hub_http::with_request_ids_and_errors(routes), metrics)
 }
 
 /// `DELETE /mcp` ends a Streamable HTTP session; rmcp answers 202, which clients (the official

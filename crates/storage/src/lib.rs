@@ -24,6 +24,20 @@ pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
 /// Migrations for SQLite, embedded in the binary.
 pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
+/// The database configuration every service shares: `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`
+/// (default 16) and `HUB_DATA_DIR`.
+pub fn database_config(env: &hub_config::Env) -> Result<DatabaseConfig, hub_config::ConfigError> {
+    let max = env.parse_or("DATABASE_MAX_CONNECTIONS", 16u32, "a pool size such as 16")?;
+    DatabaseConfig::from_url(env.raw("DATABASE_URL").as_deref(), &env.data_dir(), max).map_err(
+        |e| hub_config::ConfigError {
+            name: "DATABASE_URL".into(),
+            problem: e.to_string(),
+            expected: "postgres://user@host:5432/db, sqlite://path, or unset for ./data/hub.db"
+                .into(),
+        },
+    )
+}
+
 /// Why the database could not be opened or migrated.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

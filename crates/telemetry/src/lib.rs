@@ -2,7 +2,7 @@
 //!
 //! Logs: human-readable lines in a terminal, JSON lines otherwise (containers, files); `LOG_FORMAT`
 //! (`json` or `text`) decides instead when set, and `RUST_LOG` filters. Every line written while
-//! a request is served carries its request id (the `request` span that `hub-error` opens).
+//! a request is served carries its request id (the `request` span that `hub-http` opens).
 //!
 //! Metrics: [`Metrics`] counts requests by route and status and times them; `GET /metrics` serves
 //! them in the Prometheus text format.

@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use hub_error::{ApiError, ApiJson};
+use hub_http::{ApiError, ApiJson};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -35,7 +35,7 @@ pub const MAX_REGISTRATIONS: u64 = 10;
 /// The window registrations are counted in.
 pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
 
-pub(super) fn store_error(e: &hub_core::StoreError) -> ApiError {
+pub(super) fn store_error(e: &hub_ledger::StoreError) -> ApiError {
     if e.is_unavailable() {
         unavailable(e)
     } else {
@@ -71,7 +71,7 @@ fn spent_refresh_key(hash: &str) -> String {
 /// Issues an access token and a refresh token in `family`.
 async fn issue(
     state: &AppState,
-    user: &hub_core::users::User,
+    user: &hub_ledger::users::User,
     family: &str,
 ) -> Result<Tokens, ApiError> {
     let now = state.sessions.clock().now();
@@ -183,7 +183,7 @@ pub async fn register(
     // No credits for an address nobody has verified: the new-user credits come when the link
     // mailed now is followed (or with a Google sign-in, which proves the address too).
     let new =
-        hub_core::users::NewUser::new(&body.email, &body.name, 0, hub_core::users::Role::User)
+        hub_ledger::users::NewUser::new(&body.email, &body.name, 0, hub_ledger::users::Role::User)
             .map_err(|e| ApiError::unprocessable(e.code, e.message))?
             .unverified();
     let hash = passwords::hash(body.password)
@@ -218,7 +218,7 @@ pub struct LoginBody {
 
 /// The client's address as the per-address throttles count it (an IPv6 client by its /64).
 pub(super) fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    hub_error::address_for_limits(hub_error::client_address(
+    hub_http::address_for_limits(hub_http::client_address(
         peer,
         headers,
         &state.config.trusted_proxies,

@@ -4,7 +4,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use hub_error::ErrorBody;
+pub use hub_http::ErrorBody;
 
 /// Whom a verification code belongs to.
 #[derive(Serialize, ToSchema)]

@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use hub_core::users::EmailVerification;
-use hub_error::{ApiError, ApiJson};
+use hub_http::{ApiError, ApiJson};
+use hub_ledger::users::EmailVerification;
 use serde::Deserialize;
 use uuid::Uuid;
 

@@ -388,7 +388,7 @@ pub async fn callback(
 
 /// The user a Google account signs in as.
 struct Found {
-    user: hub_core::users::User,
+    user: hub_ledger::users::User,
     /// The Google account was linked just now to an account found by its email.
     linked: bool,
 }
@@ -412,11 +412,11 @@ async fn find_or_create_user(
     } else {
         name
     };
-    let Ok(new) = hub_core::users::NewUser::new(
+    let Ok(new) = hub_ledger::users::NewUser::new(
         email,
         &name,
         state.config.new_user_credits,
-        hub_core::users::Role::User,
+        hub_ledger::users::Role::User,
     ) else {
         return Ok(Err(Refusal(
             "Google gave an email address this hub cannot use.",

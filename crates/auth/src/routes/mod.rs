@@ -16,14 +16,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use hub_error::ApiError;
+use hub_http::ApiError;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::sessions::SessionError;
 
 /// The public API: each route registered with its OpenAPI operation, so the two cannot differ.
 fn api() -> OpenApiRouter<AppState> {
@@ -45,15 +44,15 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(password::reset_password))
 }
 
-/// The OpenAPI paths and schemas of the auth service's public API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
-}
-
-/// Every route of the auth service.
+/// Every route of the auth service; `GET /openapi.json` answers the paths and schemas of its public
+/// API, which the gateway merges into the whole document.
 pub fn router(state: AppState) -> Router {
-    let (public, _) = api().split_for_parts();
+    let (public, document) = api().split_for_parts();
     public
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(axum::Json(document))),
+        )
         .route(
             crate::links::Purpose::VerifyEmail.page(),
             get(email::page).post(email::page_posted),
@@ -98,15 +97,6 @@ pub(crate) fn unavailable(error: &dyn std::fmt::Display) -> ApiError {
     );
     api.retry_after = Some(1);
     api
-}
-
-impl From<SessionError> for ApiError {
-    fn from(error: SessionError) -> Self {
-        match error {
-            SessionError::Unavailable(_) => unavailable(&error),
-            SessionError::Corrupt(_) => ApiError::internal(&error),
-        }
-    }
 }
 
 /// Users known to exist, for a few seconds: verifying a session then costs the session lookup

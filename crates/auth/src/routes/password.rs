@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hub_error::{ApiError, ApiJson};
+use hub_http::{ApiError, ApiJson};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -66,7 +66,7 @@ pub async fn forgot(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ForgotBody>,
 ) -> Result<Response, ApiError> {
-    let email = hub_core::users::normalize_email(&body.email)
+    let email = hub_ledger::users::normalize_email(&body.email)
         .map_err(|e| ApiError::unprocessable(e.code, e.message))?;
     let now = state.sessions.clock().now();
     let store = state.sessions.store();

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use hub_error::ApiError;
+use hub_http::ApiError;
 
 use super::api::{
     ErrorBody, Revoked, SessionInfo, SessionList, SessionUser, Verified as VerifiedBody,
@@ -97,7 +97,7 @@ pub struct VerifyBody {
 )]
 pub async fn verify_posted(
     State(state): State<AppState>,
-    hub_error::ApiJson(body): hub_error::ApiJson<VerifyBody>,
+    hub_http::ApiJson(body): hub_http::ApiJson<VerifyBody>,
 ) -> Result<Json<VerifiedBody>, ApiError> {
     let session = match state.sessions.verify(body.session_token.trim()).await? {
         Verified::Live(record) => record,

@@ -3,13 +3,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use hub_error::ApiJson;
+use hub_http::ApiJson;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::extract::{IdempotencyKey, RequestId, respond};
 use crate::AppState;
-use crate::caller::{Caller, Scope};
+use crate::caller::{Caller, Permissions, Scope};
 use crate::error::CoreError;
 use crate::ledger::{Grant, GrantOutcome, IdempotencyClaim, validate_amount, validate_reason};
 

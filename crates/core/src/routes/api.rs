@@ -1,7 +1,7 @@
 //! Schemas the API documents name that no handler type carries.
 
-pub use hub_error::ErrorBody;
-use hub_error::ErrorDetail;
+pub use hub_http::ErrorBody;
+use hub_http::ErrorDetail;
 
 /// The balance does not cover the cost (402).
 #[derive(utoipa::ToSchema)]

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use hub_error::{ApiError, ApiJson, ApiQuery};
+use hub_http::{ApiError, ApiJson, ApiQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -14,7 +14,7 @@ use super::api::{ErrorBody, InsufficientCredits};
 
 use super::extract::{IdempotencyKey, RequestId, respond};
 use crate::AppState;
-use crate::caller::{Caller, Principal, Scope};
+use crate::caller::{Caller, Permissions, Principal, Scope};
 use crate::error::CoreError;
 use crate::ledger::{
     Debit, DebitOutcome, IdempotencyClaim, InvalidInput, MAX_PAGE, Refund, RefundOutcome,

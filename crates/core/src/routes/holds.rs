@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use hub_error::{ApiError, ApiJson};
+use hub_http::{ApiError, ApiJson};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::api::{ErrorBody, InsufficientCredits};
 use super::extract::{IdempotencyKey, RequestId, respond};
 use crate::AppState;
-use crate::caller::{Caller, Scope};
+use crate::caller::{Caller, Permissions, Scope};
 use crate::error::CoreError;
 use crate::ledger::{
     Hold, IdempotencyClaim, Reserve, ReserveOutcome, ServiceName, Settle, SettleOutcome,

@@ -32,15 +32,15 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::grant))
 }
 
-/// The OpenAPI paths and schemas of the core service's public API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
-}
-
-/// Every route of the core service.
+/// Every route of the core service; `GET /openapi.json` answers the paths and schemas of its public
+/// API, which the gateway merges into the whole document.
 pub fn router(state: AppState) -> Router {
-    let (public, _) = api().split_for_parts();
+    let (public, document) = api().split_for_parts();
     public
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(axum::Json(document))),
+        )
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -91,7 +91,7 @@ mod extract {
             Ok(Self(
                 parts
                     .headers
-                    .get(hub_error::REQUEST_ID_HEADER)
+                    .get(hub_http::REQUEST_ID_HEADER)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned),
             ))

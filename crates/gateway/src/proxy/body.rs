@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hub_error::ApiError;
+use hub_http::ApiError;
 
 use crate::AppState;
 use crate::routes::Route;

@@ -34,7 +34,7 @@ pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap) {
             .flat_map(|v| v.split(','))
             .filter_map(|name| HeaderName::try_from(name.trim()).ok())
             .filter(|name| {
-                name.as_str() != hub_error::REQUEST_ID_HEADER && name != header::CONTENT_LENGTH
+                name.as_str() != hub_http::REQUEST_ID_HEADER && name != header::CONTENT_LENGTH
             })
             .collect();
         for name in named {
@@ -48,7 +48,7 @@ pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// `X-Forwarded-For`: the client's address, appended to what a trusted proxy in front said.
 pub(super) fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut HeaderMap) {
-    let trusted = hub_error::is_trusted(&state.config.trusted_proxies, peer.ip());
+    let trusted = hub_http::is_trusted(&state.config.trusted_proxies, peer.ip());
     let mut before = String::new();
     if trusted {
         // Every line, in order, as one list.
@@ -84,7 +84,7 @@ pub(super) fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut He
 
 /// The client's address as the rate limits count it (an IPv6 client by its /64).
 pub(super) fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    hub_error::address_for_limits(hub_error::client_address(
+    hub_http::address_for_limits(hub_http::client_address(
         peer,
         headers,
         &state.config.trusted_proxies,

@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hub_error::ApiError;
+use hub_http::ApiError;
 use sha2::{Digest, Sha256};
 
 use super::headers::rate_limit_headers;
@@ -68,7 +68,7 @@ pub(super) fn limit_for(
                 .or_else(|| {
                     text("authorization")
                         .and_then(|v| v.strip_prefix("Bearer "))
-                        .filter(|v| !v.starts_with(hub_core::service_keys::KEY_PREFIX))
+                        .filter(|v| !v.starts_with(hub_ledger::service_keys::KEY_PREFIX))
                 })
                 .or(visit.body_token.as_deref());
             return match token {

@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use hub_error::ApiError;
+use hub_http::ApiError;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
@@ -67,12 +67,12 @@ pub(crate) async fn forward_direct(
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let class = class_of(route);
-    let (request_id, span) = hub_error::begin_request(&mut request);
+    let (request_id, span) = hub_http::begin_request(&mut request);
     let mut response =
         tracing::Instrument::instrument(forward_to_service(&state, peer, route, request), span)
             .await;
     crate::router::security_headers(response.headers_mut());
-    let response = hub_error::finish_response(response, &request_id);
+    let response = hub_http::finish_response(response, &request_id);
     state
         .metrics
         .http

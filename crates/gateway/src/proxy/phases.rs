@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use hub_error::ApiError;
+use hub_http::ApiError;
 
 use super::body::{body_too_large, payload_too_large, take_body_token};
 use super::headers::{client_address, forwarded_for, rate_limit_headers, remove_hop_by_hop};
@@ -62,7 +62,7 @@ pub(super) async fn admit(
     }
     let claimed_user = request
         .headers()
-        .get(hub_core::caller::USER_ID_HEADER)
+        .get(hub_http::caller::USER_ID_HEADER)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let client = client_address(state, peer, request.headers());
     // A WebSocket (or other) upgrade passes through: the client's half and the service's half are

@@ -1,7 +1,8 @@
 //! The OpenAPI 3.1 documents of the public API.
 //!
 //! The paths and schemas come from the services' own routers (`utoipa-axum` registers each route
-//! with its operation, so a service cannot serve a route its document lacks); the gateway adds
+//! with its operation, so a service cannot serve a route its document lacks), which each service
+//! answers at its own `GET /openapi.json` and the gateway fetches once ([`services`]); it adds
 //! its own routes, the servers, the security schemes, the errors it answers itself (401, 403, 413,
 //! 429, 502, 503, 504), the GPT-callable `session_token` fields and the `x-openai-*` markers.
 //!
@@ -9,10 +10,14 @@
 //! Action needs and nothing else: verify a pasted code, check and deduct credits with the code in
 //! the body, under one static service key.
 
+mod services;
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
+
+pub(crate) use services::Documents;
 
 use crate::{AppState, Config};
 
@@ -69,7 +74,10 @@ pub async fn health() -> axum::Json<Value> {
     security(())
 )]
 pub async fn full(State(state): State<AppState>) -> Response {
-    axum::Json(document(&state.config)).into_response()
+    match services::documents(&state).await {
+        Ok(documents) => axum::Json(&documents.full).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// `GET /openapi.gpt.json`.
@@ -84,14 +92,18 @@ pub async fn full(State(state): State<AppState>) -> Response {
     security(())
 )]
 pub async fn gpt(State(state): State<AppState>) -> Response {
-    axum::Json(gpt_document(&state.config)).into_response()
+    match services::documents(&state).await {
+        Ok(documents) => axum::Json(&documents.gpt).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
-/// The whole public API, as this gateway serves it.
-pub fn document(config: &Config) -> Value {
+/// The whole public API, as this gateway serves it over the services' own documents.
+pub fn document(config: &Config, services: Vec<utoipa::openapi::OpenApi>) -> Value {
     let mut api = GatewayApi::openapi();
-    api.merge(hub_auth::routes::openapi());
-    api.merge(hub_core::routes::openapi());
+    for service in services {
+        api.merge(service);
+    }
     let mut doc = serde_json::to_value(&api).unwrap_or_else(|_| json!({}));
     doc["openapi"] = json!("3.1.0");
     doc["info"] = json!({
@@ -305,10 +317,10 @@ fn add_return_targets(doc: &mut Value, allowed: &[String]) {
     }
 }
 
-/// The GPT Action's document: the three operations, the code in the body, one service key.
-pub fn gpt_document(config: &Config) -> Value {
+/// The GPT Action's document (the three operations, the code in the body, one service key), cut
+/// from the whole document.
+pub fn gpt_document(config: &Config, full: &Value) -> Value {
     let base_url = config.public_base_url.as_str();
-    let full = document(config);
     let mut paths = Map::new();
     for (path, method) in GPT_OPERATIONS {
         let mut operation = full["paths"][path][method].clone();

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::ledger::{InvalidInput, StoreError};
+use crate::{InvalidInput, StoreError};
 
 /// The prefix every service key carries.
 pub const KEY_PREFIX: &str = "hub_sk_";

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::ledger::{InvalidInput, StoreError, Transaction};
+use crate::{InvalidInput, StoreError, Transaction};
 
 /// A user of the hub.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -109,7 +109,7 @@ impl NewUser {
                 too_large: false,
             });
         }
-        crate::ledger::validate_amount("credits", initial_credits, 0)?;
+        crate::validate_amount("credits", initial_credits, 0)?;
         Ok(Self {
             email,
             name: name.to_owned(),

@@ -6,6 +6,7 @@
 //!   `session` parameter, and when it was made and ends.
 //! - A user has at most `MAX_SESSIONS_PER_USER` live sessions; making one more ends the oldest.
 
+pub mod clock;
 pub mod redis;
 pub mod sqlite;
 
@@ -34,6 +35,25 @@ pub enum SessionError {
     /// The backing store answered something unreadable.
     #[error("session store: {0}")]
     Corrupt(String),
+}
+
+impl From<SessionError> for hub_http::ApiError {
+    /// An unreachable store is a 503 worth retrying, never a 500.
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::Unavailable(_) => {
+                tracing::warn!(error = %error, "the session store is unavailable");
+                let mut api = hub_http::ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Sign-in is briefly unavailable; try again in a moment.",
+                );
+                api.retry_after = Some(1);
+                api
+            }
+            SessionError::Corrupt(_) => hub_http::ApiError::internal(&error),
+        }
+    }
 }
 
 impl From<serde_json::Error> for SessionError {

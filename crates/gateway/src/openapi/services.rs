@@ -1,0 +1,74 @@
+//! The services' own documents, fetched once from each (`GET {service}/openapi.json`) and kept:
+//! the gateway describes the API without linking the services' code, and a document always
+//! matches the service that answers.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use hub_http::ApiError;
+use serde_json::Value;
+
+use crate::AppState;
+
+/// The documents the gateway answers, made once the services have described themselves.
+pub(crate) struct Documents {
+    /// `GET /openapi.json`.
+    pub full: Value,
+    /// `GET /openapi.gpt.json`.
+    pub gpt: Value,
+}
+
+/// The documents, fetching the services' parts on first use. A service that cannot answer yet
+/// is a 503 now and is asked again on the next request.
+pub(crate) async fn documents(state: &AppState) -> Result<&Documents, ApiError> {
+    state
+        .documents
+        .get_or_try_init(|| async {
+            let mut services = Vec::new();
+            for (name, base) in [
+                ("auth", &state.config.auth_url),
+                ("core", &state.config.core_url),
+            ] {
+                services.push(fetch(state, name, base).await?);
+            }
+            let full = super::document(&state.config, services);
+            let gpt = super::gpt_document(&state.config, &full);
+            Ok(Documents { full, gpt })
+        })
+        .await
+}
+
+async fn fetch(
+    state: &AppState,
+    name: &str,
+    base: &str,
+) -> Result<utoipa::openapi::OpenApi, ApiError> {
+    let unavailable = |problem: String| {
+        tracing::warn!(service = name, %problem, "cannot fetch the service's API document");
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_unavailable",
+            format!("The {name} service has not described its API yet; try again shortly."),
+        );
+        error.retry_after = Some(1);
+        error
+    };
+    let request = Request::get(format!("{}/openapi.json", base.trim_end_matches('/')))
+        .body(Body::empty())
+        .map_err(|e| unavailable(e.to_string()))?;
+    let response =
+        tokio::time::timeout(state.config.upstream_timeout, state.client.request(request))
+            .await
+            .map_err(|_| unavailable("timed out".into()))?
+            .map_err(|e| unavailable(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(unavailable(format!("answered {}", response.status())));
+    }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| unavailable(e.to_string()))
+}

@@ -1,0 +1,215 @@
+//! The operations that move credits (debit, refund, grant), each run once per idempotency key.
+
+use super::*;
+
+/// One ledger write, run inside the idempotency envelope.
+pub(super) trait Operation: Sync {
+    type Outcome: Serialize + DeserializeOwned + Send;
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+    ) -> Result<Self::Outcome, StoreError>;
+}
+
+/// Runs an operation once per idempotency key: the key is claimed in the same database
+/// transaction as the write, so a concurrent twin waits on the claim and then replays.
+pub(super) async fn run_idempotent<O: Operation>(
+    pool: &PgPool,
+    operation: &O,
+    claim: Option<&IdempotencyClaim>,
+) -> Result<Idempotent<O::Outcome>, StoreError> {
+    let mut tx = pool.begin().await?;
+    if let Some(claim) = claim {
+        // ON CONFLICT waits for a concurrent claimant of the same key to commit or roll back.
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint) VALUES ($1, $2, $3) \
+             ON CONFLICT (scope, key) DO NOTHING",
+        )
+        .bind(&claim.scope)
+        .bind(&claim.key)
+        .bind(&claim.fingerprint)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            let row = sqlx::query(
+                "SELECT fingerprint, outcome FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            )
+            .bind(&claim.scope)
+            .bind(&claim.key)
+            .fetch_one(&mut *tx)
+            .await?;
+            let outcome: Option<Json<Value>> = row.try_get("outcome")?;
+            return replay(claim, row.try_get("fingerprint")?, outcome.map(|j| j.0));
+        }
+    }
+    let outcome = operation
+        .apply(&mut tx, claim.map(|c| c.key.as_str()))
+        .await?;
+    if let Some(claim) = claim {
+        sqlx::query("UPDATE idempotency_keys SET outcome = $3 WHERE scope = $1 AND key = $2")
+            .bind(&claim.scope)
+            .bind(&claim.key)
+            .bind(Json(serde_json::to_value(&outcome)?))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Idempotent::Fresh(outcome))
+}
+
+impl Operation for Debit {
+    type Outcome = DebitOutcome;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+    ) -> Result<DebitOutcome, StoreError> {
+        for attempt in 0..2 {
+            let row = sqlx::query(DEBIT_SQL)
+                .bind(self.user_id)
+                .bind(self.cost)
+                .bind(new_transaction_id())
+                .bind(self.service.as_str())
+                .bind(self.metadata.as_ref().map(Json))
+                .bind(key)
+                .bind(self.request_id.as_deref())
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(row) = row {
+                return Ok(DebitOutcome::Debited {
+                    transaction: transaction(&row)?,
+                });
+            }
+            // Short: holds that expired unswept may be what stands in the way. Free them and
+            // try once more.
+            if attempt == 0 && !expire_user_holds(&mut *conn, self.user_id).await? {
+                break;
+            }
+        }
+        // The conditional update matched nothing: say why, from what the account holds now.
+        let balance: Option<i64> =
+            sqlx::query_scalar("SELECT balance - held FROM credit_accounts WHERE user_id = $1")
+                .bind(self.user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        Ok(match balance {
+            Some(balance) => DebitOutcome::Insufficient { balance },
+            None => DebitOutcome::UnknownUser,
+        })
+    }
+}
+
+impl Operation for Refund {
+    type Outcome = RefundOutcome;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+    ) -> Result<RefundOutcome, StoreError> {
+        // The debit's row lock serialises refunds of one debit.
+        let Some(debit) = sqlx::query(
+            "SELECT user_id, kind, service, refundable FROM credit_transactions WHERE id = $1 FOR UPDATE",
+        )
+        .bind(&self.transaction_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        else {
+            return Ok(RefundOutcome::UnknownTransaction);
+        };
+        let owner: Uuid = debit.try_get("user_id")?;
+        let kind = parse_kind(debit.try_get("kind")?)?;
+        let refundable: i64 = debit.try_get("refundable")?;
+        let service: Option<String> = debit.try_get("service")?;
+        let decision = crate::decide_refund(self, owner, kind, refundable);
+        let amount = match decision {
+            Ok(amount) => amount,
+            Err(outcome) => return Ok(outcome),
+        };
+        // The account first, conditionally: a refund never takes a balance past its maximum.
+        let row = sqlx::query(&format!(
+            "WITH credited AS (
+                UPDATE credit_accounts SET balance = balance + $2, updated_at = now()
+                WHERE user_id = $1 AND balance <= $9 - $2 RETURNING user_id, balance
+            )
+            INSERT INTO credit_transactions
+                (id, user_id, kind, service, amount, balance_before, balance_after, refund_of,
+                 reason, idempotency_key, request_id)
+            SELECT $3, user_id, 'refund', $4, $2, balance - $2, balance, $5, $6, $7, $8 FROM credited
+            RETURNING {COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(amount)
+        .bind(new_transaction_id())
+        .bind(service)
+        .bind(&self.transaction_id)
+        .bind(&self.reason)
+        .bind(key)
+        .bind(self.request_id.as_deref())
+        .bind(MAX_BALANCE)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else {
+            return Ok(RefundOutcome::BalanceLimit);
+        };
+        sqlx::query("UPDATE credit_transactions SET refundable = refundable - $2 WHERE id = $1")
+            .bind(&self.transaction_id)
+            .bind(amount)
+            .execute(&mut *conn)
+            .await?;
+        Ok(RefundOutcome::Refunded {
+            transaction: transaction(&row)?,
+            remaining: refundable - amount,
+        })
+    }
+}
+
+impl Operation for Grant {
+    type Outcome = GrantOutcome;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+    ) -> Result<GrantOutcome, StoreError> {
+        let row = sqlx::query(&format!(
+            "WITH credited AS (
+                UPDATE credit_accounts SET balance = balance + $2, updated_at = now()
+                WHERE user_id = $1 AND balance <= $3 - $2 RETURNING user_id, balance
+            )
+            INSERT INTO credit_transactions
+                (id, user_id, kind, amount, balance_before, balance_after, reason,
+                 idempotency_key, request_id)
+            SELECT $4, user_id, 'grant', $2, balance - $2, balance, $5, $6, $7 FROM credited
+            RETURNING {COLUMNS}"
+        ))
+        .bind(self.user_id)
+        .bind(self.amount)
+        .bind(MAX_BALANCE)
+        .bind(new_transaction_id())
+        .bind(&self.reason)
+        .bind(key)
+        .bind(self.request_id.as_deref())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = row {
+            return Ok(GrantOutcome::Granted {
+                transaction: transaction(&row)?,
+            });
+        }
+        let exists = sqlx::query("SELECT 1 FROM credit_accounts WHERE user_id = $1")
+            .bind(self.user_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
+        Ok(if exists {
+            GrantOutcome::BalanceLimit
+        } else {
+            GrantOutcome::UnknownUser
+        })
+    }
+}

@@ -1,0 +1,214 @@
+//! Credit holds: reserve, capture and release, and freeing the expired.
+
+use super::*;
+
+pub(super) const HOLD_COLUMNS: &str = "id, user_id, service, amount, status, captured, transaction_id, \
+                            created_at, expires_at, settled_at";
+
+pub(super) fn hold(row: &PgRow) -> Result<Hold, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(Hold {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        service: row.try_get("service")?,
+        amount: row.try_get("amount")?,
+        status: HoldStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("hold status {status:?}")))?,
+        captured: row.try_get("captured")?,
+        transaction_id: row.try_get("transaction_id")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        settled_at: row.try_get("settled_at")?,
+    })
+}
+
+/// Frees one account's expired holds; whether there were any.
+pub(super) async fn expire_user_holds(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<bool, StoreError> {
+    let freed = sqlx::query(
+        "WITH expired AS (
+            UPDATE credit_holds SET status = 'expired', settled_at = now()
+            WHERE user_id = $1 AND status = 'held' AND expires_at <= now()
+            RETURNING amount)
+         UPDATE credit_accounts SET held = held - (SELECT COALESCE(sum(amount), 0)::bigint FROM expired)
+         WHERE user_id = $1 AND EXISTS (SELECT 1 FROM expired)",
+    )
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(freed > 0)
+}
+
+/// The reservation, as one statement: the account's `held` grows only if the available balance
+/// covers the cost, and the hold row is written with it.
+pub(super) const RESERVE_SQL: &str = "\
+WITH reserved AS (
+    UPDATE credit_accounts SET held = held + $2, updated_at = now()
+    WHERE user_id = $1 AND balance - held >= $2
+    RETURNING user_id, balance, held
+), placed AS (
+    INSERT INTO credit_holds (id, user_id, service, amount, metadata, request_id, expires_at,
+                              placed_by)
+    SELECT $3, user_id, $4, $2, $5, $6, now() + make_interval(secs => $7), $8 FROM reserved
+    RETURNING id, user_id, service, amount, status, captured, transaction_id, created_at,
+              expires_at, settled_at
+)
+SELECT placed.*, reserved.balance - reserved.held AS available FROM placed, reserved";
+
+impl Operation for Reserve {
+    type Outcome = ReserveOutcome;
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        _key: Option<&str>,
+    ) -> Result<ReserveOutcome, StoreError> {
+        for attempt in 0..2 {
+            let row = sqlx::query(RESERVE_SQL)
+                .bind(self.user_id)
+                .bind(self.cost)
+                .bind(new_reservation_id())
+                .bind(self.service.as_str())
+                .bind(self.metadata.as_ref().map(Json))
+                .bind(self.request_id.as_deref())
+                .bind(self.ttl_seconds as f64)
+                .bind(&self.placed_by)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(row) = row {
+                return Ok(ReserveOutcome::Held {
+                    hold: hold(&row)?,
+                    available: row.try_get("available")?,
+                });
+            }
+            if attempt == 0 && !expire_user_holds(&mut *conn, self.user_id).await? {
+                break;
+            }
+        }
+        let available: Option<i64> =
+            sqlx::query_scalar("SELECT balance - held FROM credit_accounts WHERE user_id = $1")
+                .bind(self.user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        Ok(match available {
+            Some(available) => ReserveOutcome::Insufficient { available },
+            None => ReserveOutcome::UnknownUser,
+        })
+    }
+}
+
+/// Settles a hold in one database transaction; the hold's row lock makes it once only.
+pub(super) async fn settle(pool: &PgPool, settle: &Settle) -> Result<SettleOutcome, StoreError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(&format!(
+        "SELECT {HOLD_COLUMNS}, metadata, placed_by, expires_at <= now() AS lapsed
+         FROM credit_holds WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(&settle.reservation_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(SettleOutcome::UnknownReservation);
+    };
+    let current = hold(&row)?;
+    if settle
+        .owner_must_be
+        .is_some_and(|owner| owner != current.user_id)
+    {
+        return Ok(SettleOutcome::UnknownReservation);
+    }
+    let placed_by: Option<String> = row.try_get("placed_by")?;
+    if let (Some(principal), Some(placed_by)) = (&settle.principal_must_be, placed_by)
+        && placed_by != *principal
+    {
+        return Ok(SettleOutcome::UnknownReservation);
+    }
+    match current.status {
+        HoldStatus::Held => {}
+        HoldStatus::Expired => return Ok(SettleOutcome::Expired { hold: current }),
+        HoldStatus::Captured | HoldStatus::Released => {
+            return Ok(SettleOutcome::AlreadySettled { hold: current });
+        }
+    }
+    let lapsed: bool = row.try_get("lapsed")?;
+    if lapsed {
+        expire_user_holds(&mut tx, current.user_id).await?;
+        let expired = sqlx::query(&format!(
+            "SELECT {HOLD_COLUMNS} FROM credit_holds WHERE id = $1"
+        ))
+        .bind(&settle.reservation_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(SettleOutcome::Expired {
+            hold: hold(&expired)?,
+        });
+    }
+    let captured = match settle.capture {
+        None => 0,
+        Some(amount) => amount.unwrap_or(current.amount),
+    };
+    if captured > current.amount {
+        return Ok(SettleOutcome::ExceedsHold {
+            held: current.amount,
+        });
+    }
+    let account = sqlx::query(
+        "UPDATE credit_accounts SET balance = balance - $2, held = held - $3, updated_at = now()
+         WHERE user_id = $1 RETURNING balance, held",
+    )
+    .bind(current.user_id)
+    .bind(captured)
+    .bind(current.amount)
+    .fetch_one(&mut *tx)
+    .await?;
+    let balance: i64 = account.try_get("balance")?;
+    let held: i64 = account.try_get("held")?;
+    let transaction = if captured > 0 {
+        let metadata: Option<Json<Value>> = row.try_get("metadata")?;
+        let written = sqlx::query(&format!(
+            "INSERT INTO credit_transactions
+                (id, user_id, kind, service, amount, balance_before, balance_after, refundable,
+                 metadata, request_id)
+             VALUES ($1, $2, 'debit', $3, -$4, $5 + $4, $5, $4, $6, $7)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(new_transaction_id())
+        .bind(current.user_id)
+        .bind(&current.service)
+        .bind(captured)
+        .bind(balance)
+        .bind(metadata)
+        .bind(settle.request_id.as_deref())
+        .fetch_one(&mut *tx)
+        .await?;
+        Some(transaction(&written)?)
+    } else {
+        None
+    };
+    let status = if settle.capture.is_some() {
+        HoldStatus::Captured
+    } else {
+        HoldStatus::Released
+    };
+    let settled = sqlx::query(&format!(
+        "UPDATE credit_holds SET status = $2, captured = $3, transaction_id = $4, settled_at = now()
+         WHERE id = $1 RETURNING {HOLD_COLUMNS}"
+    ))
+    .bind(&settle.reservation_id)
+    .bind(status.as_str())
+    .bind(settle.capture.is_some().then_some(captured))
+    .bind(transaction.as_ref().map(|t| t.id.clone()))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(SettleOutcome::Settled {
+        hold: hold(&settled)?,
+        transaction,
+        balance,
+        available: balance - held,
+    })
+}
