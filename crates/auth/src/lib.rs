@@ -7,6 +7,7 @@
 pub mod google;
 pub mod links;
 pub mod mail;
+pub mod oauth;
 pub mod pages;
 pub mod passwords;
 pub mod routes;
@@ -81,6 +82,8 @@ pub struct Config {
     pub public_base_url: String,
     /// `SMTP_URL`, `MAIL_FROM`, and the outbox under `HUB_DATA_DIR` without SMTP.
     pub mail: mail::MailConfig,
+    /// The authorization server's settings (`OAUTH_*`).
+    pub oauth: oauth::OAuthConfig,
 }
 
 impl Config {
@@ -149,6 +152,7 @@ impl Config {
         Ok(Self {
             public_base_url: env.public_base_url()?,
             mail: mail::MailConfig::from_env(env)?,
+            oauth: oauth::OAuthConfig::from_env(env)?,
             jwt_key_path: env.raw("JWT_PRIVATE_KEY_PATH").map_or_else(
                 || env.data_dir().join("jwt-ed25519.pem"),
                 std::path::PathBuf::from,
@@ -187,6 +191,8 @@ pub struct AppState {
     pub known_users: Arc<routes::KnownUsers>,
     /// Where the verification and password-reset links go out.
     pub mailer: Arc<dyn mail::Mailer>,
+    /// Client ID Metadata Documents fetched lately.
+    pub oauth_metadata: Arc<oauth::MetadataCache>,
 }
 
 /// The auth service, bound and ready to serve.
@@ -257,6 +263,7 @@ impl App {
             google,
             config: Arc::new(config),
             known_users: Arc::new(routes::KnownUsers::default()),
+            oauth_metadata: Arc::new(oauth::MetadataCache::default()),
         };
         Ok(Self { listener, state })
     }

@@ -104,14 +104,16 @@ fn link_page(status: StatusCode, page: LinkPage<'_>) -> Response {
     }
 }
 
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     let mut bytes = [0u8; 16];
     // A page without a fresh nonce would still be safe (nothing inline would run), just inert.
     let _ = getrandom::fill(&mut bytes);
     hex::encode(bytes)
 }
 
-fn secure(
+/// A page with the hub's headers: `no-store`, no referrer, no framing, and a CSP that runs only
+/// the page's own nonce-marked script and style and lets its forms post to `form_action`.
+pub(crate) fn secure(
     status: StatusCode,
     html: String,
     script_nonce: Option<&str>,

@@ -48,6 +48,29 @@ pub struct AccessClaims {
     pub jti: String,
     /// `access`, so that no other kind of token passes for one.
     pub typ: String,
+    /// For a token issued to an OAuth app: what it may do (space-separated).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// For a token issued to an OAuth app: the app's client id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client_id: String,
+    /// For a token issued to an OAuth app: the user's grant to it (disconnecting it ends the
+    /// token at once).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub grant: String,
+}
+
+/// What an access token for an OAuth app says beyond its user.
+#[derive(Debug, Clone, Copy)]
+pub struct AppAccess<'a> {
+    /// The resource it is for (`aud`): the REST API or the MCP server.
+    pub resource: &'a str,
+    /// Its scopes, space-separated.
+    pub scope: &'a str,
+    /// The app.
+    pub client_id: &'a str,
+    /// The user's grant to the app.
+    pub grant: &'a str,
 }
 
 /// The signing key and what verifiers need.
@@ -134,7 +157,7 @@ impl JwtKeys {
         epoch: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<String> {
-        let claims = AccessClaims {
+        self.sign(AccessClaims {
             sub: user_id.to_string(),
             email: email.to_owned(),
             roles,
@@ -145,7 +168,39 @@ impl JwtKeys {
             epoch: epoch.to_owned(),
             jti: Uuid::new_v4().to_string(),
             typ: "access".into(),
-        };
+            scope: String::new(),
+            client_id: String::new(),
+            grant: String::new(),
+        })
+    }
+
+    /// A new access token for an OAuth app: its audience is the resource, and it carries the
+    /// scopes, the app and the grant. It names no roles: an app acts only within its scopes.
+    pub fn issue_for_app(
+        &self,
+        user_id: Uuid,
+        epoch: &str,
+        app: AppAccess<'_>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<String> {
+        self.sign(AccessClaims {
+            sub: user_id.to_string(),
+            email: String::new(),
+            roles: Vec::new(),
+            iss: self.issuer.clone(),
+            aud: app.resource.to_owned(),
+            exp: (now + ACCESS_TTL).timestamp(),
+            iat: now.timestamp(),
+            epoch: epoch.to_owned(),
+            jti: Uuid::new_v4().to_string(),
+            typ: "access".into(),
+            scope: app.scope.to_owned(),
+            client_id: app.client_id.to_owned(),
+            grant: app.grant.to_owned(),
+        })
+    }
+
+    fn sign(&self, claims: AccessClaims) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         Ok(jsonwebtoken::encode(&header, &claims, &self.encoding)?)

@@ -133,12 +133,18 @@ impl Env {
 
     /// A switch: `1`, `true`, `yes` or `on` is on, `0`, `false`, `no` or `off` off; unset is off.
     pub fn flag(&self, name: &str) -> Result<bool, ConfigError> {
+        self.flag_or(name, false)
+    }
+
+    /// A switch as [`Env::flag`], `default` when unset.
+    pub fn flag_or(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
         match self
             .raw(name)
             .map(|v| v.trim().to_ascii_lowercase())
             .as_deref()
         {
-            None | Some("0" | "false" | "no" | "off") => Ok(false),
+            None => Ok(default),
+            Some("0" | "false" | "no" | "off") => Ok(false),
             Some("1" | "true" | "yes" | "on") => Ok(true),
             Some(other) => Err(ConfigError {
                 name: name.to_owned(),

@@ -139,7 +139,7 @@ pub async fn failure_subject(
 fn subject_of(caller: Caller, client: IpAddr) -> Subject {
     match caller {
         Caller::ServiceKey { id, .. } => Subject::Key(id),
-        Caller::User(_) => Subject::Address(client),
+        Caller::User(_) | Caller::App { .. } => Subject::Address(client),
     }
 }
 

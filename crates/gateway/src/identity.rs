@@ -21,6 +21,13 @@ use crate::AppState;
 pub enum Caller {
     /// An end user, by their session code or access token.
     User(Uuid),
+    /// An OAuth app acting for a user, within its grant.
+    App {
+        /// The user.
+        user: Uuid,
+        /// What the app's token allows.
+        access: crate::jwt::AppAccess,
+    },
     /// A service key.
     ServiceKey {
         /// The key's id.
@@ -177,12 +184,14 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
             // A token issued before the user's last "sign out everywhere", password reset or
             // Google takeover of the address is over, however long it has left (not counted as
             // a failed credential: it was once really issued).
-            Ok(access) => match state
-                .sessions
-                .epoch_is_current(access.user, &access.epoch)
-                .await
-            {
-                Ok(true) => Ok(Some(Caller::User(access.user))),
+            Ok(access) => match still_current(state, &access).await {
+                Ok(true) => Ok(Some(match access.app {
+                    None => Caller::User(access.user),
+                    Some(app) => Caller::App {
+                        user: access.user,
+                        access: app,
+                    },
+                })),
                 Ok(false) => Err(Refused {
                     error: unauthenticated(),
                     counts: false,
@@ -201,6 +210,33 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
         return Err(unauthenticated().into());
     }
     Ok(None)
+}
+
+/// Whether an access token is still good: issued in the user's current token epoch, and for an
+/// app's token, under a grant the user has not disconnected.
+async fn still_current(
+    state: &AppState,
+    access: &crate::jwt::AccessToken,
+) -> Result<bool, hub_sessions::SessionError> {
+    if !state
+        .sessions
+        .epoch_is_current(access.user, &access.epoch)
+        .await?
+    {
+        return Ok(false);
+    }
+    let Some(app) = &access.app else {
+        return Ok(true);
+    };
+    let revoked = state
+        .sessions
+        .store()
+        .peek_once(
+            &hub_sessions::grant_revoked_key(&app.grant),
+            state.sessions.clock().now(),
+        )
+        .await?;
+    Ok(revoked.is_none())
 }
 
 /// Service keys the gateway has looked up, kept for a few seconds so that a busy key costs one
@@ -306,6 +342,14 @@ pub fn vouch(
             }
             set(headers, CALLER_HEADER, "user")?;
             set(headers, USER_ID_HEADER, &id.to_string())?;
+        }
+        Caller::App { user, access } => {
+            if claimed.is_some_and(|claimed| claimed != *user) {
+                return Err(ApiError::forbidden("An app acts only for the user who connected it."));
+            }
+            set(headers, CALLER_HEADER, "user")?;
+            set(headers, USER_ID_HEADER, &user.to_string())?;
+            set(headers, hub_http::caller::GRANT_HEADER, &access.grant)?;
         }
         Caller::ServiceKey { id, scopes } => {
             // One GPT key serves every ChatGPT user, and a user could talk the model into naming

@@ -19,8 +19,15 @@ const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 struct Claims {
     sub: String,
     typ: String,
+    aud: String,
     #[serde(default)]
     epoch: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    grant: String,
 }
 
 /// The user of a valid access token, and the user's token epoch when it was issued.
@@ -30,6 +37,19 @@ pub struct AccessToken {
     pub user: Uuid,
     /// Good only while it is still the user's epoch.
     pub epoch: String,
+    /// For a token issued to an OAuth app: the app's access.
+    pub app: Option<AppAccess>,
+}
+
+/// What an OAuth app's access token allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppAccess {
+    /// The resource it was issued for (its `aud`).
+    pub audience: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// The user's grant to the app.
+    pub grant: String,
 }
 
 /// Why a token was not accepted.
@@ -105,7 +125,9 @@ impl JwtVerifier {
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
+        // The hub's own tokens name its audience; an app's name the resource it is for, which
+        // the caller compares with the route (below, and in `identity`).
+        validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = 5;
         // The signature is checked before the expiry: an expired token was really issued.
@@ -119,9 +141,25 @@ impl JwtVerifier {
             return Err(Rejected::Invalid);
         }
         let user = Uuid::parse_str(&claims.sub).map_err(|_| Rejected::Invalid)?;
+        let app = if claims.client_id.is_empty() {
+            if claims.aud != self.audience {
+                return Err(Rejected::Invalid);
+            }
+            None
+        } else {
+            if claims.grant.is_empty() {
+                return Err(Rejected::Invalid);
+            }
+            Some(AppAccess {
+                audience: claims.aud,
+                scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+                grant: claims.grant,
+            })
+        };
         Ok(AccessToken {
             user,
             epoch: claims.epoch,
+            app,
         })
     }
 

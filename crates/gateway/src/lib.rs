@@ -16,6 +16,7 @@ pub mod limits;
 pub mod openapi;
 mod pages;
 mod proxy;
+mod resource;
 mod router;
 mod routes;
 mod server;

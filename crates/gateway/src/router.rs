@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::{AppState, openapi, pages, proxy};
+use crate::{AppState, openapi, pages, proxy, resource};
 
 /// The security headers of every answer: `nosniff`, and `X-Frame-Options: DENY` unless a page
 /// set its own framing rule (the router's layer and the direct proxy path both use this).
@@ -37,6 +37,14 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/openapi.json", get(openapi::full))
         .route("/openapi.gpt.json", get(openapi::gpt))
         .route("/privacy", get(pages::privacy))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(resource::api_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(resource::mcp_metadata),
+        )
         .fallback(proxy::forward)
         .with_state(state)
         // The same headers the direct proxy path sets; pages that set their own framing rules

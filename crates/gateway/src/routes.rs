@@ -137,13 +137,20 @@ use Upstream::{Auth, Core, Mcp};
 
 /// Every route, the first that matches a path wins (exact paths stand before the prefixes that
 /// also cover them).
-static ROUTES: [Route; 19] = [
+static ROUTES: [Route; 25] = [
     Route::own("/health"),
     Route::own("/ready"),
     Route::own("/openapi.json"),
     Route::own("/openapi.gpt.json"),
     Route::own("/privacy"),
     Route::own("/metrics"),
+    Route::own("/.well-known/oauth-protected-resource"),
+    Route::own("/.well-known/oauth-protected-resource/mcp"),
+    // The authorization server (the auth service): its metadata, authorize, token, register.
+    Route::exact("/.well-known/oauth-authorization-server", Open(Auth), "oauth"),
+    Route::exact("/.well-known/openid-configuration", Open(Auth), "oauth"),
+    Route::exact("/oauth/sign-in", Open(Auth), "oauth").limited(Google),
+    Route::prefix("/oauth/", Open(Auth), "oauth"),
     Route::exact("/auth/google", Open(Auth), "google").limited(Google),
     Route::exact("/auth/google/callback", Open(Auth), "google"),
     Route::exact("/auth/verify-email", Open(Auth), "auth"),

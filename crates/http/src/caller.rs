@@ -29,6 +29,8 @@ pub const SERVICE_KEY_HEADER: &str = "x-hub-service-key";
 pub const SCOPES_HEADER: &str = "x-hub-scopes";
 /// The acted-for user's header.
 pub const USER_ID_HEADER: &str = "x-user-id";
+/// The OAuth grant an app's call comes under (beside `user`): its daily spending cap applies.
+pub const GRANT_HEADER: &str = "x-hub-grant";
 /// The hub service a call comes through, beside the caller it acts for (`mcp` for the MCP
 /// service's tools); part of the principal that places and settles holds.
 pub const VIA_HEADER: &str = "x-hub-via";

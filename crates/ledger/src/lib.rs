@@ -13,6 +13,7 @@
 mod holds;
 mod idempotency;
 mod operations;
+pub mod oauth;
 pub mod service_keys;
 pub mod store;
 pub mod users;

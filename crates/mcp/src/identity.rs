@@ -5,7 +5,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use hub_http::ApiError;
 use hub_http::caller::{
-    CALLER_HEADER, Caller, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER, USER_ID_HEADER,
+    CALLER_HEADER, Caller, GRANT_HEADER, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER, USER_ID_HEADER,
     VIA_HEADER,
 };
 use uuid::Uuid;
@@ -41,6 +41,7 @@ pub fn identify(headers: &HeaderMap, credential: &[u8; 32]) -> Result<Identity, 
         USER_ID_HEADER,
         SERVICE_KEY_HEADER,
         SCOPES_HEADER,
+        GRANT_HEADER,
     ];
     let mut headers: Vec<_> = forwarded
         .iter()

@@ -211,6 +211,13 @@ pub async fn open(
     }
 }
 
+/// The marker of an OAuth grant a user disconnected (or that a replayed authorization code
+/// ended): the auth service writes it, the gateway reads it on every call with an app's token, so
+/// the grant's access tokens stop at once.
+pub fn grant_revoked_key(grant_id: &str) -> String {
+    format!("oauth-grant-revoked:{grant_id}")
+}
+
 /// How long a user's token epoch is kept: longer than any token of an earlier epoch lives
 /// (refresh tokens, 30 days), so that none comes back to life when it is forgotten.
 const EPOCH_KEPT_FOR: Duration = Duration::from_secs(31 * 24 * 3600);

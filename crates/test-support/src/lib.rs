@@ -421,6 +421,7 @@ fn auth_config(
             callback_url: callback_url.clone(),
             issuer_url: g.issuer.clone(),
         }),
+        oauth: hub_auth::oauth::OAuthConfig::default(),
     }
 }
 

@@ -217,7 +217,7 @@ pub struct LoginBody {
 }
 
 /// The client's address as the per-address throttles count it (an IPv6 client by its /64).
-pub(super) fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+pub(crate) fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     hub_http::address_for_limits(hub_http::client_address(
         peer,
         headers,
@@ -235,32 +235,18 @@ pub(super) fn too_many(left: Duration) -> ApiError {
     error
 }
 
-/// `POST /api/auth/login`.
-#[utoipa::path(
-    post,
-    path = "/api/auth/login",
-    operation_id = "login",
-    tag = "accounts",
-    summary = "Sign in with email and password",
-    description = "Signs in with email and password: an access token (15 minutes) and a refresh token. Failed attempts are throttled for 15 minutes after 5 on one account from one client address, 50 on one account from all addresses, or 20 from one client address over all accounts.",
-    request_body = LoginBody,
-    responses(
-        (status = 200, description = "Signed in.", body = Tokens),
-        (status = 401, description = "The email or password is wrong.", body = ErrorBody),
-        (status = 429, description = "Too many failed attempts; retry after Retry-After seconds.", body = ErrorBody),
-    ),
-    security(())
-)]
-pub async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Json<Tokens>, ApiError> {
-    let email = body.email.trim().to_lowercase();
+/// Checks an email and password, throttled as `POST /api/auth/login` describes: the account, or
+/// 401 `invalid_credentials`, or 429 `too_many_attempts`. The API login and the browser sign-in
+/// of the authorization server both sign in through this.
+pub(crate) async fn check_password(
+    state: &AppState,
+    address: IpAddr,
+    email: &str,
+    password: String,
+) -> Result<hub_ledger::users::User, ApiError> {
+    let email = email.trim().to_lowercase();
     let now = state.sessions.clock().now();
     let account = token_hash(&email);
-    let address = client_address(&state, peer, &headers);
     let keys = [
         (format!("login-fail:pair:{account}:{address}"), MAX_FAILURES),
         (
@@ -298,13 +284,40 @@ pub async fn login(
         Some((user, hash)) => (Some(user), hash),
         None => (None, None),
     };
-    if !passwords::verify(body.password, hash).await {
+    if !passwords::verify(password, hash).await {
         return Err(wrong());
     }
     let user = user.ok_or_else(wrong)?;
     for (key, _) in &keys {
         store.unhit(key).await?;
     }
+    Ok(user)
+}
+
+/// `POST /api/auth/login`.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    operation_id = "login",
+    tag = "accounts",
+    summary = "Sign in with email and password",
+    description = "Signs in with email and password: an access token (15 minutes) and a refresh token. Failed attempts are throttled for 15 minutes after 5 on one account from one client address, 50 on one account from all addresses, or 20 from one client address over all accounts.",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in.", body = Tokens),
+        (status = 401, description = "The email or password is wrong.", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts; retry after Retry-After seconds.", body = ErrorBody),
+    ),
+    security(())
+)]
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<Tokens>, ApiError> {
+    let address = client_address(&state, peer, &headers);
+    let user = check_password(&state, address, &body.email, body.password).await?;
     Ok(Json(issue(&state, &user, &new_family()?).await?))
 }
 

@@ -54,6 +54,9 @@ struct PendingSignIn {
     session: String,
     return_to: String,
     expires_at: DateTime<Utc>,
+    /// An authorization request to go back to, signed in, instead of the success page.
+    #[serde(default)]
+    continue_to: Option<String>,
 }
 
 fn valid_session_param(session: &str) -> bool {
@@ -117,6 +120,7 @@ fn unavailable() -> Response {
     params(
         ("session" = String, Query, description = "An id of the chat or client, 1 to 128 of A-Z, a-z, 0-9, '.', '_', '-'.", min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._-]{1,128}$"),
         ("return_to" = Option<String>, Query, description = "Where the user returns, from the operator's allow-list (default `chatgpt`)."),
+        ("continue" = Option<String>, Query, description = "For the hub's own sign-in page: the authorization request (`/oauth/authorize?…`) to go back to, signed in, instead of the page with the code."),
     ),
     responses(
         (status = 302, description = "To Google's consent page."),
@@ -150,6 +154,17 @@ pub async fn start(
             None,
         );
     }
+    let continue_to = query.get("continue").cloned();
+    if continue_to
+        .as_deref()
+        .is_some_and(|c| !crate::oauth::continue_allowed(c))
+    {
+        return bad_request(
+            "ลิงก์ไม่ถูกต้อง",
+            "The sign-in link's `continue` is not an authorization request on this hub.",
+            None,
+        );
+    }
     let Some(google) = &state.google else {
         return pages::error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -176,6 +191,7 @@ pub async fn start(
         return_to: return_to.to_owned(),
         expires_at: now
             + chrono::Duration::from_std(SIGN_IN_TTL).unwrap_or(chrono::Duration::minutes(10)),
+        continue_to,
     };
     let Ok(payload) = serde_json::to_string(&pending) else {
         return unavailable();
@@ -352,6 +368,13 @@ pub async fn callback(
             return unavailable();
         }
     };
+    let spent = format!(
+        "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax",
+        cookie.name, cookie.path
+    );
+    if let Some(continue_to) = &pending.continue_to {
+        return continue_signed_in(&state, &user, continue_to, &spent).await;
+    }
     let made = match state
         .sessions
         .create(
@@ -376,14 +399,34 @@ pub async fn callback(
         state.sessions.lifetime().num_days(),
         made.record.expires_at,
     );
-    let spent = format!(
-        "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax",
-        cookie.name, cookie.path
-    );
     if let Ok(spent) = HeaderValue::from_str(&spent) {
         page.headers_mut().insert(header::SET_COOKIE, spent);
     }
     page
+}
+
+/// Back to an authorization request, signed in in this browser.
+async fn continue_signed_in(
+    state: &AppState,
+    user: &hub_ledger::users::User,
+    continue_to: &str,
+    spent_binding: &str,
+) -> Response {
+    let signed_in = match crate::oauth::sign_in_browser(state, user).await {
+        Ok(cookie) => cookie,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sign a browser in");
+            return unavailable();
+        }
+    };
+    tracing::info!(user_id = %user.id, "signed in with Google for an authorization request");
+    let mut response = axum::response::Redirect::to(continue_to).into_response();
+    let headers = response.headers_mut();
+    headers.append(header::SET_COOKIE, signed_in);
+    if let Ok(spent) = HeaderValue::from_str(spent_binding) {
+        headers.append(header::SET_COOKIE, spent);
+    }
+    response
 }
 
 /// The user a Google account signs in as.

@@ -1,6 +1,6 @@
 //! HTTP to session and sign-in calls and back.
 
-mod accounts;
+pub(crate) mod accounts;
 mod api;
 mod email;
 mod google;
@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             crate::links::Purpose::ResetPassword.page(),
             get(password::page).post(password::page_posted),
         )
+        .merge(crate::oauth::router())
         .route("/health", get(health))
         .route("/ready", get(ready))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))

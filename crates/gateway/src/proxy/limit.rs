@@ -83,7 +83,9 @@ pub(super) fn limit_for(
         .or_else(|| text("authorization"))
         .or_else(|| text("x-api-key"));
     match caller {
-        Some(identity::Caller::User(id)) => (format!("caller:user:{id}"), class),
+        Some(identity::Caller::User(id) | identity::Caller::App { user: id, .. }) => {
+            (format!("caller:user:{id}"), class)
+        }
         // One key may serve every ChatGPT user: each user it acts for has a budget of their own.
         Some(identity::Caller::ServiceKey { id, .. }) => (
             format!(

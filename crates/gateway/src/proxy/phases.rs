@@ -169,13 +169,52 @@ pub(super) async fn identify(
         };
         request.headers_mut().insert("x-session-token", value);
     }
+    let requirement = crate::resource::requirement(request.uri().path());
     match identity::resolve(state, request.headers()).await {
+        Ok(Some(identity::Caller::App { user, access })) => {
+            let Some((resource, scope)) = requirement else {
+                return Err(ApiError::forbidden(
+                    "An app's access token opens the credit and MCP endpoints its scopes name, nothing else.",
+                )
+                .into_response());
+            };
+            if access.audience != resource.identifier(state) {
+                // A token for one resource is refused at the other (RFC 8707).
+                let error = ApiError::unauthenticated(
+                    "This access token was issued for another resource.",
+                )
+                .with_code("invalid_token");
+                return Err(crate::resource::challenge(state, resource, error, None));
+            }
+            if !access.scopes.iter().any(|s| s == scope) {
+                let error = ApiError::forbidden("insufficient scope");
+                return Err(crate::resource::challenge(state, resource, error, Some(scope)));
+            }
+            Ok(Some(identity::Caller::App { user, access }))
+        }
+        Ok(None) => match requirement {
+            // An MCP client learns where to sign in from the challenge (RFC 9728).
+            Some((resource, _)) => Err(crate::resource::challenge(
+                state,
+                resource,
+                ApiError::unauthenticated(
+                    "Authenticate with an access token (Authorization: Bearer …), a session code or a service key.",
+                ),
+                None,
+            )),
+            None => Ok(None),
+        },
         Ok(caller) => Ok(caller),
         Err(refused) => {
             if refused.counts {
                 spend_failure(state, &visit.subject).await;
             }
-            Err(refused.error.into_response())
+            Err(match requirement {
+                Some((resource, _)) if refused.error.status == StatusCode::UNAUTHORIZED => {
+                    crate::resource::challenge(state, resource, refused.error, None)
+                }
+                _ => refused.error.into_response(),
+            })
         }
     }
 }

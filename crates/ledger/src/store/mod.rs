@@ -18,6 +18,7 @@ use super::{
     AuditReport, Debit, DebitOutcome, Grant, GrantOutcome, Holdings, IdempotencyClaim, Idempotent,
     Refund, RefundOutcome, Reserve, ReserveOutcome, Settle, SettleOutcome, TransactionPage,
 };
+use crate::oauth::OAuthStore;
 use crate::service_keys::ServiceKeyStore;
 use crate::users::UserStore;
 
@@ -114,9 +115,9 @@ pub trait LedgerStore: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Everything the core service stores.
-pub trait Store: LedgerStore + UserStore + ServiceKeyStore {}
-impl<T: LedgerStore + UserStore + ServiceKeyStore> Store for T {}
+/// Everything the hub stores in its database.
+pub trait Store: LedgerStore + UserStore + ServiceKeyStore + OAuthStore {}
+impl<T: LedgerStore + UserStore + ServiceKeyStore + OAuthStore> Store for T {}
 
 /// The store for an open database.
 pub fn open(database: hub_storage::Database) -> Arc<dyn Store> {

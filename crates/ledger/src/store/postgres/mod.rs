@@ -6,6 +6,7 @@
 mod debits;
 mod holds;
 mod ledger;
+mod oauth;
 mod service_keys;
 mod users;
 

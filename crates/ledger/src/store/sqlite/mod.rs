@@ -10,6 +10,7 @@
 mod debits;
 mod holds;
 mod ledger;
+mod oauth;
 mod service_keys;
 mod users;
 mod writer;

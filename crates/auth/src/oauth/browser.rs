@@ -1,0 +1,141 @@
+//! The browser's sign-in at the hub: a session code kept in an `HttpOnly` cookie, made by the
+//! email-and-password form here or by Google sign-in, so that an authorization request finds the
+//! person already signed in. The cookie is one of the user's sessions (listed and revoked as
+//! any other).
+
+use std::net::SocketAddr;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use hub_sessions::{SessionRecord, Verified, looks_like_token};
+use serde::Deserialize;
+
+use super::pages::{self, Lang};
+use crate::AppState;
+
+/// The cookie's name over plain http (tests, a developer's machine); over https it is
+/// `__Host-hub_browser` (Secure, whole host, no Domain).
+pub const BROWSER_COOKIE: &str = "hub_browser";
+
+fn secure(state: &AppState) -> bool {
+    state.config.public_base_url.starts_with("https://")
+}
+
+fn cookie_name(state: &AppState) -> String {
+    if secure(state) {
+        format!("__Host-{BROWSER_COOKIE}")
+    } else {
+        BROWSER_COOKIE.to_owned()
+    }
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// The person signed in in this browser, if any.
+pub(crate) async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<SessionRecord>, hub_sessions::SessionError> {
+    let Some(token) = cookie_value(headers, &cookie_name(state)).filter(|t| looks_like_token(t))
+    else {
+        return Ok(None);
+    };
+    Ok(match state.sessions.verify(token).await? {
+        Verified::Live(record) => Some(record),
+        Verified::Invalid => None,
+    })
+}
+
+/// Signs `user` in in this browser: a new session, and the `Set-Cookie` that keeps it.
+pub(crate) async fn sign_in_browser(
+    state: &AppState,
+    user: &hub_ledger::users::User,
+) -> Result<HeaderValue, hub_sessions::SessionError> {
+    let made = state
+        .sessions
+        .create(user.id, &user.email, &user.name, Some("browser"), None)
+        .await?;
+    let max_age = state.sessions.lifetime().num_seconds();
+    let attributes = if secure(state) {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{attributes}",
+        cookie_name(state),
+        made.token
+    );
+    HeaderValue::from_str(&cookie)
+        .map_err(|e| hub_sessions::SessionError::Corrupt(format!("cookie: {e}")))
+}
+
+/// Where a sign-in may continue: an authorization request on this hub, nothing else.
+pub(crate) fn continue_allowed(path: &str) -> bool {
+    path.starts_with("/oauth/authorize?") && !path.contains(['\r', '\n']) && path.len() <= 4096
+}
+
+/// The sign-in form's fields.
+#[derive(Deserialize)]
+pub(crate) struct SignInForm {
+    email: String,
+    password: String,
+    /// The authorization request to go back to.
+    #[serde(rename = "continue")]
+    continue_to: String,
+}
+
+/// `POST /oauth/sign-in`: email and password, then back to the authorization request.
+pub(crate) async fn sign_in(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    if !continue_allowed(&form.continue_to) {
+        return pages::error(StatusCode::BAD_REQUEST, lang, lang.words().bad_request);
+    }
+    let address = crate::routes::accounts::client_address(&state, peer, &headers);
+    let user = match crate::routes::accounts::check_password(
+        &state,
+        address,
+        &form.email,
+        form.password,
+    )
+    .await
+    {
+        Ok(user) => user,
+        Err(error) => {
+            let words = lang.words();
+            let message = match error.status {
+                StatusCode::TOO_MANY_REQUESTS => words.too_many_attempts,
+                StatusCode::UNAUTHORIZED => words.wrong_password,
+                _ => words.unavailable,
+            };
+            return pages::sign_in(&state, lang, &form.continue_to, Some(message), error.status);
+        }
+    };
+    match sign_in_browser(&state, &user).await {
+        Ok(cookie) => {
+            let mut response = Redirect::to(&form.continue_to).into_response();
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sign a browser in");
+            pages::error(StatusCode::SERVICE_UNAVAILABLE, lang, lang.words().unavailable)
+        }
+    }
+}
