@@ -155,7 +155,7 @@ pub(super) async fn identify(
     state: &AppState,
     visit: &Visit,
     request: &mut Request,
-) -> Result<Option<identity::Caller>, Response> {
+) -> Result<Option<identity::Recognised>, Response> {
     if !visit.route.vouched() {
         return Ok(None);
     }
@@ -184,7 +184,7 @@ pub(super) async fn identify(
 pub(super) async fn limit(
     state: &AppState,
     visit: &Visit,
-    caller: Option<&identity::Caller>,
+    caller: Option<&identity::Recognised>,
     headers: &HeaderMap,
 ) -> Result<(PerMinute, Decision), Response> {
     let (key, limit) = limit_for(state, visit, caller, headers);
@@ -205,7 +205,7 @@ pub(super) fn rewrite_request(
     state: &AppState,
     peer: SocketAddr,
     visit: &Visit,
-    caller: Option<&identity::Caller>,
+    caller: Option<&identity::Recognised>,
     request: &mut Request,
 ) -> Result<Option<Joining>, ApiError> {
     let vouched = visit.route.vouched();
