@@ -2,14 +2,14 @@
 //! and the ways a sign-in can be refused.
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{Engine, browser, hub_backends, spawn_hub};
+use hub_test_support::{Engine, SpawnedHub, browser, hub_backends};
 use reqwest::StatusCode;
 
 #[tokio::test]
 async fn signing_in_through_the_gateway_shows_a_code_that_verifies() {
     for backends in hub_backends() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(backends, &google).await;
+        let hub = SpawnedHub::builder(backends, &google).start().await;
         let page = hub
             .sign_in(&browser(), "session=conv-1&return_to=chatgpt")
             .await;
@@ -44,7 +44,7 @@ async fn signing_in_through_the_gateway_shows_a_code_that_verifies() {
 #[tokio::test]
 async fn a_sign_in_is_refused_without_a_session_or_with_a_forged_state() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let client = browser();
     let r = client
         .get(format!("{}/auth/google", hub.gateway_url))

@@ -2,7 +2,7 @@
 //! GPT-callable body form; revocation taking effect at once; end users' JWT access tokens.
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{hub_backends, spawn_hub};
+use hub_test_support::{SpawnedHub, hub_backends};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -10,7 +10,7 @@ use serde_json::json;
 async fn a_code_verifies_in_every_form_until_it_is_revoked() {
     for backends in hub_backends() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(backends, &google).await;
+        let hub = SpawnedHub::builder(backends, &google).start().await;
         let (code, user_id) = hub.signed_in_user().await;
         let bearer = format!("Bearer {code}");
         for headers in [
@@ -76,7 +76,7 @@ async fn a_code_verifies_in_every_form_until_it_is_revoked() {
 async fn an_access_token_is_an_end_user_at_the_gateway() {
     for backends in hub_backends() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(backends, &google).await;
+        let hub = SpawnedHub::builder(backends, &google).start().await;
         let r = hub
             .call(
                 Method::POST,

@@ -2,7 +2,7 @@
 //! user's own code in a header, and in the GPT-callable form (the code in the body).
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{engines, spawn_hub};
+use hub_test_support::{SpawnedHub, engines};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -15,7 +15,7 @@ type Form<'a> = (&'a str, Vec<(&'a str, &'a str)>, serde_json::Value);
 async fn check_answers_sufficient_or_402_in_every_form() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = SpawnedHub::builder(engine, &google).start().await;
         // Google sign-in grants the new user 10 credits.
         let (code, user_id) = hub.signed_in_user().await;
         let server_key = hub.service_key(&["credits:check"]).await;

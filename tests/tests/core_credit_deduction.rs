@@ -3,7 +3,7 @@
 //! refund), the same journey in the GPT-callable form, and what a GPT key may never do.
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{Engine, engines, spawn_hub};
+use hub_test_support::{Engine, SpawnedHub, engines};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -13,7 +13,7 @@ const SORA: &str = "sora2-video-generation";
 async fn the_sora2_journey_through_the_gateway() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = SpawnedHub::builder(engine, &google).start().await;
         let (code, user_id) = hub.signed_in_user().await;
         let key = hub
             .service_key(&["credits:check", "credits:deduct", "credits:refund"])
@@ -116,7 +116,7 @@ async fn the_sora2_journey_through_the_gateway() {
 async fn the_gpt_callable_form_static_key_and_the_code_in_the_body() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = SpawnedHub::builder(engine, &google).start().await;
         let (code, user_id) = hub.signed_in_user().await;
         let gpt_key = hub.service_key(&["gpt"]).await;
         let bearer = format!("Bearer {gpt_key}");
@@ -231,7 +231,7 @@ async fn the_gpt_callable_form_static_key_and_the_code_in_the_body() {
 #[tokio::test]
 async fn a_gpt_naming_a_user_id_in_the_body_is_refused() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let (code, _) = hub.signed_in_user().await;
     let victim = hub.user_with(100).await.to_string();
     let bearer = format!("Bearer {}", hub.service_key(&["gpt"]).await);
@@ -267,7 +267,7 @@ async fn a_gpt_naming_a_user_id_in_the_body_is_refused() {
 async fn an_idempotency_key_passes_through_the_gateway() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = SpawnedHub::builder(engine, &google).start().await;
         let user = hub.user_with(100).await.to_string();
         let key = hub.service_key(&["credits:deduct"]).await;
         let headers = [

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{SpawnedHub, engines, spawn_hub};
+use hub_test_support::{SpawnedHub, engines};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -15,7 +15,7 @@ const RESERVE: &str = "/api/mcp/v1/credits/reserve";
 async fn reserve_then_capture_or_release_once() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = SpawnedHub::builder(engine, &google).start().await;
         let user = hub.user_with(100).await.to_string();
         let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
         let as_service = [("x-api-key", key.as_str()), ("x-user-id", user.as_str())];
@@ -208,7 +208,7 @@ async fn reserve_then_capture_or_release_once() {
 async fn a_gpt_holds_with_the_users_code() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = SpawnedHub::builder(engine, &google).start().await;
         let (code, _) = hub.signed_in_user().await;
         let bearer = format!("Bearer {}", hub.service_key(&["gpt"]).await);
         let gpt = [("authorization", bearer.as_str())];
@@ -242,7 +242,7 @@ async fn a_gpt_holds_with_the_users_code() {
 async fn only_the_principal_that_placed_a_hold_settles_it() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = SpawnedHub::builder(engine, &google).start().await;
         let (code, user) = hub.signed_in_user().await;
         let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
         let other = hub.service_key(&["credits:check", "credits:deduct"]).await;
@@ -282,7 +282,7 @@ async fn only_the_principal_that_placed_a_hold_settles_it() {
 async fn documented_shapes_are_accepted_and_state_conflicts_are_409() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = SpawnedHub::builder(engine, &google).start().await;
         let user = hub.user_with(100).await.to_string();
         let key = hub
             .service_key(&["credits:check", "credits:deduct", "credits:refund"])

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hub_gateway::limits::PerMinute;
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{Engine, spawn_hub_configured};
+use hub_test_support::{Engine, SpawnedHub};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,10 +80,12 @@ const SESSION_LOOKUPS: &str = r#"hub_credential_lookups_total{service="gateway",
 #[tokio::test]
 async fn a_body_that_stalls_or_trickles_is_408_and_the_connection_closes() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.body_read_timeout = Duration::from_millis(400);
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.body_read_timeout = Duration::from_millis(400);
+        })
+        .start()
+        .await;
     // Headers, a little of the body, then nothing.
     let mut stalled = TcpStream::connect(address(&hub)).await.unwrap();
     stalled
@@ -142,10 +144,12 @@ async fn a_body_that_stalls_or_trickles_is_408_and_the_connection_closes() {
 #[tokio::test]
 async fn an_address_without_credentials_is_limited_before_its_body_is_read() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.limits.default = PerMinute(2);
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.limits.default = PerMinute(2);
+        })
+        .start()
+        .await;
     for _ in 0..2 {
         let r = hub
             .call(
@@ -173,11 +177,13 @@ async fn an_address_without_credentials_is_limited_before_its_body_is_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_of_every_thread_together_get_503_and_are_closed() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.threads = 3;
-        config.max_connections = 3;
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.threads = 3;
+            config.max_connections = 3;
+        })
+        .start()
+        .await;
     let request = b"GET /health HTTP/1.1\r\nHost: hub\r\n\r\n";
     // Three connections, served (so accepted), and kept open: whichever threads took them, the
     // cap of three counts them all.
@@ -229,15 +235,17 @@ async fn https_has_the_header_deadline_and_the_connection_cap_too() {
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.tls = Some(hub_gateway::TlsFiles {
-            cert_path: cert_path.clone(),
-            key_path: key_path.clone(),
-        });
-        config.header_read_timeout = Duration::from_millis(300);
-        config.max_connections = 1;
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.tls = Some(hub_gateway::TlsFiles {
+                cert_path: cert_path.clone(),
+                key_path: key_path.clone(),
+            });
+            config.header_read_timeout = Duration::from_millis(300);
+            config.max_connections = 1;
+        })
+        .start()
+        .await;
     let port: u16 = hub.gateway_url.rsplit(':').next().unwrap().parse().unwrap();
     let der = certified.cert.der().clone();
     tokio::task::spawn_blocking(move || {
@@ -296,7 +304,7 @@ async fn https_has_the_header_deadline_and_the_connection_cap_too() {
 #[tokio::test]
 async fn naming_the_gateways_headers_in_connection_does_not_take_them_off() {
     let google = FakeGoogle::start().await;
-    let hub = hub_test_support::spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let user = hub.user_with(25).await.to_string();
     let key = hub.service_key(&["credits:check"]).await;
     let body = r#"{"service":"sora2-video-generation","cost":5}"#;
@@ -317,10 +325,12 @@ async fn naming_the_gateways_headers_in_connection_does_not_take_them_off() {
 #[tokio::test]
 async fn failed_credentials_from_one_address_are_refused_before_any_lookup() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.limits.verify_failures = PerMinute(3);
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.limits.verify_failures = PerMinute(3);
+        })
+        .start()
+        .await;
     let check = json!({ "service": "sora2", "cost": 1 });
     for i in 0..3 {
         let junk = format!("hub_sk_made_up_{i}");
@@ -373,7 +383,7 @@ async fn failed_credentials_from_one_address_are_refused_before_any_lookup() {
 #[tokio::test]
 async fn a_made_up_key_is_remembered_as_unknown() {
     let google = FakeGoogle::start().await;
-    let hub = hub_test_support::spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let check = json!({ "service": "sora2", "cost": 1 });
     for _ in 0..5 {
         let r = hub
@@ -396,10 +406,12 @@ async fn a_made_up_key_is_remembered_as_unknown() {
 #[tokio::test]
 async fn one_abuser_behind_a_shared_address_does_not_lock_out_chatgpt_users() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.limits.verify_failures = PerMinute(3);
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.limits.verify_failures = PerMinute(3);
+        })
+        .start()
+        .await;
     let (code, _) = hub.signed_in_user().await;
     let gpt = format!("Bearer {}", hub.service_key(&["gpt"]).await);
     let gpt_headers = [("authorization", gpt.as_str())];

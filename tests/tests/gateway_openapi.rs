@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{Engine, SpawnedHub, spawn_hub, spawn_hub_configured};
+use hub_test_support::{Engine, SpawnedHub};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -90,7 +90,7 @@ fn check_gpt_limits(doc: &Value) {
 #[tokio::test]
 async fn the_openapi_document_is_valid_and_true_to_the_gateway() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let doc = document(&hub, "/openapi.json").await;
     validate("openapi.json", &doc);
     assert_eq!(doc["openapi"], "3.1.0");
@@ -327,7 +327,7 @@ fn check_declared_constraints(doc: &Value) {
 #[tokio::test]
 async fn the_gpt_document_has_just_what_a_gpt_needs() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let doc = document(&hub, "/openapi.gpt.json").await;
     validate("openapi.gpt.json", &doc);
     check_gpt_limits(&doc);
@@ -379,7 +379,7 @@ async fn the_gpt_document_has_just_what_a_gpt_needs() {
 #[tokio::test]
 async fn the_privacy_page_is_built_in_or_the_operators() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let r = hub
         .http
         .get(format!("{}/privacy", hub.gateway_url))
@@ -407,10 +407,12 @@ async fn the_privacy_page_is_built_in_or_the_operators() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("privacy.html");
     std::fs::write(&path, "<h1>Our own policy</h1>").unwrap();
-    let custom = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.privacy_policy_path = Some(path.clone());
-    })
-    .await;
+    let custom = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.privacy_policy_path = Some(path.clone());
+        })
+        .start()
+        .await;
     let page = custom
         .http
         .get(format!("{}/privacy", custom.gateway_url))

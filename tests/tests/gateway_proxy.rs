@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{Engine, count, engines, spawn_hub, spawn_hub_configured};
+use hub_test_support::{Engine, SpawnedHub, count, engines};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 #[tokio::test]
 async fn unknown_paths_big_bodies_and_a_service_that_is_down() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let r = hub.call(Method::GET, "/nothing/here", &[], None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json["error"]["code"], "not_found");
@@ -23,10 +23,12 @@ async fn unknown_paths_big_bodies_and_a_service_that_is_down() {
 
     let key = hub.service_key(&["credits:check"]).await;
     // A hub whose MCP service is down.
-    let down = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.mcp_url = "http://127.0.0.1:9".into();
-    })
-    .await;
+    let down = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.mcp_url = "http://127.0.0.1:9".into();
+        })
+        .start()
+        .await;
     let down_key = down.service_key(&["credits:check"]).await;
     let started = Instant::now();
     let r = down
@@ -112,12 +114,14 @@ async fn echo_upstream() -> String {
 async fn websockets_pass_through_to_the_mcp_service_for_known_callers_only() {
     let google = FakeGoogle::start().await;
     let upstream = echo_upstream().await;
-    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.mcp_url = upstream;
-        // A joined WebSocket outlives the wait for response headers.
-        config.upstream_timeout = Duration::from_millis(500);
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.mcp_url = upstream;
+            // A joined WebSocket outlives the wait for response headers.
+            config.upstream_timeout = Duration::from_millis(500);
+        })
+        .start()
+        .await;
     let key = hub.service_key(&["credits:check"]).await;
     let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
 
@@ -164,13 +168,15 @@ async fn several_serving_threads_carry_the_same_traffic() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
         let upstream = echo_upstream().await;
-        let hub = spawn_hub_configured(engine, &google, |config| {
-            config.threads = 3;
-            config.mcp_url = upstream;
-            // 45 credit calls at once per caller, then one per 1.33 s, across all threads.
-            config.limits.credits = hub_gateway::limits::PerMinute(45);
-        })
-        .await;
+        let hub = SpawnedHub::builder(engine, &google)
+            .gateway(|config| {
+                config.threads = 3;
+                config.mcp_url = upstream;
+                // 45 credit calls at once per caller, then one per 1.33 s, across all threads.
+                config.limits.credits = hub_gateway::limits::PerMinute(45);
+            })
+            .start()
+            .await;
         let user = hub.user_with(100).await.to_string();
         let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
         let bearer = format!("Bearer {key}");
@@ -223,10 +229,12 @@ async fn several_serving_threads_carry_the_same_traffic() {
 async fn a_request_head_that_never_ends_loses_the_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.header_read_timeout = Duration::from_millis(300);
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.header_read_timeout = Duration::from_millis(300);
+        })
+        .start()
+        .await;
     let address = hub.gateway_url.trim_start_matches("http://");
     let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
     slow.write_all(b"GET /health HTTP/1.1\r\nHost: hub\r\nX-Slow: ")
@@ -251,13 +259,15 @@ async fn tls_with_a_certificate_made_in_the_test() {
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
 
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.tls = Some(hub_gateway::TlsFiles {
-            cert_path: cert_path.clone(),
-            key_path: key_path.clone(),
-        });
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.tls = Some(hub_gateway::TlsFiles {
+                cert_path: cert_path.clone(),
+                key_path: key_path.clone(),
+            });
+        })
+        .start()
+        .await;
     assert!(hub.gateway_url.starts_with("https://localhost:"));
     let client = reqwest::Client::builder()
         .use_rustls_tls()
@@ -304,7 +314,7 @@ async fn tls_with_a_certificate_made_in_the_test() {
 #[tokio::test]
 async fn a_streamed_body_past_the_limit_is_413() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let key = hub.service_key(&["credits:check"]).await;
     let chunks = (0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024]));
     for path in ["/api/mcp/v1/credits/check", "/api/auth/register"] {
@@ -328,10 +338,12 @@ async fn a_streamed_body_past_the_limit_is_413() {
 #[tokio::test]
 async fn cors_security_headers_request_ids_and_metrics() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.cors_allowed_origins = vec!["https://app.example.com".to_owned()];
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.cors_allowed_origins = vec!["https://app.example.com".to_owned()];
+        })
+        .start()
+        .await;
     let url = format!("{}/api/mcp/v1/credits/check", hub.gateway_url);
     let preflight = |origin: &'static str| {
         hub.http
@@ -370,7 +382,7 @@ async fn cors_security_headers_request_ids_and_metrics() {
 #[tokio::test]
 async fn security_headers_request_ids_and_metrics_on_the_direct_path() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     headers_ids_and_metrics(&hub, "the direct path").await;
     let r = hub
         .call(Method::GET, "/.well-known/jwks.json", &[], None)
@@ -448,7 +460,7 @@ async fn headers_ids_and_metrics(hub: &hub_test_support::SpawnedHub, what: &str)
 #[tokio::test]
 async fn the_pages_and_operations_of_mailed_links_are_reached_through_the_gateway() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let http = reqwest::Client::new();
     let token = "A".repeat(43);
     for (page, field) in [

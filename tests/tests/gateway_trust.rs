@@ -3,7 +3,7 @@
 //! worthless.
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{Engine, spawn_hub};
+use hub_test_support::{Engine, SpawnedHub};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -12,7 +12,7 @@ const SORA: &str = "sora2-video-generation";
 #[tokio::test]
 async fn nobody_acts_for_someone_else() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub(Engine::Sqlite, &google).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
     let (code, user_id) = hub.signed_in_user().await;
     let victim =
         hub_core::users::NewUser::new("victim@example.com", "V", 100, hub_core::users::Role::User)
@@ -114,10 +114,12 @@ async fn nobody_acts_for_someone_else() {
 #[tokio::test]
 async fn a_revoked_service_key_stops_working_within_seconds() {
     let google = FakeGoogle::start().await;
-    let hub = hub_test_support::spawn_hub_configured(Engine::Sqlite, &google, |config| {
-        config.service_key_cache = std::time::Duration::from_secs(1);
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| {
+            config.service_key_cache = std::time::Duration::from_secs(1);
+        })
+        .start()
+        .await;
     let user = hub.user_with(100).await.to_string();
     let scopes = vec!["credits:check".to_owned()];
     let made = hub_core::service_keys::new_key("to-revoke", &scopes).unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hub_test_support::fake_google::FakeGoogle;
 use hub_test_support::fake_openai::FakeOpenAi;
-use hub_test_support::{Engine, SpawnedHub, spawn_hub_with_mcp, spawn_hub_with_mcp_config};
+use hub_test_support::{Engine, SpawnedHub};
 use reqwest::StatusCode;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, Tool};
 use serde_json::{Value, json};
@@ -74,7 +74,10 @@ fn query_value<'a>(url: &'a str, name: &str) -> &'a str {
 async fn a_video_link_opens_for_whoever_holds_it_and_for_nothing_else() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
     let alice = hub.user_with(100).await.to_string();
     let bob = hub.user_with(100).await.to_string();
@@ -185,10 +188,13 @@ async fn a_video_link_opens_for_whoever_holds_it_and_for_nothing_else() {
 async fn a_video_link_expires_and_get_video_status_gives_a_fresh_one() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp_config(Engine::Sqlite, &google, &openai, |config| {
-        config.video_link_ttl_seconds = 3;
-    })
-    .await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .mcp(|config| {
+            config.video_link_ttl_seconds = 3;
+        })
+        .start()
+        .await;
     let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
     let user = hub.user_with(100).await.to_string();
     let (video, link) = video_for(&hub, &key, &user).await;
@@ -240,7 +246,10 @@ fn conforms(tool: &Tool, result: &CallToolResult, what: &str) -> Value {
 async fn every_result_matches_its_declared_output_schema_on_both_transports() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
     for transport in [Transport::WebSocket, Transport::Http] {
         let what = format!("{transport:?}");
@@ -333,7 +342,10 @@ async fn every_result_matches_its_declared_output_schema_on_both_transports() {
 async fn ending_a_streamable_http_session_answers_204() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let key = hub.service_key(&["credits:check"]).await;
     let user = hub.user_with(10).await.to_string();
     let http = reqwest::Client::new();

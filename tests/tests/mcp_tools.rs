@@ -9,9 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hub_test_support::fake_google::FakeGoogle;
 use hub_test_support::fake_openai::FakeOpenAi;
-use hub_test_support::{
-    Engine, SpawnedHub, engines, spawn_hub_with_mcp, spawn_hub_with_mcp_configured,
-};
+use hub_test_support::{Engine, SpawnedHub, engines};
 use reqwest::{Method, StatusCode};
 use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::service::RunningService;
@@ -103,7 +101,10 @@ async fn tools_over_both_transports_bill_with_holds() {
         for transport in [Transport::WebSocket, Transport::Http] {
             let google = FakeGoogle::start().await;
             let openai = FakeOpenAi::start().await;
-            let hub = spawn_hub_with_mcp(engine, &google, &openai).await;
+            let hub = SpawnedHub::builder(engine, &google)
+                .openai(&openai)
+                .start()
+                .await;
             let user = hub.user_with(100).await.to_string();
             let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
             let client = connect(&hub, transport, &key, &user).await;
@@ -215,7 +216,10 @@ async fn tools_over_both_transports_bill_with_holds() {
 async fn short_users_concurrent_calls_cancellation_and_disconnects() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
 
     // Not enough credits: a tool error, nothing held, nothing submitted.
@@ -311,7 +315,10 @@ async fn wait_until(hub: &SpawnedHub, user: &str, expected: Value) {
 async fn nobody_reaches_mcp_without_a_credential() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
     match tokio_tungstenite::connect_async(url.as_str()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -374,7 +381,10 @@ async fn chat_holds_an_estimate_and_charges_the_reported_usage() {
         for transport in [Transport::WebSocket, Transport::Http] {
             let google = FakeGoogle::start().await;
             let openai = FakeOpenAi::start().await;
-            let hub = spawn_hub_with_mcp(engine, &google, &openai).await;
+            let hub = SpawnedHub::builder(engine, &google)
+                .openai(&openai)
+                .start()
+                .await;
             let user = hub.user_with(100).await.to_string();
             let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
             let client = connect(&hub, transport, &key, &user).await;
@@ -424,7 +434,10 @@ async fn chat_holds_an_estimate_and_charges_the_reported_usage() {
 async fn a_chat_cancelled_mid_stream_is_charged_for_what_was_used() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
     let user = hub.user_with(100).await.to_string();
     let mut socket = raw_session(
@@ -487,7 +500,10 @@ async fn reading_a_streamed_chat_then_cancelling_or_hanging_up_is_not_free() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
         let openai = FakeOpenAi::start().await;
-        let hub = spawn_hub_with_mcp(engine, &google, &openai).await;
+        let hub = SpawnedHub::builder(engine, &google)
+            .openai(&openai)
+            .start()
+            .await;
         let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
         let user = hub.user_with(100).await.to_string();
         for (round, hang_up) in [(0, false), (1, true)] {
@@ -531,7 +547,10 @@ async fn reading_a_streamed_chat_then_cancelling_or_hanging_up_is_not_free() {
 async fn prices_come_from_the_table_and_unpriced_choices_hold_nothing() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
     let user = hub.user_with(100).await.to_string();
     let client = connect(&hub, Transport::Http, &key, &user).await;
@@ -605,7 +624,10 @@ async fn prices_come_from_the_table_and_unpriced_choices_hold_nothing() {
 async fn another_users_video_is_nobody_elses_business() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
     let alice = hub.user_with(100).await.to_string();
     let bob = hub.user_with(100).await.to_string();
@@ -640,7 +662,10 @@ async fn another_users_video_is_nobody_elses_business() {
 async fn a_video_the_provider_will_not_stop_is_charged_when_it_is_made() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
     let user = hub.user_with(100).await.to_string();
     let client = connect(&hub, Transport::WebSocket, &key, &user).await;
@@ -668,7 +693,10 @@ async fn a_video_the_provider_will_not_stop_is_charged_when_it_is_made() {
 async fn a_browser_offers_its_code_as_a_websocket_subprotocol() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let (code, user_id) = hub.signed_in_user().await;
     let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
     let mut request = url.as_str().into_client_request().unwrap();
@@ -725,10 +753,13 @@ async fn a_websocket_outlives_no_revocation_of_its_credential() {
     for engine in engines() {
         let google = FakeGoogle::start().await;
         let openai = FakeOpenAi::start().await;
-        let hub = spawn_hub_with_mcp_configured(engine, &google, &openai, |config| {
-            config.websocket_recheck = Duration::from_secs(1);
-        })
-        .await;
+        let hub = SpawnedHub::builder(engine, &google)
+            .openai(&openai)
+            .gateway(|config| {
+                config.websocket_recheck = Duration::from_secs(1);
+            })
+            .start()
+            .await;
         let (code, _) = hub.signed_in_user().await;
         let mut socket = raw_session(&hub, &[("x-session-token", code.as_str())]).await;
         // Still good after a few checks.
@@ -773,7 +804,10 @@ async fn a_websocket_outlives_no_revocation_of_its_credential() {
 async fn a_call_after_a_revocation_is_not_passed_on() {
     let google = FakeGoogle::start().await;
     let openai = FakeOpenAi::start().await;
-    let hub = spawn_hub_with_mcp(Engine::Sqlite, &google, &openai).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .openai(&openai)
+        .start()
+        .await;
     let (code, user) = hub.signed_in_user().await;
     let mut socket = raw_session(&hub, &[("x-session-token", code.as_str())]).await;
     let r = hub

@@ -6,7 +6,7 @@ use hub_gateway::Limits;
 use hub_gateway::limits::{Limiter, PerMinute};
 use hub_test_support::fake_google::FakeGoogle;
 use hub_test_support::proxy::ToggleProxy;
-use hub_test_support::{Engine, browser, hub_backends, redis_cluster_configured, spawn_hub_with};
+use hub_test_support::{Engine, SpawnedHub, browser, hub_backends, redis_cluster_configured};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -24,7 +24,10 @@ fn small() -> Limits {
 async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
     for backends in hub_backends() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub_with(backends, &google, small()).await;
+        let hub = SpawnedHub::builder(backends, &google)
+            .gateway(|config| config.limits = small())
+            .start()
+            .await;
 
         // Starting sign-ins: per address.
         let client = browser();
@@ -144,7 +147,10 @@ async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
 #[tokio::test]
 async fn failed_verifications_are_limited_per_address_and_successes_do_not_count() {
     let google = FakeGoogle::start().await;
-    let hub = spawn_hub_with(Engine::Sqlite, &google, small()).await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+        .gateway(|config| config.limits = small())
+        .start()
+        .await;
     let code = hub.sign_in(&browser(), "session=v").await.code().unwrap();
     for _ in 0..10 {
         let r = hub

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 const CREDITS_PER_MINUTE: u64 = 600;
 
 /// A core service and a gateway in front of it, as the standalone `core` and `gateway` binaries
-/// start them (`App::build` from their configuration: own pool, own caches), sharing `db` and
+/// start them (`Deps::open` and `App::build` from their configuration: own pool, own caches), sharing `db` and
 /// Redis under `prefix`. Stops when the returned sender is dropped.
 async fn replica(
     db: &TestDatabase,
@@ -43,13 +43,17 @@ async fn replica(
         }
         other => other.clone(),
     };
-    let core = hub_core::App::build(hub_core::Config {
+    let core_config = hub_core::Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         database: database.clone(),
         internal_token: SecretString::from(token.to_owned()),
-    })
-    .await
-    .expect("a core replica");
+    };
+    let deps = hub_core::Deps::open(&core_config)
+        .await
+        .expect("its database");
+    let core = hub_core::App::build(core_config, deps)
+        .await
+        .expect("a core replica");
     let core_url = format!("http://{}", core.address());
     let (stop_core, until) = stopper();
     tokio::spawn(core.run_until(until));
@@ -73,7 +77,10 @@ async fn replica(
     };
     let key_cache = config.service_key_cache;
     assert_eq!(key_cache, Duration::from_secs(5), "the documented default");
-    let gateway = hub_gateway::App::build(config)
+    let deps = hub_gateway::Deps::open(&config)
+        .await
+        .expect("its database");
+    let gateway = hub_gateway::App::build(config, deps)
         .await
         .expect("a gateway replica");
     let url = format!("http://{}", gateway.address());

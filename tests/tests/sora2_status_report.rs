@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use hub_test_support::fake_google::FakeGoogle;
-use hub_test_support::{SpawnedHub, browser, engines, spawn_hub};
+use hub_test_support::{SpawnedHub, browser, engines};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -192,7 +192,7 @@ async fn every_endpoint_the_report_lists_as_existing_answers_as_specified() {
     );
     for engine in engines() {
         let google = FakeGoogle::start().await;
-        let hub = spawn_hub(engine, &google).await;
+        let hub = SpawnedHub::builder(engine, &google).start().await;
         for endpoint in listed.iter().filter(|l| l.status == "EXISTS") {
             holds(&hub, endpoint).await;
         }

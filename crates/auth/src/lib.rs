@@ -1,7 +1,8 @@
 //! The auth service: Google sign-in that ends in a verification code, and the sessions behind it.
 //!
-//! `App::build(config)` opens the stores and binds the listener (port 0 in tests); `router(state)`
-//! is the HTTP surface. The `auth` binary, `hub up` and the tests start it through these two.
+//! `Deps::open(&config)` opens the database; `App::build(config, deps)` opens the session store
+//! and binds the listener (port 0 in tests); `router(state)` is the HTTP surface. The `auth`
+//! binary, `hub up` and the tests start it through these.
 #![forbid(unsafe_code)]
 
 pub mod google;
@@ -201,38 +202,50 @@ pub struct App {
     state: AppState,
 }
 
-impl App {
-    /// Opens the database (migrating it) and the session store, then binds the listener.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+/// What the auth service runs on besides its configuration: what `hub up` shares between its
+/// services, and the clock (tests move it).
+pub struct Deps {
+    /// The open, migrated database (sessions live in it without Redis).
+    pub database: Database,
+    /// Users (and the ledger, for the credits of new users) on it.
+    pub users: Arc<dyn Store>,
+    /// The clock sessions expire by.
+    pub clock: Arc<dyn Clock>,
+    /// A listener bound beforehand (tests bind first, to know the callback URL before Google is
+    /// configured); without one, `App::build` binds `AUTH_ADDR`.
+    pub listener: Option<TcpListener>,
+}
+
+impl Deps {
+    /// Opens and migrates the configured database and the store on it, with the system clock.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let database = Database::connect(&config.database).await?;
         database.migrate().await?;
-        let users = hub_ledger::store::open(database.clone());
-        Self::build_with(config, database, users, Arc::new(SystemClock)).await
+        Ok(Self {
+            users: hub_ledger::store::open(database.clone()),
+            database,
+            clock: Arc::new(SystemClock),
+            listener: None,
+        })
     }
+}
 
-    /// Binds the listener over an open, migrated database and its store (as `hub up` shares
-    /// them with the core), with the given clock.
-    pub async fn build_with(
-        config: Config,
-        database: Database,
-        users: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("AUTH_ADDR {}: cannot listen: {e}", config.addr))?;
-        Self::build_on(listener, config, database, users, clock).await
-    }
-
-    /// As [`App::build_with`], on a listener already bound (tests bind first, to know the
-    /// callback URL before Google is configured).
-    pub async fn build_on(
-        listener: TcpListener,
-        config: Config,
-        database: Database,
-        users: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<Self> {
+impl App {
+    /// Opens the session store and the signing keys, discovers Google when configured, and binds
+    /// the listener (unless `deps` brings one).
+    pub async fn build(config: Config, deps: Deps) -> anyhow::Result<Self> {
+        let Deps {
+            database,
+            users,
+            clock,
+            listener,
+        } = deps;
+        let listener = match listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(config.addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("AUTH_ADDR {}: cannot listen: {e}", config.addr))?,
+        };
         let store = sessions::open(
             config.redis_url.as_deref(),
             config.redis_cluster,

@@ -142,9 +142,13 @@ async fn a_user_signs_in_and_the_gpt_verifies_the_code() {
 async fn a_verified_email_links_to_an_existing_user() {
     let google = FakeGoogle::start().await;
     let auth = spawn_auth(SessionBackend::Sqlite, Some(&google)).await;
-    let existing =
-        hub_ledger::users::NewUser::new("Somchai@Example.com", "S", 100, hub_ledger::users::Role::User)
-            .unwrap();
+    let existing = hub_ledger::users::NewUser::new(
+        "Somchai@Example.com",
+        "S",
+        100,
+        hub_ledger::users::Role::User,
+    )
+    .unwrap();
     let existing = auth
         .users
         .create_user(&existing)

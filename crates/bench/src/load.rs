@@ -136,10 +136,10 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
             token,
             service_key,
         } => {
-            let caller = match (service_key, token.or_else(|| env.raw("HUB_INTERNAL_TOKEN"))) {
-                (Some(key), _) => Caller::ServiceKey(key),
-                (None, Some(token)) => Caller::Internal(token),
-                (None, None) => Caller::Internal(
+            let credential = match (service_key, token.or_else(|| env.raw("HUB_INTERNAL_TOKEN"))) {
+                (Some(key), _) => Credential::ServiceKey(key),
+                (None, Some(token)) => Credential::Internal(token),
+                (None, None) => Credential::Internal(
                     std::fs::read_to_string(env.data_dir().join("internal-token"))
                         .context(
                             "no --token, no HUB_INTERNAL_TOKEN and no <data dir>/internal-token",
@@ -150,7 +150,7 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
             };
             deduct(
                 &url,
-                caller,
+                credential,
                 users.max(1),
                 concurrency.max(1),
                 Duration::from_secs(seconds),
@@ -457,7 +457,7 @@ async fn drive<W: Workload>(
 }
 
 /// How the deduct benchmark presents itself.
-enum Caller {
+enum Credential {
     /// The internal credential, straight to core.
     Internal(String),
     /// A service key, through the gateway.
@@ -467,7 +467,7 @@ enum Caller {
 struct DeductLoad {
     authority: String,
     path: String,
-    caller: Caller,
+    credential: Credential,
     body: Bytes,
     users: u64,
 }
@@ -478,11 +478,11 @@ impl Workload for DeductLoad {
             .header(http::header::HOST, self.authority.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-user-id", bench_user(pick % self.users + 1).to_string());
-        let request = match &self.caller {
-            Caller::Internal(token) => request
+        let request = match &self.credential {
+            Credential::Internal(token) => request
                 .header("x-hub-internal", token.as_str())
                 .header("x-hub-caller", "system"),
-            Caller::ServiceKey(key) => request.header("x-api-key", key.as_str()),
+            Credential::ServiceKey(key) => request.header("x-api-key", key.as_str()),
         };
         Ok(request.body(Full::new(self.body.clone()))?)
     }
@@ -534,7 +534,7 @@ async fn upstream(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 
 async fn deduct(
     url: &str,
-    caller: Caller,
+    credential: Credential,
     users: u64,
     concurrency: usize,
     duration: Duration,
@@ -544,7 +544,7 @@ async fn deduct(
     let workload = std::sync::Arc::new(DeductLoad {
         path: format!("{prefix}/api/mcp/v1/credits/deduct"),
         authority: authority.clone(),
-        caller,
+        credential,
         body: Bytes::from(serde_json::to_vec(
             &json!({ "service": "bench", "cost": cost }),
         )?),

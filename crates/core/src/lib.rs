@@ -1,8 +1,9 @@
 //! The core service: users, roles and the credit ledger.
 //!
-//! `App::build(config)` opens the database, runs its migrations and binds the listener (port 0
-//! in tests); `router(state)` is the HTTP surface. The `core` binary, the all-in-one `hub up` and
-//! the tests all start the service through these two.
+//! `Deps::open(&config)` opens the database and runs its migrations; `App::build(config, deps)`
+//! binds the listener (port 0 in tests); `router(state)` is the HTTP surface. The `core` binary,
+//! the all-in-one `hub up` (which shares one `Deps` database between its services) and the tests
+//! all start the service through these.
 #![forbid(unsafe_code)]
 
 pub mod caller;
@@ -93,34 +94,42 @@ pub struct App {
     database: Database,
 }
 
-impl App {
-    /// Opens and migrates the database, then binds the listener.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+/// What the core runs on besides its configuration: what `hub up` shares between its services.
+pub struct Deps {
+    /// The open, migrated database.
+    pub database: Database,
+    /// Users and the ledger on it (`hub up`: one SQLite writer for every service).
+    pub store: Arc<dyn Store>,
+    /// A listener bound beforehand; without one, `App::build` binds `CORE_ADDR`.
+    pub listener: Option<TcpListener>,
+}
+
+impl Deps {
+    /// Opens and migrates the configured database and the store on it.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let database = Database::connect(&config.database).await?;
         database.migrate().await?;
-        Self::build_with_database(config, database).await
+        Ok(Self {
+            store: ledger::store::open(database.clone()),
+            database,
+            listener: None,
+        })
     }
+}
 
-    /// Binds the listener over a database that is already open and migrated.
-    pub async fn build_with_database(config: Config, database: Database) -> anyhow::Result<Self> {
-        let store = ledger::store::open(database.clone());
-        Self::build_with_store(config, database, store).await
-    }
-
-    /// Binds the listener over an open database and a store on it that other services in the
-    /// same process share (`hub up`: one SQLite writer for everyone).
-    pub async fn build_with_store(
-        config: Config,
-        database: Database,
-        store: Arc<dyn Store>,
-    ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("CORE_ADDR {}: cannot listen: {e}", config.addr))?;
+impl App {
+    /// Binds the listener (unless `deps` brings one) over the database and store in `deps`.
+    pub async fn build(config: Config, deps: Deps) -> anyhow::Result<Self> {
+        let listener = match deps.listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(config.addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("CORE_ADDR {}: cannot listen: {e}", config.addr))?,
+        };
         Ok(Self {
             listener,
-            state: AppState::new(store, &config.internal_token),
-            database,
+            state: AppState::new(deps.store, &config.internal_token),
+            database: deps.database,
         })
     }
 

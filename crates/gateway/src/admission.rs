@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::AppState;
-use crate::identity::{self, Caller, KnownKey};
+use crate::identity::{self, KnownKey, Recognised};
 
 /// The open connections of every serving thread, against one cap: an atomic counter.
 #[derive(Debug)]
@@ -136,10 +136,10 @@ pub async fn failure_subject(
     })
 }
 
-fn subject_of(caller: Caller, client: IpAddr) -> Subject {
+fn subject_of(caller: Recognised, client: IpAddr) -> Subject {
     match caller {
-        Caller::ServiceKey { id, .. } => Subject::Key(id),
-        Caller::User(_) | Caller::App { .. } => Subject::Address(client),
+        Recognised::ServiceKey { id, .. } => Subject::Key(id),
+        Recognised::User(_) | Recognised::App { .. } => Subject::Address(client),
     }
 }
 
@@ -154,7 +154,7 @@ pub async fn read_key_now(
         return Ok(subject);
     };
     Ok(match identity::look_up_key(state, key).await? {
-        Some(Caller::ServiceKey { id, .. }) => Subject::Key(id),
+        Some(Recognised::ServiceKey { id, .. }) => Subject::Key(id),
         _ => subject,
     })
 }

@@ -18,7 +18,7 @@ use crate::AppState;
 
 /// A caller the gateway recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
+pub enum Recognised {
     /// An end user, by their session code or access token.
     User(Uuid),
     /// An OAuth app acting for a user, within its grant.
@@ -115,7 +115,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KnownKey {
     /// A live key, looked up within `SERVICE_KEY_CACHE_SECONDS`.
-    Live(Caller),
+    Live(Recognised),
     /// A key that was live when last looked up, longer ago than that: worth reading again.
     WasLive,
     /// A key looked up recently and not found.
@@ -131,7 +131,7 @@ pub fn known_key(state: &AppState, key: &str) -> KnownKey {
 
 /// Looks `key` up, through the cache (the database at most once per cache interval, for live
 /// keys and for keys that do not exist alike).
-pub async fn look_up_key(state: &AppState, key: &str) -> Result<Option<Caller>, ApiError> {
+pub async fn look_up_key(state: &AppState, key: &str) -> Result<Option<Recognised>, ApiError> {
     let hash = key_hash(key);
     match state.key_cache.known(&hash) {
         KnownKey::Live(caller) => return Ok(Some(caller)),
@@ -141,7 +141,7 @@ pub async fn look_up_key(state: &AppState, key: &str) -> Result<Option<Caller>, 
     state.metrics.credential_lookup("service_key");
     match state.store.find_service_key(&hash).await {
         Ok(Some(found)) => {
-            let caller = Caller::ServiceKey {
+            let caller = Recognised::ServiceKey {
                 id: found.id,
                 scopes: found.scopes,
             };
@@ -158,7 +158,7 @@ pub async fn look_up_key(state: &AppState, key: &str) -> Result<Option<Caller>, 
 }
 
 /// Works out the caller from the request's credentials; `None` when it presented none.
-pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, Refused> {
+pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Recognised>, Refused> {
     let bearer = bearer(headers);
     let session = text(headers, "x-session-token");
 
@@ -168,7 +168,7 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
         }
         state.metrics.credential_lookup("session");
         return match state.sessions.verify(token).await {
-            Ok(Verified::Live(record)) => Ok(Some(Caller::User(record.user_id))),
+            Ok(Verified::Live(record)) => Ok(Some(Recognised::User(record.user_id))),
             Ok(Verified::Invalid) => Err(unauthenticated().into()),
             Err(e) => Err(store_unavailable(&e).into()),
         };
@@ -186,8 +186,8 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Cal
             // a failed credential: it was once really issued).
             Ok(access) => match still_current(state, &access).await {
                 Ok(true) => Ok(Some(match access.app {
-                    None => Caller::User(access.user),
-                    Some(app) => Caller::App {
+                    None => Recognised::User(access.user),
+                    Some(app) => Recognised::App {
                         user: access.user,
                         access: app,
                     },
@@ -247,7 +247,7 @@ async fn still_current(
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
-    keys: Mutex<HashMap<String, (Option<Caller>, Instant)>>,
+    keys: Mutex<HashMap<String, (Option<Recognised>, Instant)>>,
 }
 
 /// Entries kept before expired ones are dropped.
@@ -277,7 +277,7 @@ impl KeyCache {
         }
     }
 
-    fn put(&self, hash: String, caller: Option<Caller>) {
+    fn put(&self, hash: String, caller: Option<Recognised>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -317,7 +317,7 @@ pub fn strip_client_identity(headers: &mut HeaderMap) {
 /// services trust. `claimed_user` is the client's `X-User-ID`, read before it was stripped.
 pub fn vouch(
     state: &AppState,
-    caller: Option<&Caller>,
+    caller: Option<&Recognised>,
     claimed_user: Option<&str>,
     headers: &mut HeaderMap,
 ) -> Result<(), ApiError> {
@@ -336,14 +336,14 @@ pub fn vouch(
     };
     set(headers, INTERNAL_HEADER, &state.internal_token)?;
     match caller {
-        Caller::User(id) => {
+        Recognised::User(id) => {
             if claimed.is_some_and(|claimed| claimed != *id) {
                 return Err(ApiError::forbidden("An end user acts only as themselves."));
             }
             set(headers, CALLER_HEADER, "user")?;
             set(headers, USER_ID_HEADER, &id.to_string())?;
         }
-        Caller::App { user, access } => {
+        Recognised::App { user, access } => {
             if claimed.is_some_and(|claimed| claimed != *user) {
                 return Err(ApiError::forbidden("An app acts only for the user who connected it."));
             }
@@ -351,7 +351,7 @@ pub fn vouch(
             set(headers, USER_ID_HEADER, &user.to_string())?;
             set(headers, hub_http::caller::GRANT_HEADER, &access.grant)?;
         }
-        Caller::ServiceKey { id, scopes } => {
+        Recognised::ServiceKey { id, scopes } => {
             // One GPT key serves every ChatGPT user, and a user could talk the model into naming
             // someone else: a GPT key acts only through a user's own session code.
             if scopes.iter().any(|s| s == "gpt") {

@@ -45,25 +45,44 @@ pub struct App {
     state: AppState,
 }
 
-impl App {
-    /// Opens the stores and binds the listener.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+/// What the gateway runs on besides its configuration: what `hub up` shares between its services.
+pub struct Deps {
+    /// The open, migrated database (sessions live in it without Redis).
+    pub database: Database,
+    /// Service keys (and users) on it.
+    pub store: Arc<dyn Store>,
+    /// A listener bound beforehand; without one, `App::build` binds `GATEWAY_ADDR`.
+    pub listener: Option<TcpListener>,
+}
+
+impl Deps {
+    /// Opens and migrates the configured database and the store on it.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let database = Database::connect(&config.database).await?;
         database.migrate().await?;
-        let store = hub_ledger::store::open(database.clone());
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("GATEWAY_ADDR {}: cannot listen: {e}", config.addr))?;
-        Self::build_on(listener, config, database, store).await
+        Ok(Self {
+            store: hub_ledger::store::open(database.clone()),
+            database,
+            listener: None,
+        })
     }
+}
 
-    /// On a bound listener, over an open database and its store (`hub up`, tests).
-    pub async fn build_on(
-        listener: TcpListener,
-        config: Config,
-        database: Database,
-        store: Arc<dyn Store>,
-    ) -> anyhow::Result<Self> {
+impl App {
+    /// Opens the session store and the rate limiter's connection, and binds the listener (unless
+    /// `deps` brings one).
+    pub async fn build(config: Config, deps: Deps) -> anyhow::Result<Self> {
+        let Deps {
+            database,
+            store,
+            listener,
+        } = deps;
+        let listener = match listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(config.addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("GATEWAY_ADDR {}: cannot listen: {e}", config.addr))?,
+        };
         let session_store = hub_sessions::open(
             config.redis_url.as_deref(),
             config.redis_cluster,

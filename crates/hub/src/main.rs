@@ -332,90 +332,40 @@ async fn up(env: &Env) -> anyhow::Result<()> {
     let started = Instant::now();
     hub_telemetry::init(env.raw("LOG_FORMAT").as_deref());
     let (token, token_file) = internal_token(env, &env.data_dir())?;
-    let core_config = hub_core::Config::from_env_with_token(env, token.clone())?;
-    let database = Database::connect(&core_config.database)
-        .await
-        .with_context(|| format!("opening {}", core_config.database.describe()))?;
-    database.migrate().await.context("migrating")?;
-    let store = hub_core::ledger::store::open(database.clone());
-    let core =
-        hub_core::App::build_with_store(core_config.clone(), database.clone(), store.clone())
-            .await?;
-    let auth_config = hub_auth::Config::from_env(env)?;
-    let sessions_in = auth_config
+    let configs = hub_compose::Configs::from_env_with_token(env, &token)?;
+    let storage = configs.core.database.describe();
+    let sessions_in = configs
+        .auth
         .redis_url
         .as_ref()
         .map_or_else(|| "the database".to_owned(), |_| "Redis".to_owned());
-    let google = if auth_config.google.is_some() {
+    let google = if configs.auth.google.is_some() {
         "Google sign-in on"
     } else {
         "Google sign-in off: set GOOGLE_CLIENT_ID"
     };
-    let auth = hub_auth::App::build_with(
-        auth_config,
-        database.clone(),
-        store.clone(),
-        std::sync::Arc::new(hub_auth::clock::SystemClock),
-    )
-    .await?;
-    let mcp =
-        hub_mcp::App::build(hub_mcp::Config::from_env_with_token(env, token.clone())?).await?;
     let videos = if env.raw("OPENAI_API_KEY").is_some() {
         "videos on"
     } else {
         "videos off: set OPENAI_API_KEY"
     };
-    let gateway_config = hub_gateway::Config::from_env_with_token(env, token.clone())?;
-    let gateway_listener = tokio::net::TcpListener::bind(gateway_config.addr)
-        .await
-        .with_context(|| format!("GATEWAY_ADDR {}: cannot listen", gateway_config.addr))?;
-    let gateway =
-        hub_gateway::App::build_on(gateway_listener, gateway_config, database, store).await?;
+    let hub = hub_compose::Hub::builder(configs).build().await?;
+    let at = hub.addresses();
 
     println!("Smart AI Hub is up in {} ms", started.elapsed().as_millis());
-    println!(
-        "  storage  {}; sessions in {sessions_in}",
-        core_config.database.describe()
-    );
-    println!("  gateway  http://{}  (the public door)", gateway.address());
-    println!("  auth     http://{}  ({google})", auth.address());
-    println!("  core     http://{}", core.address());
-    println!("  mcp      http://{}  ({videos})", mcp.address());
+    println!("  storage  {storage}; sessions in {sessions_in}");
+    println!("  gateway  http://{}  (the public door)", at.gateway);
+    println!("  auth     http://{}  ({google})", at.auth);
+    println!("  core     http://{}", at.core);
+    println!("  mcp      http://{}  ({videos})", at.mcp);
     if let Some(path) = token_file {
         println!("  internal credential (X-Hub-Internal) in {path}");
     }
 
-    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
-    let mut services = tokio::task::JoinSet::new();
-    let mut on_stop = stop.subscribe();
-    services.spawn(core.run_until(async move {
-        let _ = on_stop.recv().await;
-    }));
-    let mut on_stop = stop.subscribe();
-    services.spawn(auth.run_until(async move {
-        let _ = on_stop.recv().await;
-    }));
-    let mut on_stop = stop.subscribe();
-    services.spawn(mcp.run_until(async move {
-        let _ = on_stop.recv().await;
-    }));
-    let mut on_stop = stop.subscribe();
-    services.spawn(gateway.run_until(async move {
-        let _ = on_stop.recv().await;
-    }));
-    tokio::select! {
-        () = hub_http::shutdown_signal() => {
+    hub.start()
+        .run_until(async {
+            hub_http::shutdown_signal().await;
             println!("stopping: finishing requests in flight");
-            let _ = stop.send(());
-        }
-        Some(result) = services.join_next() => {
-            let _ = stop.send(());
-            result??;
-            bail!("a service stopped unexpectedly");
-        }
-    }
-    while let Some(result) = services.join_next().await {
-        result??;
-    }
-    Ok(())
+        })
+        .await
 }

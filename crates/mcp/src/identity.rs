@@ -28,7 +28,7 @@ impl Identity {
 /// The identity in `headers`, if the internal credential is there (checked as core checks it,
 /// against `credential`, the credential's digest) and names a user.
 pub fn identify(headers: &HeaderMap, credential: &[u8; 32]) -> Result<Identity, ApiError> {
-    let caller = Caller::from_headers(headers, credential).map_err(ApiError::from)?;
+    let caller = Caller::from_headers(headers, credential)?;
     let user_id = caller.user_id.ok_or_else(|| {
         ApiError::bad_request(
             "invalid_user_id",

@@ -265,17 +265,29 @@ pub struct App {
     shared: Arc<Shared>,
 }
 
-impl App {
-    /// Binds `MCP_ADDR`.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("MCP_ADDR {}: cannot listen: {e}", config.addr))?;
-        Ok(Self::build_on(listener, config))
-    }
+/// What the MCP service runs on besides its configuration. It shares nothing in `hub up`: it
+/// reaches the core over HTTP.
+pub struct Deps {
+    /// A listener bound beforehand; without one, `App::build` binds `MCP_ADDR`.
+    pub listener: Option<TcpListener>,
+}
 
-    /// On a bound listener (`hub up`, tests).
-    pub fn build_on(listener: TcpListener, config: Config) -> Self {
+impl Deps {
+    /// Nothing to open: the listener is bound by `App::build`.
+    pub async fn open(_config: &Config) -> anyhow::Result<Self> {
+        Ok(Self { listener: None })
+    }
+}
+
+impl App {
+    /// Binds the listener (unless `deps` brings one).
+    pub async fn build(config: Config, deps: Deps) -> anyhow::Result<Self> {
+        let listener = match deps.listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(config.addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("MCP_ADDR {}: cannot listen: {e}", config.addr))?,
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -293,7 +305,7 @@ impl App {
             http,
             config,
         });
-        Self { listener, shared }
+        Ok(Self { listener, shared })
     }
 
     /// The bound address.

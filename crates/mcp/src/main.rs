@@ -6,7 +6,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use hub_config::Env;
-use hub_mcp::{App, Config};
+use hub_mcp::{App, Config, Deps};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -14,7 +14,8 @@ async fn main() -> anyhow::Result<()> {
     let env = Env::process();
     hub_telemetry::init(env.raw("LOG_FORMAT").as_deref());
     let config = Config::from_env(&env)?;
-    let app = App::build(config).await?;
+    let deps = Deps::open(&config).await?;
+    let app = App::build(config, deps).await?;
     tracing::info!(address = %app.address(), "mcp listening");
     app.run_until(hub_http::shutdown_signal()).await?;
     Ok(())

@@ -49,7 +49,7 @@ fn digest(credential: &str) -> String {
 pub(super) fn limit_for(
     state: &AppState,
     visit: &Visit,
-    caller: Option<&identity::Caller>,
+    caller: Option<&identity::Recognised>,
     headers: &HeaderMap,
 ) -> (String, PerMinute) {
     let limits = state.config.limits;
@@ -83,11 +83,11 @@ pub(super) fn limit_for(
         .or_else(|| text("authorization"))
         .or_else(|| text("x-api-key"));
     match caller {
-        Some(identity::Caller::User(id) | identity::Caller::App { user: id, .. }) => {
+        Some(identity::Recognised::User(id) | identity::Recognised::App { user: id, .. }) => {
             (format!("caller:user:{id}"), class)
         }
         // One key may serve every ChatGPT user: each user it acts for has a budget of their own.
-        Some(identity::Caller::ServiceKey { id, .. }) => (
+        Some(identity::Recognised::ServiceKey { id, .. }) => (
             format!(
                 "caller:key:{id}:{}",
                 visit.claimed_user.as_deref().unwrap_or("-")

@@ -155,7 +155,7 @@ pub(super) async fn identify(
     state: &AppState,
     visit: &Visit,
     request: &mut Request,
-) -> Result<Option<identity::Caller>, Response> {
+) -> Result<Option<identity::Recognised>, Response> {
     if !visit.route.vouched() {
         return Ok(None);
     }
@@ -171,7 +171,7 @@ pub(super) async fn identify(
     }
     let requirement = crate::resource::requirement(request.uri().path());
     match identity::resolve(state, request.headers()).await {
-        Ok(Some(identity::Caller::App { user, access })) => {
+        Ok(Some(identity::Recognised::App { user, access })) => {
             let Some((resource, scope)) = requirement else {
                 return Err(ApiError::forbidden(
                     "An app's access token opens the credit and MCP endpoints its scopes name, nothing else.",
@@ -190,7 +190,7 @@ pub(super) async fn identify(
                 let error = ApiError::forbidden("insufficient scope");
                 return Err(crate::resource::challenge(state, resource, error, Some(scope)));
             }
-            Ok(Some(identity::Caller::App { user, access }))
+            Ok(Some(identity::Recognised::App { user, access }))
         }
         Ok(None) => match requirement {
             // An MCP client learns where to sign in from the challenge (RFC 9728).
@@ -223,7 +223,7 @@ pub(super) async fn identify(
 pub(super) async fn limit(
     state: &AppState,
     visit: &Visit,
-    caller: Option<&identity::Caller>,
+    caller: Option<&identity::Recognised>,
     headers: &HeaderMap,
 ) -> Result<(PerMinute, Decision), Response> {
     let (key, limit) = limit_for(state, visit, caller, headers);
@@ -244,7 +244,7 @@ pub(super) fn rewrite_request(
     state: &AppState,
     peer: SocketAddr,
     visit: &Visit,
-    caller: Option<&identity::Caller>,
+    caller: Option<&identity::Recognised>,
     request: &mut Request,
 ) -> Result<Option<Joining>, ApiError> {
     let vouched = visit.route.vouched();

@@ -65,6 +65,7 @@ impl SqliteStore {
     }
 }
 
+/// Timestamps as RFC 3339 text in UTC with microseconds: sortable as text, readable by sqlx.
 pub(super) fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
@@ -75,17 +76,14 @@ pub(super) fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&timestamp(now)).map_or(now, |t| t.with_timezone(&Utc))
 }
 
-/// Runs `operation` once per idempotency key: the claim and the write share one savepoint, and
-/// the single writer serialises twins, so the second finds the first's outcome.
-
+/// A timestamp written by [`timestamp`], read back.
 pub(super) fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt(format!("timestamp {text:?}: {e}")))
 }
 
-/// A hold row (with its metadata) as read by the writer.
-
+/// A UUID column, stored as text.
 pub(super) fn uuid(row: &SqliteRow, column: &str) -> Result<Uuid, StoreError> {
     let text: String = row.try_get(column)?;
     Uuid::parse_str(&text).map_err(|e| StoreError::Corrupt(format!("{column} {text:?}: {e}")))

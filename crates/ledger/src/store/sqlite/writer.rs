@@ -147,8 +147,8 @@ pub(super) fn commit_group(
 // ---------------------------------------------------------------------------------------------
 // Writes, run on the writer thread.
 
-/// Timestamps as RFC 3339 text in UTC with microseconds: sortable as text, readable by sqlx.
-
+/// Runs `operation` once per idempotency key: the claim and the write share one savepoint, and
+/// the single writer serialises twins, so the second finds the first's outcome.
 pub(super) fn run_idempotent<T, F>(
     conn: &Connection,
     claim: Option<&IdempotencyClaim>,
