@@ -13,6 +13,7 @@ mod gateway_proxy;
 mod gateway_trust;
 mod mcp_results;
 mod mcp_tools;
+mod oauth_flow;
 mod operations_files;
 mod rate_limits;
 mod replicas;

@@ -81,6 +81,7 @@ pub struct HubBuilder<'a> {
     openai: Option<&'a FakeOpenAi>,
     gateway: Configure<'a, hub_gateway::Config>,
     mcp: Configure<'a, hub_mcp::Config>,
+    auth: Configure<'a, hub_auth::Config>,
 }
 
 impl SpawnedHub {
@@ -93,6 +94,7 @@ impl SpawnedHub {
             openai: None,
             gateway: Box::new(|_| {}),
             mcp: Box::new(|_| {}),
+            auth: Box::new(|_| {}),
         }
     }
 }
@@ -117,6 +119,14 @@ impl<'a> HubBuilder<'a> {
     #[must_use]
     pub fn mcp(mut self, configure: impl FnOnce(&mut hub_mcp::Config) + 'a) -> Self {
         self.mcp = Box::new(configure);
+        self
+    }
+
+    /// The auth service's configuration changed by `configure` (the authorization server's
+    /// settings, for one).
+    #[must_use]
+    pub fn auth(mut self, configure: impl FnOnce(&mut hub_auth::Config) + 'a) -> Self {
+        self.auth = Box::new(configure);
         self
     }
 
@@ -161,7 +171,7 @@ impl<'a> HubBuilder<'a> {
             database: db.config.clone(),
             internal_token: SecretString::from(token.clone()),
         };
-        let auth = auth_config(
+        let mut auth = auth_config(
             keys,
             db,
             redis.clone(),
@@ -169,6 +179,7 @@ impl<'a> HubBuilder<'a> {
             Some(self.google),
             &urls.gateway,
         );
+        (self.auth)(&mut auth);
         let mut mcp = mcp_config(urls, &token, self.openai);
         (self.mcp)(&mut mcp);
         let (redis_url, redis_cluster) = redis.map_or((None, false), |(url, c)| (Some(url), c));
