@@ -6,6 +6,8 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod oauth_client;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -49,6 +51,11 @@ enum Command {
     ServiceKey {
         #[command(subcommand)]
         command: ServiceKeyCommand,
+    },
+    /// OAuth apps that may ask users for access (a GPT Action with OAuth, a partner's server).
+    OauthClient {
+        #[command(subcommand)]
+        command: oauth_client::OAuthClientCommand,
     },
 }
 
@@ -152,6 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => user(&env, command).await,
         Command::Credits { command } => credits(&env, command).await,
         Command::ServiceKey { command } => service_key(&env, command).await,
+        Command::OauthClient { command } => oauth_client::run(&env, command).await,
     }
 }
 
