@@ -14,6 +14,7 @@ mod gateway_trust;
 mod mcp_results;
 mod mcp_tools;
 mod oauth_flow;
+mod oauth_mcp;
 mod oauth_refusals;
 mod operations_files;
 mod rate_limits;

@@ -37,22 +37,7 @@ pub(crate) async fn connect(
 ) -> Client {
     match transport {
         Transport::WebSocket => {
-            let socket = open_socket(hub, &[("x-api-key", key), ("x-user-id", user)]).await;
-            let (sink, stream) = socket.split();
-            let sink = sink.with(|message: ClientJsonRpcMessage| async move {
-                Ok::<_, tokio_tungstenite::tungstenite::Error>(Message::text(
-                    serde_json::to_string(&message).unwrap(),
-                ))
-            });
-            let stream = stream.filter_map(|frame| async move {
-                match frame {
-                    Ok(Message::Text(text)) => {
-                        serde_json::from_str::<ServerJsonRpcMessage>(text.as_str()).ok()
-                    }
-                    _ => None,
-                }
-            });
-            ().serve((Box::pin(sink), Box::pin(stream))).await.unwrap()
+            over_socket(open_socket(hub, &[("x-api-key", key), ("x-user-id", user)]).await).await
         }
         Transport::Http => {
             let mut headers = std::collections::HashMap::new();
@@ -69,6 +54,25 @@ pub(crate) async fn connect(
                 .unwrap()
         }
     }
+}
+
+/// An rmcp client over an open WebSocket.
+pub(crate) async fn over_socket(socket: Socket) -> Client {
+    let (sink, stream) = socket.split();
+    let sink = sink.with(|message: ClientJsonRpcMessage| async move {
+        Ok::<_, tokio_tungstenite::tungstenite::Error>(Message::text(
+            serde_json::to_string(&message).unwrap(),
+        ))
+    });
+    let stream = stream.filter_map(|frame| async move {
+        match frame {
+            Ok(Message::Text(text)) => {
+                serde_json::from_str::<ServerJsonRpcMessage>(text.as_str()).ok()
+            }
+            _ => None,
+        }
+    });
+    ().serve((Box::pin(sink), Box::pin(stream))).await.unwrap()
 }
 
 pub(crate) async fn call(client: &Client, tool: &str, arguments: Value) -> (bool, Value) {
@@ -463,11 +467,11 @@ async fn a_chat_cancelled_mid_stream_is_charged_for_what_was_used() {
     wait_until(&hub, &user, json!({ "balance": 99, "held": 0 })).await;
 }
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A WebSocket to the MCP service through the gateway, with `headers` on the upgrade.
-async fn open_socket(hub: &SpawnedHub, headers: &[(&'static str, &str)]) -> Socket {
+pub(crate) async fn open_socket(hub: &SpawnedHub, headers: &[(&'static str, &str)]) -> Socket {
     let url = hub.gateway_url.replace("http://", "ws://") + "/api/mcp/ws";
     let mut request = url.into_client_request().unwrap();
     for (name, value) in headers {

@@ -80,7 +80,11 @@ impl<'a> OAuthBrowser<'a> {
         let at_google = self.get(&location(&to_google)).await;
         assert_eq!(at_google.status(), StatusCode::SEE_OTHER);
         let callback = self.get(&location(&at_google)).await;
-        assert_eq!(callback.status(), StatusCode::SEE_OTHER, "back to the request");
+        assert_eq!(
+            callback.status(),
+            StatusCode::SEE_OTHER,
+            "back to the request"
+        );
         let back = location(&callback);
         assert!(back.starts_with("/oauth/authorize?"), "{back}");
         self.get(&back).await
@@ -110,7 +114,13 @@ impl<'a> OAuthBrowser<'a> {
     /// Authorizes `query` end to end: sign in (with Google, if the browser is not yet signed
     /// in), consent if asked, and the redirect back to the app.
     pub(crate) async fn authorize(&self, query: &str, daily_cap: Option<i64>) -> Redirected {
-        let mut page = self.get(&format!("/oauth/authorize?{query}")).await;
+        self.authorize_at(&format!("/oauth/authorize?{query}"), daily_cap)
+            .await
+    }
+
+    /// As [`OAuthBrowser::authorize`], from an authorization URL a client library made.
+    pub(crate) async fn authorize_at(&self, url: &str, daily_cap: Option<i64>) -> Redirected {
+        let mut page = self.get(url).await;
         for _ in 0..2 {
             if page.status() != StatusCode::OK {
                 break;
@@ -123,7 +133,11 @@ impl<'a> OAuthBrowser<'a> {
                 self.decide(&text, "allow", daily_cap).await
             };
         }
-        assert_eq!(page.status(), StatusCode::SEE_OTHER, "a redirect to the app");
+        assert_eq!(
+            page.status(),
+            StatusCode::SEE_OTHER,
+            "a redirect to the app"
+        );
         redirected(&page)
     }
 }
@@ -248,15 +262,41 @@ async fn gpt_action_flow(engine: Engine) {
     let access = tokens["access_token"].as_str().unwrap().to_owned();
 
     // Check and deduct with nothing but the bearer token.
-    let check = with_bearer(&hub, Method::POST, "/api/mcp/v1/credits/check", &access, Some(&json!({"service": "sora2-video-generation", "cost": 1}))).await;
+    let check = with_bearer(
+        &hub,
+        Method::POST,
+        "/api/mcp/v1/credits/check",
+        &access,
+        Some(&json!({"service": "sora2-video-generation", "cost": 1})),
+    )
+    .await;
     assert_eq!(check.status, StatusCode::OK, "{:?}", check.json);
     let before = check.json["balance"].as_i64().unwrap();
-    let deduct = with_bearer(&hub, Method::POST, "/api/mcp/v1/credits/deduct", &access, Some(&json!({"service": "sora2-video-generation", "cost": 3}))).await;
+    let deduct = with_bearer(
+        &hub,
+        Method::POST,
+        "/api/mcp/v1/credits/deduct",
+        &access,
+        Some(&json!({"service": "sora2-video-generation", "cost": 3})),
+    )
+    .await;
     assert_eq!(deduct.status, StatusCode::OK, "{:?}", deduct.json);
-    assert_eq!(deduct.json["new_balance"].as_i64(), Some(before - 3), "{:?}", deduct.json);
+    assert_eq!(
+        deduct.json["new_balance"].as_i64(),
+        Some(before - 3),
+        "{:?}",
+        deduct.json
+    );
 
     // An app's token never opens a refund, nor the admin API.
-    let refund = with_bearer(&hub, Method::POST, "/api/mcp/v1/credits/refund", &access, Some(&json!({"transaction_id": "txn_x"}))).await;
+    let refund = with_bearer(
+        &hub,
+        Method::POST,
+        "/api/mcp/v1/credits/refund",
+        &access,
+        Some(&json!({"transaction_id": "txn_x"})),
+    )
+    .await;
     assert_eq!(refund.status, StatusCode::FORBIDDEN);
 
     // Consent is remembered: the next authorization goes straight back with a code, which the
@@ -277,11 +317,17 @@ async fn gpt_action_flow(engine: Engine) {
     // A wrong secret is invalid_client, 401.
     let (status, refused) = token(
         &hub,
-        &[("grant_type", "refresh_token"), ("refresh_token", second["refresh_token"].as_str().unwrap())],
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", second["refresh_token"].as_str().unwrap()),
+        ],
         Some((&client_id, "hub_cs_wrong")),
     )
     .await;
-    assert_eq!((status, refused["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
 
     // Refresh rotates; the spent refresh token presented again revokes its family.
     let first_refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
@@ -299,14 +345,22 @@ async fn gpt_action_flow(engine: Engine) {
     let (status, rotated) = refresh(first_refresh.clone()).await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
     let (status, reused) = refresh(first_refresh).await;
-    assert_eq!((status, reused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (status, reused["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
     let (status, _) = refresh(rotated["refresh_token"].as_str().unwrap().to_owned()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "the family is revoked");
 
     // The user disconnects the app (with their own session code): its tokens stop at once.
     let (session_code, _) = hub.signed_in_user().await;
     let apps = hub
-        .call(Method::GET, "/api/auth/grants", &[("x-session-token", &session_code)], None)
+        .call(
+            Method::GET,
+            "/api/auth/grants",
+            &[("x-session-token", &session_code)],
+            None,
+        )
         .await;
     assert_eq!(apps.status, StatusCode::OK, "{:?}", apps.json);
     let app = &apps.json["apps"][0];
@@ -316,14 +370,33 @@ async fn gpt_action_flow(engine: Engine) {
     assert!(app["last_used_at"].is_string());
     let grant = app["id"].as_str().unwrap();
     let gone = hub
-        .call(Method::DELETE, &format!("/api/auth/grants/{grant}"), &[("x-session-token", &session_code)], None)
+        .call(
+            Method::DELETE,
+            &format!("/api/auth/grants/{grant}"),
+            &[("x-session-token", &session_code)],
+            None,
+        )
         .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
-    let after = with_bearer(&hub, Method::POST, "/api/mcp/v1/credits/check", &access, Some(&json!({"service": "sora2-video-generation", "cost": 1}))).await;
-    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{engine:?}: a disconnected app's token stops");
+    let after = with_bearer(
+        &hub,
+        Method::POST,
+        "/api/mcp/v1/credits/check",
+        &access,
+        Some(&json!({"service": "sora2-video-generation", "cost": 1})),
+    )
+    .await;
+    assert_eq!(
+        after.status,
+        StatusCode::UNAUTHORIZED,
+        "{engine:?}: a disconnected app's token stops"
+    );
     let (status, _) = token(
         &hub,
-        &[("grant_type", "refresh_token"), ("refresh_token", second["refresh_token"].as_str().unwrap())],
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", second["refresh_token"].as_str().unwrap()),
+        ],
         Some((&client_id, &secret)),
     )
     .await;

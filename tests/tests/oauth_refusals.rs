@@ -34,7 +34,10 @@ async fn register(hub: &SpawnedHub, body: Value) -> (StatusCode, Value) {
         .send()
         .await
         .unwrap();
-    (response.status(), response.json().await.unwrap_or(Value::Null))
+    (
+        response.status(),
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 fn public_query(client_id: &str, extra: &str) -> String {
@@ -64,13 +67,29 @@ async fn discovery_starts_at_the_mcp_servers_challenge() {
     assert!(ws.headers.contains_key("www-authenticate"));
 
     let resource = hub
-        .call(Method::GET, "/.well-known/oauth-protected-resource/mcp", &[], None)
+        .call(
+            Method::GET,
+            "/.well-known/oauth-protected-resource/mcp",
+            &[],
+            None,
+        )
         .await;
-    assert_eq!(resource.json["resource"], format!("{}/mcp", hub.gateway_url));
-    assert_eq!(resource.json["authorization_servers"], json!([hub.gateway_url]));
+    assert_eq!(
+        resource.json["resource"],
+        format!("{}/mcp", hub.gateway_url)
+    );
+    assert_eq!(
+        resource.json["authorization_servers"],
+        json!([hub.gateway_url])
+    );
     assert_eq!(resource.json["scopes_supported"], json!(["mcp:tools"]));
     let api = hub
-        .call(Method::GET, "/.well-known/oauth-protected-resource", &[], None)
+        .call(
+            Method::GET,
+            "/.well-known/oauth-protected-resource",
+            &[],
+            None,
+        )
         .await;
     assert_eq!(api.json["resource"], hub.gateway_url.as_str());
     assert_eq!(
@@ -86,11 +105,23 @@ async fn discovery_starts_at_the_mcp_servers_challenge() {
         assert_eq!(server.status, StatusCode::OK, "{path}");
         let doc = &server.json;
         assert_eq!(doc["issuer"], hub.gateway_url.as_str());
-        assert_eq!(doc["authorization_endpoint"], format!("{}/oauth/authorize", hub.gateway_url));
-        assert_eq!(doc["token_endpoint"], format!("{}/oauth/token", hub.gateway_url));
-        assert_eq!(doc["registration_endpoint"], format!("{}/oauth/register", hub.gateway_url));
+        assert_eq!(
+            doc["authorization_endpoint"],
+            format!("{}/oauth/authorize", hub.gateway_url)
+        );
+        assert_eq!(
+            doc["token_endpoint"],
+            format!("{}/oauth/token", hub.gateway_url)
+        );
+        assert_eq!(
+            doc["registration_endpoint"],
+            format!("{}/oauth/register", hub.gateway_url)
+        );
         assert_eq!(doc["response_types_supported"], json!(["code"]));
-        assert_eq!(doc["grant_types_supported"], json!(["authorization_code", "refresh_token"]));
+        assert_eq!(
+            doc["grant_types_supported"],
+            json!(["authorization_code", "refresh_token"])
+        );
         assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],
@@ -111,15 +142,29 @@ async fn a_bad_client_or_redirect_uri_gets_an_error_page_and_never_a_redirect() 
     let (client_id, _) = operator_client(&hub, GPT_CALLBACK, true, &["credits:read"]).await;
     let person = OAuthBrowser::new(&hub);
     for query in [
-        format!("response_type=code&client_id={client_id}&redirect_uri={}", urlencode("https://evil.example/cb")),
-        format!("response_type=code&client_id={client_id}&redirect_uri={}", urlencode(&format!("{GPT_CALLBACK}/more"))),
-        format!("response_type=code&client_id=oc_unknown&redirect_uri={}", urlencode(GPT_CALLBACK)),
+        format!(
+            "response_type=code&client_id={client_id}&redirect_uri={}",
+            urlencode("https://evil.example/cb")
+        ),
+        format!(
+            "response_type=code&client_id={client_id}&redirect_uri={}",
+            urlencode(&format!("{GPT_CALLBACK}/more"))
+        ),
+        format!(
+            "response_type=code&client_id=oc_unknown&redirect_uri={}",
+            urlencode(GPT_CALLBACK)
+        ),
         "response_type=code&redirect_uri=https%3A%2F%2Fevil.example%2Fcb".to_owned(),
     ] {
         let page = person.get(&format!("/oauth/authorize?{query}")).await;
         assert_eq!(page.status(), StatusCode::BAD_REQUEST, "{query}");
         assert!(page.headers().get("location").is_none(), "{query}");
-        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            page.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
     }
 }
 
@@ -139,17 +184,35 @@ async fn public_clients_must_use_pkce_with_s256() {
         json!({"redirect_uris": [APP_CALLBACK], "token_endpoint_auth_method": "client_secret_basic"}),
     )
     .await;
-    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_client_metadata")));
-    let (status, refused) = register(&hub, json!({"redirect_uris": ["http://evil.example/cb"]})).await;
-    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri")));
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_client_metadata"))
+    );
+    let (status, refused) =
+        register(&hub, json!({"redirect_uris": ["http://evil.example/cb"]})).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri"))
+    );
 
     let person = OAuthBrowser::new(&hub);
     for (extra, why) in [
         ("", "no challenge"),
-        (&format!("&code_challenge={VERIFIER}&code_challenge_method=plain")[..], "plain"),
-        (&format!("&code_challenge={CHALLENGE}")[..], "no method (plain by default)"),
+        (
+            &format!("&code_challenge={VERIFIER}&code_challenge_method=plain")[..],
+            "plain",
+        ),
+        (
+            &format!("&code_challenge={CHALLENGE}")[..],
+            "no method (plain by default)",
+        ),
     ] {
-        let page = person.get(&format!("/oauth/authorize?{}", public_query(&client_id, extra))).await;
+        let page = person
+            .get(&format!(
+                "/oauth/authorize?{}",
+                public_query(&client_id, extra)
+            ))
+            .await;
         assert_eq!(page.status(), StatusCode::SEE_OTHER, "{why}");
         let back = redirected(&page);
         assert_eq!(back.query["error"], "invalid_request", "{why}");
@@ -160,7 +223,9 @@ async fn public_clients_must_use_pkce_with_s256() {
     // With S256, a wrong or missing verifier is refused (and spends the code).
     let pkce = format!("&code_challenge={CHALLENGE}&code_challenge_method=S256");
     for verifier in [None, Some("x".repeat(43))] {
-        let back = person.authorize(&public_query(&client_id, &pkce), None).await;
+        let back = person
+            .authorize(&public_query(&client_id, &pkce), None)
+            .await;
         let mut form = vec![
             ("grant_type", "authorization_code".to_owned()),
             ("code", back.query["code"].clone()),
@@ -171,12 +236,23 @@ async fn public_clients_must_use_pkce_with_s256() {
         }
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (status, refused) = token(&hub, &form, None).await;
-        assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{verifier:?}");
+        assert_eq!(
+            (status, refused["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+            "{verifier:?}"
+        );
     }
-    let back = person.authorize(&public_query(&client_id, &pkce), None).await;
+    let back = person
+        .authorize(&public_query(&client_id, &pkce), None)
+        .await;
     let (status, tokens) = token(
         &hub,
-        &[("grant_type", "authorization_code"), ("code", &back.query["code"]), ("client_id", &client_id), ("code_verifier", VERIFIER)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &back.query["code"]),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ],
         None,
     )
     .await;
@@ -184,13 +260,29 @@ async fn public_clients_must_use_pkce_with_s256() {
 }
 
 /// A public client's code for `scope` and `resource`, and the tokens it redeems for.
-async fn public_tokens(hub: &SpawnedHub, person: &OAuthBrowser<'_>, client_id: &str, extra: &str) -> (String, Value) {
+async fn public_tokens(
+    hub: &SpawnedHub,
+    person: &OAuthBrowser<'_>,
+    client_id: &str,
+    extra: &str,
+) -> (String, Value) {
     let pkce = format!("&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}");
-    let back = person.authorize(&public_query(client_id, &pkce), None).await;
-    let code = back.query.get("code").unwrap_or_else(|| panic!("{back:?}")).clone();
+    let back = person
+        .authorize(&public_query(client_id, &pkce), None)
+        .await;
+    let code = back
+        .query
+        .get("code")
+        .unwrap_or_else(|| panic!("{back:?}"))
+        .clone();
     let (status, tokens) = token(
         hub,
-        &[("grant_type", "authorization_code"), ("code", &code), ("client_id", client_id), ("code_verifier", VERIFIER)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", client_id),
+            ("code_verifier", VERIFIER),
+        ],
         None,
     )
     .await;
@@ -206,15 +298,50 @@ async fn a_code_works_once_for_its_own_client_and_a_second_use_ends_its_tokens()
     let person = OAuthBrowser::new(&hub);
     let (code, tokens) = public_tokens(&hub, &person, &mine, "").await;
     let access = tokens["access_token"].as_str().unwrap();
-    let balance = with_bearer(&hub, Method::GET, "/api/mcp/v1/credits/balance", access, None).await;
+    let balance = with_bearer(
+        &hub,
+        Method::GET,
+        "/api/mcp/v1/credits/balance",
+        access,
+        None,
+    )
+    .await;
     assert_eq!(balance.status, StatusCode::OK, "{:?}", balance.json);
 
-    let again = [("grant_type", "authorization_code"), ("code", code.as_str()), ("client_id", mine.as_str()), ("code_verifier", VERIFIER)];
+    let again = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("client_id", mine.as_str()),
+        ("code_verifier", VERIFIER),
+    ];
     let (status, refused) = token(&hub, &again, None).await;
-    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
-    let balance = with_bearer(&hub, Method::GET, "/api/mcp/v1/credits/balance", access, None).await;
-    assert_eq!(balance.status, StatusCode::UNAUTHORIZED, "the first use's access token stops");
-    let (status, _) = token(&hub, &[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap()), ("client_id", &mine)], None).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let balance = with_bearer(
+        &hub,
+        Method::GET,
+        "/api/mcp/v1/credits/balance",
+        access,
+        None,
+    )
+    .await;
+    assert_eq!(
+        balance.status,
+        StatusCode::UNAUTHORIZED,
+        "the first use's access token stops"
+    );
+    let (status, _) = token(
+        &hub,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", &mine),
+        ],
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "and its refresh token");
 
     // Another client cannot redeem this client's code.
@@ -223,22 +350,50 @@ async fn a_code_works_once_for_its_own_client_and_a_second_use_ends_its_tokens()
         let back = person.authorize(&public_query(&mine, &pkce), None).await;
         (back.query["code"].clone(), ())
     };
-    let (status, refused) = token(&hub, &[("grant_type", "authorization_code"), ("code", &code), ("client_id", &other), ("code_verifier", VERIFIER)], None).await;
-    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let (status, refused) = token(
+        &hub,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &other),
+            ("code_verifier", VERIFIER),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
 }
 
 #[tokio::test]
 async fn tokens_open_only_their_resource_and_their_scopes() {
     let (_google, hub) = hub().await;
-    let (client_id, _) = operator_client(&hub, APP_CALLBACK, false, &["credits:read", "mcp:tools"]).await;
+    let (client_id, _) =
+        operator_client(&hub, APP_CALLBACK, false, &["credits:read", "mcp:tools"]).await;
     let person = OAuthBrowser::new(&hub);
     // Beyond the client's scopes: refused at the authorization.
-    let pkce = format!("&code_challenge={CHALLENGE}&code_challenge_method=S256&scope=credits%3Aspend");
-    let page = person.get(&format!("/oauth/authorize?{}", public_query(&client_id, &pkce))).await;
+    let pkce =
+        format!("&code_challenge={CHALLENGE}&code_challenge_method=S256&scope=credits%3Aspend");
+    let page = person
+        .get(&format!(
+            "/oauth/authorize?{}",
+            public_query(&client_id, &pkce)
+        ))
+        .await;
     assert_eq!(redirected(&page).query["error"], "invalid_scope");
     // A resource the hub does not serve.
-    let pkce = format!("&code_challenge={CHALLENGE}&code_challenge_method=S256&resource={}", urlencode("https://elsewhere.example/mcp"));
-    let page = person.get(&format!("/oauth/authorize?{}", public_query(&client_id, &pkce))).await;
+    let pkce = format!(
+        "&code_challenge={CHALLENGE}&code_challenge_method=S256&resource={}",
+        urlencode("https://elsewhere.example/mcp")
+    );
+    let page = person
+        .get(&format!(
+            "/oauth/authorize?{}",
+            public_query(&client_id, &pkce)
+        ))
+        .await;
     assert_eq!(redirected(&page).query["error"], "invalid_target");
 
     // A read-only token for the REST API: it reads, it may not spend, and it is not for /mcp.
@@ -246,21 +401,48 @@ async fn tokens_open_only_their_resource_and_their_scopes() {
     let api = api["access_token"].as_str().unwrap();
     let read = with_bearer(&hub, Method::GET, "/api/mcp/v1/credits/balance", api, None).await;
     assert_eq!(read.status, StatusCode::OK);
-    let spend = with_bearer(&hub, Method::POST, "/api/mcp/v1/credits/deduct", api, Some(&json!({"service": "sora2-video-generation", "cost": 1}))).await;
+    let spend = with_bearer(
+        &hub,
+        Method::POST,
+        "/api/mcp/v1/credits/deduct",
+        api,
+        Some(&json!({"service": "sora2-video-generation", "cost": 1})),
+    )
+    .await;
     assert_eq!(spend.status, StatusCode::FORBIDDEN);
     assert_eq!(spend.json["error"]["code"], "insufficient_scope");
     let challenge = spend.headers["www-authenticate"].to_str().unwrap();
-    assert!(challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"credits:spend\""), "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"credits:spend\""),
+        "{challenge}"
+    );
     let at_mcp = with_bearer(&hub, Method::POST, "/mcp", api, Some(&json!({}))).await;
-    assert_eq!(at_mcp.status, StatusCode::UNAUTHORIZED, "a REST API token at /mcp");
+    assert_eq!(
+        at_mcp.status,
+        StatusCode::UNAUTHORIZED,
+        "a REST API token at /mcp"
+    );
 
     // A token for the MCP server is not one for the REST API.
-    let mcp_resource = format!("&scope=mcp%3Atools&resource={}", urlencode(&format!("{}/mcp", hub.gateway_url)));
+    let mcp_resource = format!(
+        "&scope=mcp%3Atools&resource={}",
+        urlencode(&format!("{}/mcp", hub.gateway_url))
+    );
     let (_, mcp) = public_tokens(&hub, &person, &client_id, &mcp_resource).await;
     let mcp = mcp["access_token"].as_str().unwrap();
     let at_api = with_bearer(&hub, Method::GET, "/api/mcp/v1/credits/balance", mcp, None).await;
-    assert_eq!(at_api.status, StatusCode::UNAUTHORIZED, "an MCP token at the REST API");
-    assert!(at_api.headers["www-authenticate"].to_str().unwrap().contains("oauth-protected-resource"));
+    assert_eq!(
+        at_api.status,
+        StatusCode::UNAUTHORIZED,
+        "an MCP token at the REST API"
+    );
+    assert!(
+        at_api.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("oauth-protected-resource")
+    );
 }
 
 #[tokio::test]
@@ -269,13 +451,24 @@ async fn a_consent_form_without_its_csrf_token_or_from_another_browser_is_refuse
     let (client_id, _) = operator_client(&hub, APP_CALLBACK, false, &["credits:read"]).await;
     let person = OAuthBrowser::new(&hub);
     let pkce = format!("&code_challenge={CHALLENGE}&code_challenge_method=S256");
-    let page = person.get(&format!("/oauth/authorize?{}", public_query(&client_id, &pkce))).await;
+    let page = person
+        .get(&format!(
+            "/oauth/authorize?{}",
+            public_query(&client_id, &pkce)
+        ))
+        .await;
     let sign_in = page.text().await.unwrap();
     let consent = person.sign_in_with_google(&sign_in).await;
     assert_eq!(consent.status(), StatusCode::OK);
     let consent = consent.text().await.unwrap();
-    assert!(consent.contains("Sora2 Video Generator") && consent.contains("127.0.0.1:9"), "the app's name and redirect host");
-    assert!(consent.contains("See your credit balance and history"), "the scopes in plain words");
+    assert!(
+        consent.contains("Sora2 Video Generator") && consent.contains("127.0.0.1:9"),
+        "the app's name and redirect host"
+    );
+    assert!(
+        consent.contains("See your credit balance and history"),
+        "the scopes in plain words"
+    );
 
     let without = person
         .client
@@ -300,7 +493,12 @@ async fn a_consent_form_without_its_csrf_token_or_from_another_browser_is_refuse
     assert_eq!(stolen.status(), StatusCode::BAD_REQUEST);
 
     // Deny goes back to the app with access_denied.
-    let page = person.get(&format!("/oauth/authorize?{}", public_query(&client_id, &pkce))).await;
+    let page = person
+        .get(&format!(
+            "/oauth/authorize?{}",
+            public_query(&client_id, &pkce)
+        ))
+        .await;
     let consent = page.text().await.unwrap();
     let denied = person.decide(&consent, "deny", None).await;
     assert_eq!(denied.status(), StatusCode::SEE_OTHER);
@@ -318,7 +516,11 @@ async fn a_metadata_document_client_id_on_a_private_address_is_not_fetched() {
         "https://localhost/client.json",
         "http://app.example/client.json",
     ] {
-        let query = format!("response_type=code&client_id={}&redirect_uri={}&code_challenge={CHALLENGE}&code_challenge_method=S256", urlencode(client_id), urlencode(APP_CALLBACK));
+        let query = format!(
+            "response_type=code&client_id={}&redirect_uri={}&code_challenge={CHALLENGE}&code_challenge_method=S256",
+            urlencode(client_id),
+            urlencode(APP_CALLBACK)
+        );
         let page = person.get(&format!("/oauth/authorize?{query}")).await;
         assert_eq!(page.status(), StatusCode::BAD_REQUEST, "{client_id}");
         assert!(page.headers().get("location").is_none());
@@ -339,17 +541,29 @@ async fn an_expired_code_is_refused() {
     .unwrap();
     auth.users.insert_oauth_client(&client).await.unwrap();
     let browser = hub_test_support::browser();
-    let query = format!("response_type=code&client_id={}&redirect_uri={}&code_challenge={CHALLENGE}&code_challenge_method=S256", client.record.id, urlencode(APP_CALLBACK));
+    let query = format!(
+        "response_type=code&client_id={}&redirect_uri={}&code_challenge={CHALLENGE}&code_challenge_method=S256",
+        client.record.id,
+        urlencode(APP_CALLBACK)
+    );
     // Sign in with Google straight at the auth service, and consent.
     let get = |path: String| {
         let browser = browser.clone();
         let base = auth.base_url.clone();
         async move {
-            let url = if path.starts_with("http") { path } else { format!("{base}{path}") };
+            let url = if path.starts_with("http") {
+                path
+            } else {
+                format!("{base}{path}")
+            };
             browser.get(url).send().await.unwrap()
         }
     };
-    let page = get(format!("/oauth/authorize?{query}")).await.text().await.unwrap();
+    let page = get(format!("/oauth/authorize?{query}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     let start = crate::oauth_flow::attribute(&page, "id=\"google\"", "href").unwrap();
     let to_google = get(start).await;
     let at_google = get(location(&to_google)).await;
@@ -367,7 +581,12 @@ async fn an_expired_code_is_refused() {
     let response = auth
         .http
         .post(format!("{}/oauth/token", auth.base_url))
-        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("client_id", client.record.id.as_str()), ("code_verifier", VERIFIER)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("client_id", client.record.id.as_str()),
+            ("code_verifier", VERIFIER),
+        ])
         .send()
         .await
         .unwrap();

@@ -345,7 +345,9 @@ pub fn vouch(
         }
         Recognised::App { user, access } => {
             if claimed.is_some_and(|claimed| claimed != *user) {
-                return Err(ApiError::forbidden("An app acts only for the user who connected it."));
+                return Err(ApiError::forbidden(
+                    "An app acts only for the user who connected it.",
+                ));
             }
             set(headers, CALLER_HEADER, "user")?;
             set(headers, USER_ID_HEADER, &user.to_string())?;

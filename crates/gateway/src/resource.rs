@@ -107,15 +107,17 @@ pub(crate) fn challenge(
             "insufficient_scope",
             format!("This app's access does not include the scope {scope}."),
         );
-        value.push_str(&format!(", error=\"insufficient_scope\", scope=\"{scope}\""));
-    } else if error.status == StatusCode::UNAUTHORIZED
-        && error.code != "unauthenticated"
-    {
+        value.push_str(&format!(
+            ", error=\"insufficient_scope\", scope=\"{scope}\""
+        ));
+    } else if error.status == StatusCode::UNAUTHORIZED && error.code != "unauthenticated" {
         value.push_str(", error=\"invalid_token\"");
     }
     let mut response = error.into_response();
     if let Ok(value) = HeaderValue::from_str(&value) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
     }
     response
 }

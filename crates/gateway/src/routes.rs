@@ -147,7 +147,11 @@ static ROUTES: [Route; 25] = [
     Route::own("/.well-known/oauth-protected-resource"),
     Route::own("/.well-known/oauth-protected-resource/mcp"),
     // The authorization server (the auth service): its metadata, authorize, token, register.
-    Route::exact("/.well-known/oauth-authorization-server", Open(Auth), "oauth"),
+    Route::exact(
+        "/.well-known/oauth-authorization-server",
+        Open(Auth),
+        "oauth",
+    ),
     Route::exact("/.well-known/openid-configuration", Open(Auth), "oauth"),
     Route::exact("/oauth/sign-in", Open(Auth), "oauth").limited(Google),
     Route::prefix("/oauth/", Open(Auth), "oauth"),

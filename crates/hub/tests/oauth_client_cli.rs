@@ -48,14 +48,29 @@ fn operators_register_list_and_revoke_oauth_clients() {
     ));
     let id = gpt["client_id"].as_str().unwrap();
     assert!(id.starts_with("oc_"));
-    assert!(gpt["client_secret"].as_str().unwrap().starts_with("hub_cs_"));
+    assert!(
+        gpt["client_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("hub_cs_")
+    );
     assert_eq!(gpt["scopes"], "credits:read credits:spend");
-    assert_eq!(gpt["authorization_url"], "https://hub.example.com/oauth/authorize");
+    assert_eq!(
+        gpt["authorization_url"],
+        "https://hub.example.com/oauth/authorize"
+    );
     assert_eq!(gpt["token_url"], "https://hub.example.com/oauth/token");
 
     let public = json(&hub(
         &dir,
-        &["oauth-client", "create", "--name", "CLI", "--redirect-uri", "http://127.0.0.1:8765/cb"],
+        &[
+            "oauth-client",
+            "create",
+            "--name",
+            "CLI",
+            "--redirect-uri",
+            "http://127.0.0.1:8765/cb",
+        ],
     ));
     assert!(public["client_secret"].is_null());
     assert_eq!(public["scopes"], "credits:read credits:spend mcp:tools");
@@ -63,14 +78,27 @@ fn operators_register_list_and_revoke_oauth_clients() {
     let listed = json(&hub(&dir, &["oauth-client", "list"]));
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 2);
-    assert!(!listed.iter().any(|c| c.to_string().contains("hub_cs_")), "secrets never listed");
+    assert!(
+        !listed.iter().any(|c| c.to_string().contains("hub_cs_")),
+        "secrets never listed"
+    );
     let gpt_listed = listed.iter().find(|c| c["id"] == id).unwrap();
     assert_eq!(gpt_listed["confidential"], true);
     assert_eq!(gpt_listed["redirect_uris"].as_array().unwrap().len(), 2);
 
     for bad in [
-        ["--redirect-uri", "http://example.com/cb", "--scopes", "credits:read"],
-        ["--redirect-uri", "https://example.com/cb", "--scopes", "admin"],
+        [
+            "--redirect-uri",
+            "http://example.com/cb",
+            "--scopes",
+            "credits:read",
+        ],
+        [
+            "--redirect-uri",
+            "https://example.com/cb",
+            "--scopes",
+            "admin",
+        ],
     ] {
         let mut args = vec!["oauth-client", "create", "--name", "Bad"];
         args.extend(bad);

@@ -12,8 +12,8 @@
 
 mod holds;
 mod idempotency;
-mod operations;
 pub mod oauth;
+mod operations;
 pub mod service_keys;
 pub mod store;
 pub mod users;

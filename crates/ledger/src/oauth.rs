@@ -115,7 +115,9 @@ pub fn redirect_uri_allowed(uri: &str) -> bool {
         return false;
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let host = match host.strip_prefix('[') {
         Some(v6) => v6.split_once(']').map_or("", |(address, _)| address),
         None => host.split(':').next().unwrap_or_default(),
@@ -137,7 +139,10 @@ pub fn parse_scopes(text: &str) -> Result<Vec<String>, InvalidInput> {
     if let Some(unknown) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
         return Err(invalid(
             "invalid_scope",
-            format!("unknown scope {unknown:?}; scopes are {}", SCOPES.join(", ")),
+            format!(
+                "unknown scope {unknown:?}; scopes are {}",
+                SCOPES.join(", ")
+            ),
         ));
     }
     scopes.sort();
@@ -170,7 +175,9 @@ pub fn new_client(
     if let Some(bad) = redirect_uris.iter().find(|u| !redirect_uri_allowed(u)) {
         return Err(invalid(
             "invalid_redirect_uri",
-            format!("{bad:?} is not an https URL (or http on a loopback address) without a fragment"),
+            format!(
+                "{bad:?} is not an https URL (or http on a loopback address) without a fragment"
+            ),
         ));
     }
     let scopes = if scopes.is_empty() {
@@ -309,8 +316,14 @@ mod tests {
         assert_eq!(client.record.scopes.len(), SCOPES.len());
         let public = new_client("App", &uris, false, &[], Registration::Dynamic).unwrap();
         assert!(public.secret.is_none());
-        let err = new_client("App", &uris, false, &["admin".into()], Registration::Dynamic)
-            .unwrap_err();
+        let err = new_client(
+            "App",
+            &uris,
+            false,
+            &["admin".into()],
+            Registration::Dynamic,
+        )
+        .unwrap_err();
         assert_eq!(err.code, "invalid_scope");
         assert_eq!(
             parse_scopes("mcp:tools credits:read mcp:tools").unwrap(),

@@ -5,8 +5,8 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use hub_http::ApiError;
 use hub_http::caller::{
-    CALLER_HEADER, Caller, GRANT_HEADER, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER, USER_ID_HEADER,
-    VIA_HEADER,
+    CALLER_HEADER, Caller, GRANT_HEADER, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER,
+    USER_ID_HEADER, VIA_HEADER,
 };
 use uuid::Uuid;
 

@@ -55,10 +55,18 @@ async fn client_and_redirect(
     headers: &HeaderMap,
     query: &HashMap<String, String>,
 ) -> Result<(clients::Client, Request), Response> {
-    let client_id = query.get("client_id").map(String::as_str).unwrap_or_default();
+    let client_id = query
+        .get("client_id")
+        .map(String::as_str)
+        .unwrap_or_default();
     let client = match clients::find(state, client_id).await {
         Ok(Some(client)) => client,
-        Ok(None) => return Err(error_page(headers, "The app (client_id) is not known to this hub.")),
+        Ok(None) => {
+            return Err(error_page(
+                headers,
+                "The app (client_id) is not known to this hub.",
+            ));
+        }
         Err(e) => return Err(e.into_response()),
     };
     let redirect_uri = match query.get("redirect_uri") {
@@ -91,7 +99,11 @@ fn check_request(
     query: &HashMap<String, String>,
 ) -> Result<Request, (Request, &'static str, &'static str)> {
     if query.get("response_type").map(String::as_str) != Some("code") {
-        return Err((request, "unsupported_response_type", "response_type must be code."));
+        return Err((
+            request,
+            "unsupported_response_type",
+            "response_type must be code.",
+        ));
     }
     match (
         query.get("code_challenge"),
@@ -101,10 +113,18 @@ fn check_request(
             request.code_challenge = Some(challenge.clone());
         }
         (Some(_), _) => {
-            return Err((request, "invalid_request", "PKCE must use code_challenge_method=S256."));
+            return Err((
+                request,
+                "invalid_request",
+                "PKCE must use code_challenge_method=S256.",
+            ));
         }
         (None, _) if client.is_public() => {
-            return Err((request, "invalid_request", "A public client must use PKCE (S256)."));
+            return Err((
+                request,
+                "invalid_request",
+                "A public client must use PKCE (S256).",
+            ));
         }
         (None, _) => {}
     }
@@ -113,7 +133,11 @@ fn check_request(
         None => api,
         Some(r) if r == api || r == mcp => r.to_owned(),
         Some(_) => {
-            return Err((request, "invalid_target", "The resource is not one this hub serves."));
+            return Err((
+                request,
+                "invalid_target",
+                "The resource is not one this hub serves.",
+            ));
         }
     };
     let asked = match query.get("scope") {
@@ -124,7 +148,11 @@ fn check_request(
         },
     };
     if asked.is_empty() || !asked.iter().all(|s| client.scopes.contains(s)) {
-        return Err((request, "invalid_scope", "A scope is beyond what this app may ask for."));
+        return Err((
+            request,
+            "invalid_scope",
+            "A scope is beyond what this app may ask for.",
+        ));
     }
     request.scopes = asked;
     Ok(request)
@@ -149,13 +177,19 @@ pub(crate) async fn start(
     let user = match browser::signed_in(&state, &headers).await {
         Ok(Some(user)) => user,
         Ok(None) => {
-            let here = uri.path_and_query().map_or("/oauth/authorize", |p| p.as_str());
+            let here = uri
+                .path_and_query()
+                .map_or("/oauth/authorize", |p| p.as_str());
             return pages::sign_in(&state, lang, here, None, StatusCode::OK);
         }
         Err(e) => return super::OAuthError::from(e).into_response(),
     };
     // Consent given before for these scopes is remembered.
-    match state.users.live_grant(user.user_id, &request.client_id).await {
+    match state
+        .users
+        .live_grant(user.user_id, &request.client_id)
+        .await
+    {
         Ok(Some(grant)) if request.scopes.iter().all(|s| grant.scopes.contains(s)) => {
             return issue_code(&state, request, user.user_id, &grant).await;
         }
@@ -176,7 +210,12 @@ pub(crate) async fn start(
     let store = state.sessions.store();
     let now = state.sessions.clock().now();
     if let Err(e) = store
-        .put_once(&codes::consent_key(&csrf_token), &record, codes::CONSENT_TTL, now)
+        .put_once(
+            &codes::consent_key(&csrf_token),
+            &record,
+            codes::CONSENT_TTL,
+            now,
+        )
         .await
     {
         return super::OAuthError::from(e).into_response();
@@ -210,7 +249,12 @@ pub(crate) async fn decide(
     Form(form): Form<Decision>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    let refused = || error_page(&headers, "This consent form has expired or was not sent from the hub's page. Start again from the app.");
+    let refused = || {
+        error_page(
+            &headers,
+            "This consent form has expired or was not sent from the hub's page. Start again from the app.",
+        )
+    };
     if form.csrf_token.len() != 64 {
         return refused();
     }
@@ -234,14 +278,23 @@ pub(crate) async fn decide(
         Err(e) => return super::OAuthError::from(e).into_response(),
     }
     if form.decision != "allow" {
-        return refuse(&state, &pending.request, "access_denied", "The user denied access.");
+        return refuse(
+            &state,
+            &pending.request,
+            "access_denied",
+            "The user denied access.",
+        );
     }
     let daily_cap = match form.daily_cap.trim() {
         "" => None,
         cap => match cap.parse::<i64>() {
             Ok(cap) if (0..=hub_ledger::MAX_AMOUNT).contains(&cap) => Some(cap),
             _ => {
-                return pages::error(StatusCode::BAD_REQUEST, lang, "The daily cap must be a whole number of credits.");
+                return pages::error(
+                    StatusCode::BAD_REQUEST,
+                    lang,
+                    "The daily cap must be a whole number of credits.",
+                );
             }
         },
     };

@@ -67,11 +67,7 @@ pub(crate) async fn sign_in_browser(
         .create(user.id, &user.email, &user.name, Some("browser"), None)
         .await?;
     let max_age = state.sessions.lifetime().num_seconds();
-    let attributes = if secure(state) {
-        "; Secure"
-    } else {
-        ""
-    };
+    let attributes = if secure(state) { "; Secure" } else { "" };
     let cookie = format!(
         "{}={}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{attributes}",
         cookie_name(state),
@@ -108,25 +104,27 @@ pub(crate) async fn sign_in(
         return pages::error(StatusCode::BAD_REQUEST, lang, lang.words().bad_request);
     }
     let address = crate::routes::accounts::client_address(&state, peer, &headers);
-    let user = match crate::routes::accounts::check_password(
-        &state,
-        address,
-        &form.email,
-        form.password,
-    )
-    .await
-    {
-        Ok(user) => user,
-        Err(error) => {
-            let words = lang.words();
-            let message = match error.status {
-                StatusCode::TOO_MANY_REQUESTS => words.too_many_attempts,
-                StatusCode::UNAUTHORIZED => words.wrong_password,
-                _ => words.unavailable,
-            };
-            return pages::sign_in(&state, lang, &form.continue_to, Some(message), error.status);
-        }
-    };
+    let user =
+        match crate::routes::accounts::check_password(&state, address, &form.email, form.password)
+            .await
+        {
+            Ok(user) => user,
+            Err(error) => {
+                let words = lang.words();
+                let message = match error.status {
+                    StatusCode::TOO_MANY_REQUESTS => words.too_many_attempts,
+                    StatusCode::UNAUTHORIZED => words.wrong_password,
+                    _ => words.unavailable,
+                };
+                return pages::sign_in(
+                    &state,
+                    lang,
+                    &form.continue_to,
+                    Some(message),
+                    error.status,
+                );
+            }
+        };
     match sign_in_browser(&state, &user).await {
         Ok(cookie) => {
             let mut response = Redirect::to(&form.continue_to).into_response();
@@ -135,7 +133,11 @@ pub(crate) async fn sign_in(
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot sign a browser in");
-            pages::error(StatusCode::SERVICE_UNAVAILABLE, lang, lang.words().unavailable)
+            pages::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                lang,
+                lang.words().unavailable,
+            )
         }
     }
 }

@@ -131,7 +131,10 @@ async fn metadata_document(state: &AppState, id: &str) -> Result<Option<Client>,
         return Ok(None);
     };
     if !insecure && !addresses.iter().all(|a| is_public(*a)) {
-        tracing::warn!(client_id = id, "a client metadata document on a private address");
+        tracing::warn!(
+            client_id = id,
+            "a client metadata document on a private address"
+        );
         return Ok(None);
     }
     let client = reqwest::Client::builder()
@@ -139,6 +142,8 @@ async fn metadata_document(state: &AppState, id: &str) -> Result<Option<Client>,
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(5))
         .resolve(host, std::net::SocketAddr::new(address, port))
+        // Tests serve their documents with a certificate of their own (never in production).
+        .danger_accept_invalid_certs(insecure)
         .build()
         .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
     let Ok(response) = client.get(url.clone()).send().await else {
@@ -154,7 +159,10 @@ async fn metadata_document(state: &AppState, id: &str) -> Result<Option<Client>,
     let Ok(document) = serde_json::from_slice::<Document>(&body) else {
         return Ok(None);
     };
-    let method = document.token_endpoint_auth_method.as_deref().unwrap_or("none");
+    let method = document
+        .token_endpoint_auth_method
+        .as_deref()
+        .unwrap_or("none");
     if document.client_id != id
         || method != "none"
         || document.redirect_uris.is_empty()
@@ -166,8 +174,7 @@ async fn metadata_document(state: &AppState, id: &str) -> Result<Option<Client>,
         return Ok(None);
     }
     let scopes = match document.scope.as_deref() {
-        Some(scope) => hub_ledger::oauth::parse_scopes(scope)
-            .unwrap_or_else(|_| all_scopes()),
+        Some(scope) => hub_ledger::oauth::parse_scopes(scope).unwrap_or_else(|_| all_scopes()),
         None => all_scopes(),
     };
     let name = document
@@ -271,7 +278,10 @@ pub(crate) fn presented(
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")));
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        });
     let invalid = || OAuthError::new("invalid_client", "Client authentication failed.");
     match basic {
         Some(_) if client_secret.is_some() => Err(OAuthError::new(
@@ -337,7 +347,19 @@ mod tests {
 
     #[test]
     fn private_and_loopback_addresses_are_not_public() {
-        for private in ["127.0.0.1", "10.1.2.3", "192.168.1.1", "172.16.0.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
         for public in ["8.8.8.8", "2606:4700::1111"] {
@@ -349,9 +371,15 @@ mod tests {
     fn caching_follows_the_document() {
         let mut headers = reqwest::header::HeaderMap::new();
         assert_eq!(keep_for(&headers), DEFAULT_KEEP);
-        headers.insert(reqwest::header::CACHE_CONTROL, "public, max-age=60".parse().unwrap());
+        headers.insert(
+            reqwest::header::CACHE_CONTROL,
+            "public, max-age=60".parse().unwrap(),
+        );
         assert_eq!(keep_for(&headers), Duration::from_secs(60));
-        headers.insert(reqwest::header::CACHE_CONTROL, "max-age=999999".parse().unwrap());
+        headers.insert(
+            reqwest::header::CACHE_CONTROL,
+            "max-age=999999".parse().unwrap(),
+        );
         assert_eq!(keep_for(&headers), MAX_KEEP);
         headers.insert(reqwest::header::CACHE_CONTROL, "no-store".parse().unwrap());
         assert_eq!(keep_for(&headers), Duration::ZERO);

@@ -147,7 +147,9 @@ impl IntoResponse for OAuthError {
         if self.status == StatusCode::UNAUTHORIZED
             && let Ok(value) = HeaderValue::from_str("Basic realm=\"oauth\"")
         {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

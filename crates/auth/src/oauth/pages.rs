@@ -211,9 +211,7 @@ pub(crate) struct Consent<'a> {
 pub(crate) fn consent(lang: Lang, consent: &Consent<'_>) -> Response {
     let style_nonce = nonce();
     let origin = origin(consent.redirect_uri);
-    let host = origin
-        .split_once("://")
-        .map_or(origin.as_str(), |(_, h)| h);
+    let host = origin.split_once("://").map_or(origin.as_str(), |(_, h)| h);
     let page = ConsentPage {
         lang: lang.code(),
         words: lang.words(),

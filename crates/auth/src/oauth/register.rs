@@ -47,10 +47,13 @@ pub(crate) async fn register(
     body: axum::body::Bytes,
 ) -> Response {
     if !state.config.oauth.dynamic_registration {
-        return (StatusCode::NOT_FOUND, Json(json!({
-            "error": "invalid_request",
-            "error_description": "Dynamic client registration is turned off on this hub.",
-        })))
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({
+                "error": "invalid_request",
+                "error_description": "Dynamic client registration is turned off on this hub.",
+            })),
+        )
             .into_response();
     }
     let address = crate::routes::accounts::client_address(&state, peer, &headers);
@@ -63,20 +66,30 @@ pub(crate) async fn register(
         .await
     {
         Ok(n) if n > PER_ADDRESS_PER_HOUR => {
-            return OAuthError::new("too_many_requests", "Too many registrations from this address; try again later.").into_response();
+            return OAuthError::new(
+                "too_many_requests",
+                "Too many registrations from this address; try again later.",
+            )
+            .into_response();
         }
         Ok(_) => {}
         Err(e) => return OAuthError::from(e).into_response(),
     }
     let Ok(metadata) = serde_json::from_slice::<Metadata>(&body) else {
-        return invalid("invalid_client_metadata", "The body must be a JSON client metadata object.");
+        return invalid(
+            "invalid_client_metadata",
+            "The body must be a JSON client metadata object.",
+        );
     };
     if metadata
         .token_endpoint_auth_method
         .as_deref()
         .is_some_and(|m| m != "none")
     {
-        return invalid("invalid_client_metadata", "Dynamically registered clients are public: token_endpoint_auth_method must be none.");
+        return invalid(
+            "invalid_client_metadata",
+            "Dynamically registered clients are public: token_endpoint_auth_method must be none.",
+        );
     }
     let grants_ok = metadata.grant_types.as_ref().is_none_or(|g| {
         g.iter()
@@ -87,7 +100,10 @@ pub(crate) async fn register(
         .as_ref()
         .is_none_or(|r| r.iter().all(|t| t == "code"));
     if !grants_ok || !responses_ok {
-        return invalid("invalid_client_metadata", "Only the authorization code flow (with refresh tokens) is supported.");
+        return invalid(
+            "invalid_client_metadata",
+            "Only the authorization code flow (with refresh tokens) is supported.",
+        );
     }
     let scopes: Vec<String> = metadata
         .scope
@@ -95,9 +111,17 @@ pub(crate) async fn register(
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
     let name = metadata.client_name.as_deref().unwrap_or("An MCP client");
-    let client = match new_client(name, &metadata.redirect_uris, false, &scopes, Registration::Dynamic) {
+    let client = match new_client(
+        name,
+        &metadata.redirect_uris,
+        false,
+        &scopes,
+        Registration::Dynamic,
+    ) {
         Ok(client) => client,
-        Err(e) if e.code == "invalid_redirect_uri" => return invalid("invalid_redirect_uri", e.message),
+        Err(e) if e.code == "invalid_redirect_uri" => {
+            return invalid("invalid_redirect_uri", e.message);
+        }
         Err(e) => return invalid("invalid_client_metadata", e.message),
     };
     if let Err(e) = state.users.insert_oauth_client(&client).await {

@@ -31,8 +31,7 @@ pub(crate) async fn exchange(
 ) -> Response {
     let field = |name: &str| form.get(name).map(String::as_str);
     let result = async {
-        let presented =
-            clients::presented(&headers, field("client_id"), field("client_secret"))?;
+        let presented = clients::presented(&headers, field("client_id"), field("client_secret"))?;
         let client = clients::authenticate(&state, &presented).await?;
         match field("grant_type") {
             Some("authorization_code") => redeem_code(&state, &client, &form).await,
@@ -89,14 +88,23 @@ async fn redeem_code(
     if request.client_id != client.id {
         return Err(invalid_grant("The code was issued to another client."));
     }
-    if form.get("redirect_uri").is_some_and(|u| *u != request.redirect_uri) {
-        return Err(invalid_grant("The redirect_uri differs from the authorization request's."));
+    if form
+        .get("redirect_uri")
+        .is_some_and(|u| *u != request.redirect_uri)
+    {
+        return Err(invalid_grant(
+            "The redirect_uri differs from the authorization request's.",
+        ));
     }
     match (&request.code_challenge, form.get("code_verifier")) {
         (Some(challenge), Some(verifier))
             if codes::verifier_well_formed(verifier) && codes::s256(verifier) == *challenge => {}
         (None, None) => {}
-        _ => return Err(invalid_grant("The code_verifier does not match the code_challenge.")),
+        _ => {
+            return Err(invalid_grant(
+                "The code_verifier does not match the code_challenge.",
+            ));
+        }
     }
     let family = random_hex::<16>()?;
     let epoch = state.sessions.token_epoch(record.user_id).await?;
@@ -127,7 +135,12 @@ async fn refresh(
     let now = state.sessions.clock().now();
     let spent = codes::spent_refresh_key(token);
     let taken = store
-        .take_and_keep(&codes::refresh_key(token), &spent, keep_for(REFRESH_TTL), now)
+        .take_and_keep(
+            &codes::refresh_key(token),
+            &spent,
+            keep_for(REFRESH_TTL),
+            now,
+        )
         .await?;
     let Some(record) = taken else {
         if let Some(reused) = store.peek_once(&spent, now).await?
@@ -194,7 +207,12 @@ async fn issue(state: &AppState, binding: RefreshRecord) -> Result<Response, OAu
     state
         .sessions
         .store()
-        .put_once(&codes::refresh_key(&refresh), &record, keep_for(REFRESH_TTL), now)
+        .put_once(
+            &codes::refresh_key(&refresh),
+            &record,
+            keep_for(REFRESH_TTL),
+            now,
+        )
         .await?;
     state.users.touch_grant(&grant.id, now).await?;
     let mut response = axum::Json(json!({
@@ -218,8 +236,7 @@ pub(crate) async fn revoke(
 ) -> Response {
     let field = |name: &str| form.get(name).map(String::as_str);
     let result = async {
-        let presented =
-            clients::presented(&headers, field("client_id"), field("client_secret"))?;
+        let presented = clients::presented(&headers, field("client_id"), field("client_secret"))?;
         let client = clients::authenticate(&state, &presented).await?;
         let token = field("token").unwrap_or_default();
         let store = state.sessions.store();

@@ -180,15 +180,19 @@ pub(super) async fn identify(
             };
             if access.audience != resource.identifier(state) {
                 // A token for one resource is refused at the other (RFC 8707).
-                let error = ApiError::unauthenticated(
-                    "This access token was issued for another resource.",
-                )
-                .with_code("invalid_token");
+                let error =
+                    ApiError::unauthenticated("This access token was issued for another resource.")
+                        .with_code("invalid_token");
                 return Err(crate::resource::challenge(state, resource, error, None));
             }
             if !access.scopes.iter().any(|s| s == scope) {
                 let error = ApiError::forbidden("insufficient scope");
-                return Err(crate::resource::challenge(state, resource, error, Some(scope)));
+                return Err(crate::resource::challenge(
+                    state,
+                    resource,
+                    error,
+                    Some(scope),
+                ));
             }
             Ok(Some(identity::Recognised::App { user, access }))
         }
