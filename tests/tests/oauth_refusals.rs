@@ -594,3 +594,28 @@ async fn an_expired_code_is_refused() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant");
 }
+
+#[tokio::test]
+async fn the_pages_speak_thai_to_a_thai_browser() {
+    let (_google, hub) = hub().await;
+    let (client_id, _) = operator_client(&hub, APP_CALLBACK, false, &["credits:read"]).await;
+    let pkce = format!("&code_challenge={CHALLENGE}&code_challenge_method=S256");
+    let page = hub
+        .http
+        .get(format!(
+            "{}/oauth/authorize?{}",
+            hub.gateway_url,
+            public_query(&client_id, &pkce)
+        ))
+        .header("accept-language", "th-TH,th;q=0.9,en;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("lang=\"th\""), "{page}");
+    assert!(
+        page.contains("เข้าสู่ระบบ Smart AI Hub") && page.contains("เข้าสู่ระบบด้วย Google"),
+        "{page}"
+    );
+}
