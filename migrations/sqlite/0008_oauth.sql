@@ -35,3 +35,7 @@ CREATE TABLE oauth_app_spend (
     spent     INTEGER NOT NULL CHECK (spent >= 0),
     PRIMARY KEY (grant_id, day)
 );
+
+-- A hold an app placed counts against its grant's cap on the day it was placed, until released.
+ALTER TABLE credit_holds ADD COLUMN grant_id TEXT;
+ALTER TABLE credit_holds ADD COLUMN spend_day TEXT;

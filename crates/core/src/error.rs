@@ -30,6 +30,9 @@ pub enum CoreError {
         /// The balance seen.
         balance: i64,
     },
+    /// The app's daily spending cap does not cover the cost.
+    #[error("app spending cap")]
+    AppCap(crate::ledger::AppCap),
     /// No such transaction.
     #[error("unknown transaction")]
     UnknownTransaction,
@@ -78,6 +81,16 @@ impl From<CoreError> for ApiError {
                 format!("The balance of {balance} credits does not cover the cost."),
             )
             .with_field("balance", balance),
+            AppCap(cap) => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "app_spending_cap",
+                format!(
+                    "This app's daily spending cap of {} credits is reached ({} spent today, UTC); the user can raise it by connecting the app again.",
+                    cap.cap, cap.spent
+                ),
+            )
+            .with_field("daily_cap", cap.cap)
+            .with_field("spent_today", cap.spent),
             UnknownTransaction => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_transaction",

@@ -31,6 +31,7 @@ fn reserve(user_id: Uuid, cost: i64, ttl_seconds: i64) -> Reserve {
         metadata: Some(json!({ "video": "v-1" })),
         request_id: None,
         placed_by: "mcp/user:test".into(),
+        app_grant: None,
     }
 }
 
@@ -69,6 +70,7 @@ async fn debit(store: &Arc<dyn Store>, user_id: Uuid, cost: i64) -> DebitOutcome
         cost,
         metadata: None,
         request_id: None,
+        app_grant: None,
     };
     match store.debit(&debit, None).await.unwrap() {
         Idempotent::Fresh(outcome) => outcome,

@@ -26,6 +26,7 @@ fn debit(user_id: Uuid, cost: i64) -> Debit {
         cost,
         metadata: Some(json!({ "task": "t-1" })),
         request_id: Some("req-1".into()),
+        app_grant: None,
     }
 }
 

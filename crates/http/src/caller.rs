@@ -60,6 +60,9 @@ pub struct Caller {
     pub user_id: Option<Uuid>,
     /// The hub service the call came through (`X-Hub-Via`), if any.
     pub via: Option<String>,
+    /// The OAuth grant an app's call comes under (`X-Hub-Grant`, beside an end user): its daily
+    /// spending cap applies to what the call spends.
+    pub grant: Option<String>,
 }
 
 /// SHA-256 of the internal credential, compared in constant time.
@@ -125,10 +128,15 @@ impl Caller {
         let via = text(VIA_HEADER)
             .filter(|via| !via.is_empty() && via.len() <= 32)
             .map(str::to_owned);
+        let grant = text(GRANT_HEADER)
+            .filter(|grant| !grant.is_empty() && grant.len() <= 64)
+            .filter(|_| matches!(principal, Principal::User(_)))
+            .map(str::to_owned);
         Ok(Self {
             principal,
             user_id,
             via,
+            grant,
         })
     }
 

@@ -61,6 +61,9 @@ pub struct Reserve {
     pub request_id: Option<String>,
     /// The principal placing it; only the same principal settles it.
     pub placed_by: String,
+    /// The OAuth grant of the app holding, if an app is: the hold counts against its daily cap
+    /// until it is released (or as much as is captured).
+    pub app_grant: Option<String>,
 }
 
 /// Where a hold stands.
@@ -141,6 +144,8 @@ pub enum ReserveOutcome {
         /// The available balance seen.
         available: i64,
     },
+    /// The app's daily spending cap does not cover the hold; nothing changed.
+    AppCapReached(crate::AppCap),
     /// No such account.
     UnknownUser,
 }

@@ -20,6 +20,9 @@ pub struct Debit {
     pub metadata: Option<Value>,
     /// The request that asked for it.
     pub request_id: Option<String>,
+    /// The OAuth grant of the app spending, if an app is: its daily cap applies, counted in the
+    /// same transaction as the debit.
+    pub app_grant: Option<String>,
 }
 
 /// What became of a debit.
@@ -36,8 +39,19 @@ pub enum DebitOutcome {
         /// The balance seen.
         balance: i64,
     },
+    /// The app's daily spending cap does not cover the cost; nothing changed.
+    AppCapReached(AppCap),
     /// No such account.
     UnknownUser,
+}
+
+/// An app's daily spending cap and what it has spent of it today (UTC), as a refusal reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppCap {
+    /// The most it may spend a day.
+    pub cap: i64,
+    /// What it spent today (holds count until they are released).
+    pub spent: i64,
 }
 
 /// A refund to carry out.

@@ -167,6 +167,7 @@ pub async fn deduct(
         cost,
         metadata,
         request_id,
+        app_grant: caller.grant.clone(),
     };
     respond(
         state.store.debit(&debit, claim.as_ref()).await?,
@@ -185,6 +186,7 @@ fn render_debit(outcome: DebitOutcome) -> Response {
         DebitOutcome::Insufficient { balance } => {
             CoreError::Insufficient { balance }.into_response()
         }
+        DebitOutcome::AppCapReached(cap) => CoreError::AppCap(cap).into_response(),
         DebitOutcome::UnknownUser => CoreError::UnknownUser.into_response(),
     }
 }

@@ -107,6 +107,7 @@ pub async fn reserve(
         metadata,
         request_id,
         placed_by: caller.principal_key(),
+        app_grant: caller.grant.clone(),
     };
     respond(
         state.store.reserve(&reserve, claim.as_ref()).await?,
@@ -128,6 +129,7 @@ fn render_reserve(outcome: ReserveOutcome) -> Response {
                 .with_field("available_balance", available)
                 .into_response()
         }
+        ReserveOutcome::AppCapReached(cap) => CoreError::AppCap(cap).into_response(),
         ReserveOutcome::UnknownUser => CoreError::UnknownUser.into_response(),
     }
 }

@@ -68,6 +68,28 @@ impl Operation for Debit {
         conn: &mut PgConnection,
         key: Option<&str>,
     ) -> Result<DebitOutcome, StoreError> {
+        let tracked = match &self.app_grant {
+            Some(grant) => match app_spend::charge(&mut *conn, grant, self.cost).await? {
+                Err(cap) => return Ok(DebitOutcome::AppCapReached(cap)),
+                Ok(tracked) => tracked.then_some(grant.as_str()),
+            },
+            None => None,
+        };
+        let outcome = self.debit(&mut *conn, key).await?;
+        if let (Some(grant), false) = (tracked, matches!(outcome, DebitOutcome::Debited { .. })) {
+            app_spend::give_back_today(&mut *conn, grant, self.cost).await?;
+        }
+        Ok(outcome)
+    }
+}
+
+impl Debit {
+    /// The debit itself: the one conditional statement, once more after freeing expired holds.
+    async fn debit(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+    ) -> Result<DebitOutcome, StoreError> {
         for attempt in 0..2 {
             let row = sqlx::query(DEBIT_SQL)
                 .bind(self.user_id)

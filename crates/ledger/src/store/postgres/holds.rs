@@ -27,14 +27,16 @@ pub(super) async fn expire_user_holds(
     conn: &mut PgConnection,
     user_id: Uuid,
 ) -> Result<bool, StoreError> {
-    let freed = sqlx::query(
+    let freed = sqlx::query(&format!(
         "WITH expired AS (
             UPDATE credit_holds SET status = 'expired', settled_at = now()
             WHERE user_id = $1 AND status = 'held' AND expires_at <= now()
-            RETURNING amount)
+            RETURNING amount, grant_id, spend_day),
+         {}
          UPDATE credit_accounts SET held = held - (SELECT COALESCE(sum(amount), 0)::bigint FROM expired)
          WHERE user_id = $1 AND EXISTS (SELECT 1 FROM expired)",
-    )
+        app_spend::GIVE_BACK_EXPIRED
+    ))
     .bind(user_id)
     .execute(&mut *conn)
     .await?
@@ -51,8 +53,10 @@ WITH reserved AS (
     RETURNING user_id, balance, held
 ), placed AS (
     INSERT INTO credit_holds (id, user_id, service, amount, metadata, request_id, expires_at,
-                              placed_by)
-    SELECT $3, user_id, $4, $2, $5, $6, now() + make_interval(secs => $7), $8 FROM reserved
+                              placed_by, grant_id, spend_day)
+    SELECT $3, user_id, $4, $2, $5, $6, now() + make_interval(secs => $7), $8, $9,
+           CASE WHEN $9::text IS NULL THEN NULL ELSE (now() AT TIME ZONE 'UTC')::date END
+    FROM reserved
     RETURNING id, user_id, service, amount, status, captured, transaction_id, created_at,
               expires_at, settled_at
 )
@@ -66,6 +70,29 @@ impl Operation for Reserve {
         conn: &mut PgConnection,
         _key: Option<&str>,
     ) -> Result<ReserveOutcome, StoreError> {
+        let tracked = match &self.app_grant {
+            Some(grant) => match app_spend::charge(&mut *conn, grant, self.cost).await? {
+                Err(cap) => return Ok(ReserveOutcome::AppCapReached(cap)),
+                Ok(tracked) => tracked.then_some(grant.as_str()),
+            },
+            None => None,
+        };
+        let outcome = self.reserve(&mut *conn, tracked).await?;
+        if let (Some(grant), false) = (tracked, matches!(outcome, ReserveOutcome::Held { .. })) {
+            app_spend::give_back_today(&mut *conn, grant, self.cost).await?;
+        }
+        Ok(outcome)
+    }
+}
+
+impl Reserve {
+    /// The reservation itself (the hold marked with `grant` when it counts against an app's
+    /// cap), once more after freeing expired holds.
+    async fn reserve(
+        &self,
+        conn: &mut PgConnection,
+        grant: Option<&str>,
+    ) -> Result<ReserveOutcome, StoreError> {
         for attempt in 0..2 {
             let row = sqlx::query(RESERVE_SQL)
                 .bind(self.user_id)
@@ -76,6 +103,7 @@ impl Operation for Reserve {
                 .bind(self.request_id.as_deref())
                 .bind(self.ttl_seconds as f64)
                 .bind(&self.placed_by)
+                .bind(grant)
                 .fetch_optional(&mut *conn)
                 .await?;
             if let Some(row) = row {
@@ -156,6 +184,8 @@ pub(super) async fn settle(pool: &PgPool, settle: &Settle) -> Result<SettleOutco
             held: current.amount,
         });
     }
+    // What of the hold was not captured is not spent: the app's cap gets it back.
+    app_spend::give_back_hold(&mut tx, &current.id, current.amount - captured).await?;
     let account = sqlx::query(
         "UPDATE credit_accounts SET balance = balance - $2, held = held - $3, updated_at = now()
          WHERE user_id = $1 RETURNING balance, held",

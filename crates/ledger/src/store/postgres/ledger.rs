@@ -18,7 +18,7 @@ impl LedgerStore for PgStore {
         debit: &Debit,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Idempotent<DebitOutcome>, StoreError> {
-        if claim.is_none() {
+        if claim.is_none() && debit.app_grant.is_none() {
             // One statement is its own transaction: no BEGIN/COMMIT round trips.
             let mut conn = self.pool.acquire().await?;
             return Ok(Idempotent::Fresh(debit.apply(&mut conn, None).await?));
@@ -101,15 +101,17 @@ impl LedgerStore for PgStore {
     }
 
     async fn expire_holds(&self) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+        Ok(sqlx::query(&format!(
             "WITH expired AS (
                 UPDATE credit_holds SET status = 'expired', settled_at = now()
                 WHERE status = 'held' AND expires_at <= now()
-                RETURNING user_id, amount),
+                RETURNING user_id, amount, grant_id, spend_day),
+             {},
              freed AS (SELECT user_id, sum(amount)::bigint AS amount FROM expired GROUP BY user_id)
              UPDATE credit_accounts a SET held = a.held - freed.amount
              FROM freed WHERE a.user_id = freed.user_id",
-        )
+            app_spend::GIVE_BACK_EXPIRED
+        ))
         .execute(&self.pool)
         .await?
         .rows_affected())

@@ -3,6 +3,7 @@
 //! A debit without an idempotency key is a single statement: a data-modifying CTE whose
 //! conditional `UPDATE` and transaction `INSERT` commit together, in one round trip.
 
+mod app_spend;
 mod debits;
 mod holds;
 mod ledger;

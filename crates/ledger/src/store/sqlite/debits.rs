@@ -77,6 +77,13 @@ pub(super) fn debit(
     debit: &Debit,
     key: Option<&str>,
 ) -> Result<DebitOutcome, StoreError> {
+    let capped = match &debit.app_grant {
+        Some(grant) => match app_spend::check(conn, grant, debit.cost)? {
+            Err(cap) => return Ok(DebitOutcome::AppCapReached(cap)),
+            Ok(cap) => cap.map(|_| grant.as_str()),
+        },
+        None => None,
+    };
     let attempt = || -> Result<Option<i64>, StoreError> {
         Ok(conn
             .prepare_cached(
@@ -112,6 +119,9 @@ pub(super) fn debit(
         key,
         request_id: debit.request_id.as_deref(),
     };
+    if let Some(grant) = capped {
+        app_spend::add(conn, grant, debit.cost)?;
+    }
     Ok(DebitOutcome::Debited {
         transaction: record(conn, entry, balance)?,
     })

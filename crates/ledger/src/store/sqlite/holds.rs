@@ -62,33 +62,42 @@ pub(super) fn find_hold(
 /// Frees one account's expired holds; whether there were any.
 pub(super) fn expire_user_holds(conn: &Connection, user_id: Uuid) -> Result<bool, StoreError> {
     let at = timestamp(now());
-    let amounts: Vec<i64> = conn
+    let expired: Vec<(String, i64)> = conn
         .prepare_cached(
             "UPDATE credit_holds SET status = 'expired', settled_at = ?2
-             WHERE user_id = ?1 AND status = 'held' AND expires_at <= ?2 RETURNING amount",
+             WHERE user_id = ?1 AND status = 'held' AND expires_at <= ?2 RETURNING id, amount",
         )?
-        .query_map(params![user_id.to_string(), at], |row| row.get(0))?
+        .query_map(params![user_id.to_string(), at], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
-    if amounts.is_empty() {
+    if expired.is_empty() {
         return Ok(false);
     }
+    for (id, amount) in &expired {
+        app_spend::give_back_hold(conn, id, *amount)?;
+    }
+    let total: i64 = expired.iter().map(|(_, amount)| amount).sum();
     conn.prepare_cached("UPDATE credit_accounts SET held = held - ?2 WHERE user_id = ?1")?
-        .execute(params![user_id.to_string(), amounts.iter().sum::<i64>()])?;
+        .execute(params![user_id.to_string(), total])?;
     Ok(true)
 }
 
 /// Frees every expired hold; how many accounts got credits back.
 pub(super) fn expire_all_holds(conn: &Connection) -> Result<u64, StoreError> {
     let at = timestamp(now());
-    let freed: Vec<(String, i64)> = conn
+    let freed: Vec<(String, String, i64)> = conn
         .prepare_cached(
             "UPDATE credit_holds SET status = 'expired', settled_at = ?1
-             WHERE status = 'held' AND expires_at <= ?1 RETURNING user_id, amount",
+             WHERE status = 'held' AND expires_at <= ?1 RETURNING id, user_id, amount",
         )?
-        .query_map(params![at], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map(params![at], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut by_user = std::collections::BTreeMap::<String, i64>::new();
-    for (user, amount) in freed {
+    for (id, user, amount) in freed {
+        app_spend::give_back_hold(conn, &id, amount)?;
         *by_user.entry(user).or_default() += amount;
     }
     for (user, amount) in &by_user {
@@ -99,6 +108,13 @@ pub(super) fn expire_all_holds(conn: &Connection) -> Result<u64, StoreError> {
 }
 
 pub(super) fn reserve(conn: &Connection, reserve: &Reserve) -> Result<ReserveOutcome, StoreError> {
+    let capped = match &reserve.app_grant {
+        Some(grant) => match app_spend::check(conn, grant, reserve.cost)? {
+            Err(cap) => return Ok(ReserveOutcome::AppCapReached(cap)),
+            Ok(cap) => cap.map(|_| grant.as_str()),
+        },
+        None => None,
+    };
     let created_at = now();
     let attempt = || -> Result<Option<(i64, i64)>, StoreError> {
         Ok(conn
@@ -141,8 +157,8 @@ pub(super) fn reserve(conn: &Connection, reserve: &Reserve) -> Result<ReserveOut
     conn.prepare_cached(
         "INSERT INTO credit_holds
             (id, user_id, service, amount, status, metadata, request_id, created_at, expires_at,
-             placed_by)
-         VALUES (?1, ?2, ?3, ?4, 'held', ?5, ?6, ?7, ?8, ?9)",
+             placed_by, grant_id, spend_day)
+         VALUES (?1, ?2, ?3, ?4, 'held', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         hold.id,
@@ -154,7 +170,12 @@ pub(super) fn reserve(conn: &Connection, reserve: &Reserve) -> Result<ReserveOut
         timestamp(hold.created_at),
         timestamp(hold.expires_at),
         reserve.placed_by,
+        capped,
+        capped.map(|_| app_spend::today()),
     ])?;
+    if let Some(grant) = capped {
+        app_spend::add(conn, grant, reserve.cost)?;
+    }
     Ok(ReserveOutcome::Held {
         hold,
         available: balance - held,
@@ -202,6 +223,8 @@ pub(super) fn settle(conn: &Connection, settle: &Settle) -> Result<SettleOutcome
             held: current.amount,
         });
     }
+    // What of the hold was not captured is not spent: the app's cap gets it back.
+    app_spend::give_back_hold(conn, &current.id, current.amount - captured)?;
     let (balance, held): (i64, i64) = conn
         .prepare_cached(
             "UPDATE credit_accounts SET balance = balance - ?2, held = held - ?3, updated_at = ?4
