@@ -93,7 +93,10 @@ pub async fn full(State(state): State<AppState>) -> Response {
 )]
 pub async fn gpt(State(state): State<AppState>) -> Response {
     match services::documents(&state).await {
-        Ok(documents) => axum::Json(&documents.gpt).into_response(),
+        Ok(documents) => {
+            let oauth = services::gpt_has_oauth_client(&state).await;
+            axum::Json(gpt_document(&state.config, &documents.full, oauth)).into_response()
+        }
         Err(error) => error.into_response(),
     }
 }
@@ -114,7 +117,7 @@ pub fn document(config: &Config, services: Vec<utoipa::openapi::OpenApi>) -> Val
     doc["servers"] = json!([{ "url": config.public_base_url }]);
     add_metrics_path(&mut doc);
     add_video_content_path(&mut doc);
-    add_security_schemes(&mut doc);
+    add_security_schemes(&mut doc, &config.public_base_url);
     add_gateway_errors(&mut doc);
     add_body_tokens(&mut doc);
     add_return_targets(&mut doc, &config.return_to_allowlist);
@@ -191,8 +194,27 @@ fn add_video_content_path(doc: &mut Value) {
     });
 }
 
-fn add_security_schemes(doc: &mut Value) {
+/// The OAuth 2.1 authorization code flow, as a GPT Action's "OAuth" authentication reads it.
+fn oauth_scheme(base_url: &str) -> Value {
+    json!({
+        "type": "oauth2",
+        "description": "The hub's own authorization server: the user signs in (Google, or email and password) and consents; the app then sends Authorization: Bearer <access token>.",
+        "flows": { "authorizationCode": {
+            "authorizationUrl": format!("{base_url}/oauth/authorize"),
+            "tokenUrl": format!("{base_url}/oauth/token"),
+            "refreshUrl": format!("{base_url}/oauth/token"),
+            "scopes": {
+                "credits:read": "See the user's credit balance and history",
+                "credits:spend": "Spend the user's credits",
+                "mcp:tools": "Use the hub's AI tools (paid tools spend credits)",
+            }
+        }}
+    })
+}
+
+fn add_security_schemes(doc: &mut Value, base_url: &str) {
     doc["components"]["securitySchemes"] = json!({
+        "oauth": oauth_scheme(base_url),
         "sessionToken": {
             "type": "apiKey", "in": "header", "name": "X-Session-Token",
             "description": "An end user's verification code (VERIFIED-…), from the sign-in success page. Also accepted as Authorization: Bearer VERIFIED-…."
@@ -319,15 +341,27 @@ fn add_return_targets(doc: &mut Value, allowed: &[String]) {
 
 /// The GPT Action's document (the three operations, the code in the body, one service key), cut
 /// from the whole document.
-pub fn gpt_document(config: &Config, full: &Value) -> Value {
+///
+/// With `oauth` (an OAuth client for a GPT exists), the document is the OAuth form instead: check
+/// and deduct under the hub's authorization server, the user named by their access token.
+pub fn gpt_document(config: &Config, full: &Value, oauth: bool) -> Value {
     let base_url = config.public_base_url.as_str();
     let mut paths = Map::new();
-    for (path, method) in GPT_OPERATIONS {
+    let security = if oauth {
+        json!([{ "oauth": ["credits:read", "credits:spend"] }])
+    } else {
+        json!([{ "serviceKey": [] }])
+    };
+    let operations = GPT_OPERATIONS
+        .iter()
+        .filter(|(path, _)| !oauth || *path != "/api/auth/verify-session");
+    for &(path, method) in operations {
         let mut operation = full["paths"][path][method].clone();
-        // The GPT names users only through their codes: no X-User-ID, no Idempotency-Key.
+        // The GPT names users only through their codes (or its token): no X-User-ID, no
+        // Idempotency-Key.
         if let Some(object) = operation.as_object_mut() {
             object.remove("parameters");
-            object.insert("security".into(), json!([{ "serviceKey": [] }]));
+            object.insert("security".into(), security.clone());
         }
         let mut item = Map::new();
         item.insert(method.to_owned(), operation);
@@ -341,7 +375,7 @@ pub fn gpt_document(config: &Config, full: &Value) -> Value {
             continue;
         }
         let mut schema = full["components"]["schemas"][&name].clone();
-        if BODY_TOKEN_SCHEMAS.contains(&name.as_str()) || name == "VerifyBody" {
+        if !oauth && (BODY_TOKEN_SCHEMAS.contains(&name.as_str()) || name == "VerifyBody") {
             // In the GPT form the code is how the user is named: required.
             if let Some(required) = schema["required"].as_array_mut()
                 && !required.contains(&json!("session_token"))
@@ -357,13 +391,21 @@ pub fn gpt_document(config: &Config, full: &Value) -> Value {
         "info": {
             "title": "Smart AI Hub for GPTs",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Verify the code a user pasted after signing in with Google, then check and spend their credits. Send the user's code as session_token in every call.",
+            "description": if oauth {
+                "Check and spend the credits of the user who connected this GPT (OAuth: the user signs in to the hub and consents once)."
+            } else {
+                "Verify the code a user pasted after signing in with Google, then check and spend their credits. Send the user's code as session_token in every call."
+            },
         },
         "servers": [{ "url": base_url }],
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": { "serviceKey": full["components"]["securitySchemes"]["serviceKey"].clone() },
+            "securitySchemes": if oauth {
+                json!({ "oauth": full["components"]["securitySchemes"]["oauth"].clone() })
+            } else {
+                json!({ "serviceKey": full["components"]["securitySchemes"]["serviceKey"].clone() })
+            },
         },
     })
 }

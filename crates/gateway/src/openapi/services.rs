@@ -10,12 +10,29 @@ use serde_json::Value;
 
 use crate::AppState;
 
-/// The documents the gateway answers, made once the services have described themselves.
+/// The whole document, made once the services have described themselves (`GET /openapi.gpt.json`
+/// is cut from it on each request: whether a GPT has an OAuth client can change).
 pub(crate) struct Documents {
     /// `GET /openapi.json`.
     pub full: Value,
-    /// `GET /openapi.gpt.json`.
-    pub gpt: Value,
+}
+
+/// Whether an OAuth client for a GPT Action exists: a live client whose redirect URI is a GPT's
+/// callback (`https://chat.openai.com/aip/…` or `https://chatgpt.com/aip/…`).
+pub(crate) async fn gpt_has_oauth_client(state: &AppState) -> bool {
+    match state.store.list_oauth_clients().await {
+        Ok(clients) => clients.iter().any(|c| {
+            c.revoked_at.is_none()
+                && c.redirect_uris.iter().any(|u| {
+                    u.starts_with("https://chat.openai.com/aip/")
+                        || u.starts_with("https://chatgpt.com/aip/")
+                })
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list OAuth clients for the GPT document");
+            false
+        }
+    }
 }
 
 /// The documents, fetching the services' parts on first use. A service that cannot answer yet
@@ -32,8 +49,7 @@ pub(crate) async fn documents(state: &AppState) -> Result<&Documents, ApiError> 
                 services.push(fetch(state, name, base).await?);
             }
             let full = super::document(&state.config, services);
-            let gpt = super::gpt_document(&state.config, &full);
-            Ok(Documents { full, gpt })
+            Ok(Documents { full })
         })
         .await
 }
