@@ -91,19 +91,19 @@ async fn client_and_redirect(
     Ok((client, request))
 }
 
-/// The second stage: what is asked, checked against the client; an error for the app if not.
+/// What the app is told when its request is refused: an error code and a description.
+type Refusal = (&'static str, &'static str);
+
+/// The second stage: what is asked, checked against the client and written into `request`; an
+/// error for the app if not.
 fn check_request(
     state: &AppState,
     client: &clients::Client,
-    mut request: Request,
+    request: &mut Request,
     query: &HashMap<String, String>,
-) -> Result<Request, (Request, &'static str, &'static str)> {
+) -> Result<(), Refusal> {
     if query.get("response_type").map(String::as_str) != Some("code") {
-        return Err((
-            request,
-            "unsupported_response_type",
-            "response_type must be code.",
-        ));
+        return Err(("unsupported_response_type", "response_type must be code."));
     }
     match (
         query.get("code_challenge"),
@@ -114,17 +114,12 @@ fn check_request(
         }
         (Some(_), _) => {
             return Err((
-                request,
                 "invalid_request",
                 "PKCE must use code_challenge_method=S256.",
             ));
         }
         (None, _) if client.is_public() => {
-            return Err((
-                request,
-                "invalid_request",
-                "A public client must use PKCE (S256).",
-            ));
+            return Err(("invalid_request", "A public client must use PKCE (S256)."));
         }
         (None, _) => {}
     }
@@ -133,29 +128,24 @@ fn check_request(
         None => api,
         Some(r) if r == api || r == mcp => r.to_owned(),
         Some(_) => {
-            return Err((
-                request,
-                "invalid_target",
-                "The resource is not one this hub serves.",
-            ));
+            return Err(("invalid_target", "The resource is not one this hub serves."));
         }
     };
     let asked = match query.get("scope") {
         None => client.scopes.clone(),
         Some(scope) => match hub_ledger::oauth::parse_scopes(scope) {
             Ok(scopes) => scopes,
-            Err(_) => return Err((request, "invalid_scope", "A scope is not one this hub has.")),
+            Err(_) => return Err(("invalid_scope", "A scope is not one this hub has.")),
         },
     };
     if asked.is_empty() || !asked.iter().all(|s| client.scopes.contains(s)) {
         return Err((
-            request,
             "invalid_scope",
             "A scope is beyond what this app may ask for.",
         ));
     }
     request.scopes = asked;
-    Ok(request)
+    Ok(())
 }
 
 /// `GET /oauth/authorize`.
@@ -165,14 +155,13 @@ pub(crate) async fn start(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (client, request) = match client_and_redirect(&state, &headers, &query).await {
+    let (client, mut request) = match client_and_redirect(&state, &headers, &query).await {
         Ok(found) => found,
         Err(page) => return page,
     };
-    let request = match check_request(&state, &client, request, &query) {
-        Ok(request) => request,
-        Err((request, error, description)) => return refuse(&state, &request, error, description),
-    };
+    if let Err((error, description)) = check_request(&state, &client, &mut request, &query) {
+        return refuse(&state, &request, error, description);
+    }
     let lang = Lang::of(&headers);
     let user = match browser::signed_in(&state, &headers).await {
         Ok(Some(user)) => user,
