@@ -128,6 +128,20 @@ async fn fetch(
     variant: Variant,
     asked: &HeaderMap,
 ) -> Response {
+    match ask_provider(shared, provider_id, variant, asked).await {
+        Ok(answer) => stream_on(answer, provider_id, variant),
+        Err(refused) => refused,
+    }
+}
+
+/// Asks the provider for the file, passing `Range` on: its answer when it is the file (or the
+/// part asked for), else the response that tells the client why not.
+async fn ask_provider(
+    shared: &Shared,
+    provider_id: &str,
+    variant: Variant,
+    asked: &HeaderMap,
+) -> Result<reqwest::Response, Response> {
     let mut request = shared.openai(
         reqwest::Method::GET,
         &format!("/videos/{provider_id}/content"),
@@ -144,25 +158,24 @@ async fn fetch(
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
             tracing::warn!(video = provider_id, error = %e, "the video service is not answering");
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "provider_unavailable",
                 "The video service is not answering; try again shortly.",
             )
-            .into_response();
+            .into_response());
         }
         Err(_) => {
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "provider_timeout",
                 "The video service took too long to answer; try again shortly.",
             )
-            .into_response();
+            .into_response());
         }
     };
-    let status = answer.status();
-    match status {
-        reqwest::StatusCode::OK | reqwest::StatusCode::PARTIAL_CONTENT => {}
+    match answer.status() {
+        reqwest::StatusCode::OK | reqwest::StatusCode::PARTIAL_CONTENT => Ok(answer),
         reqwest::StatusCode::RANGE_NOT_SATISFIABLE => {
             let mut refused = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
@@ -175,27 +188,31 @@ async fn fetch(
                 refused.headers_mut(),
                 &[header::CONTENT_RANGE],
             );
-            return refused;
+            Err(refused)
         }
-        reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::GONE => {
-            return ApiError::new(
-                StatusCode::GONE,
-                "video_gone",
-                "The video service no longer has this video: it keeps videos for a limited time.",
-            )
-            .into_response();
-        }
+        reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::GONE => Err(ApiError::new(
+            StatusCode::GONE,
+            "video_gone",
+            "The video service no longer has this video: it keeps videos for a limited time.",
+        )
+        .into_response()),
         other => {
             tracing::warn!(video = provider_id, status = %other, "the video service refused a download");
-            return ApiError::new(
+            Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "provider_failed",
                 "The video service could not give this file; try again shortly.",
             )
-            .into_response();
+            .into_response())
         }
     }
+}
+
+/// The provider's file streamed on as it comes, with its headers (and defaults for those it
+/// left out).
+fn stream_on(answer: reqwest::Response, provider_id: &str, variant: Variant) -> Response {
     let (default_type, extension) = variant.default_type();
+    let status = answer.status();
     let provided = answer.headers().clone();
     let mut response = Response::new(Body::from_stream(stalls_end(Box::pin(
         answer.bytes_stream(),
