@@ -26,6 +26,9 @@ use uuid::Uuid;
 
 use super::{SessionError, SessionRecord, SessionStore};
 
+mod records;
+mod scripts;
+
 /// The default prefix of every key (`REDIS_KEY_PREFIX`).
 pub const DEFAULT_PREFIX: &str = "hub:";
 
@@ -97,52 +100,11 @@ impl RedisSessions {
             once: format!("{prefix}once:"),
             counter: format!("{prefix}counter:"),
             deadline: Duration::from_millis(750),
-            // Adds a session to the user's index, forgets the ended ones, and names the oldest
-            // over the cap (the caller deletes their records, then settles the index).
-            index_add: Script::new(
-                r"
-                redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-                redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-                local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
-                local keep = tonumber(ARGV[2])
-                local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-                if last[2] and tonumber(last[2]) > keep then keep = tonumber(last[2]) end
-                redis.call('PEXPIREAT', KEYS[1], string.format('%d', keep))
-                if over > 0 then return redis.call('ZRANGE', KEYS[1], 0, over - 1) end
-                return {}
-                ",
-            ),
-            // Takes ended sessions out of the index; says whether the new one (ARGV[1]) is
-            // still in it.
-            index_settle: Script::new(
-                r"
-                for i = 2, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
-                if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
-                return 0
-                ",
-            ),
-            unhit: Script::new(
-                r"
-                if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then
-                    redis.call('DECR', KEYS[1])
-                end
-                return 0
-                ",
-            ),
-            take_and_keep: Script::new(
-                r"
-                local value = redis.call('GETDEL', KEYS[1])
-                if value then redis.call('SET', KEYS[2], value, 'PX', ARGV[1]) end
-                return value
-                ",
-            ),
-            hit: Script::new(
-                r"
-                local count = redis.call('INCR', KEYS[1])
-                if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-                return count
-                ",
-            ),
+            index_add: scripts::index_add(),
+            index_settle: scripts::index_settle(),
+            unhit: scripts::unhit(),
+            take_and_keep: scripts::take_and_keep(),
+            hit: scripts::hit(),
         }
     }
 }
@@ -289,175 +251,6 @@ impl SessionStore for RedisSessions {
 }
 
 impl RedisSessions {
-    async fn create_now(
-        &self,
-        token_hash: &str,
-        record: &SessionRecord,
-        max_per_user: usize,
-        now: DateTime<Utc>,
-    ) -> Result<u64, SessionError> {
-        let ttl_ms = (record.expires_at - now).num_milliseconds().max(1);
-        let mut connection = self.connection.clone();
-        let index = format!("{}{}", self.index, record.user_id);
-        let over: Vec<String> = self
-            .index_add
-            .key(&index)
-            .arg(token_hash)
-            .arg(record.expires_at.timestamp_millis())
-            .arg(now.timestamp_millis())
-            .arg(max_per_user)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        let key = format!("{}{token_hash}", self.session);
-        let _: () = connection
-            .pset_ex(&key, serde_json::to_string(record)?, ttl_ms.unsigned_abs())
-            .await
-            .map_err(unavailable)?;
-        let ended = self.delete_records(&over).await?;
-        let mut settle = self.index_settle.key(&index);
-        settle.arg(token_hash).arg(&over);
-        let kept: i64 = settle
-            .invoke_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        if kept == 0 {
-            // Revoked between the two steps (or over the cap at once): it must not outlive that.
-            let _: i64 = connection.del(&key).await.map_err(unavailable)?;
-        }
-        Ok(ended)
-    }
-
-    /// Deletes the records of these token hashes (on a cluster, slot by slot); returns how many
-    /// there were.
-    async fn delete_records(&self, hashes: &[String]) -> Result<u64, SessionError> {
-        if hashes.is_empty() {
-            return Ok(0);
-        }
-        let keys: Vec<String> = hashes
-            .iter()
-            .map(|h| format!("{}{h}", self.session))
-            .collect();
-        let mut connection = self.connection.clone();
-        connection.del(keys).await.map_err(unavailable)
-    }
-
-    /// Takes token hashes out of a user's index.
-    async fn unindex(&self, user_id: Uuid, hashes: &[String]) -> Result<(), SessionError> {
-        if hashes.is_empty() {
-            return Ok(());
-        }
-        let mut connection = self.connection.clone();
-        let _: i64 = connection
-            .zrem(format!("{}{user_id}", self.index), hashes)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn get_now(&self, token_hash: &str) -> Result<Option<SessionRecord>, SessionError> {
-        let mut connection = self.connection.clone();
-        let value: Option<String> = connection
-            .get(format!("{}{token_hash}", self.session))
-            .await
-            .map_err(unavailable)?;
-        Ok(value.as_deref().map(serde_json::from_str).transpose()?)
-    }
-
-    /// The records of these token hashes that still exist, with their hashes.
-    async fn records(
-        &self,
-        hashes: Vec<String>,
-    ) -> Result<Vec<(String, SessionRecord)>, SessionError> {
-        if hashes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = hashes
-            .iter()
-            .map(|h| format!("{}{h}", self.session))
-            .collect();
-        let mut connection = self.connection.clone();
-        // On a cluster the client splits MGET by slot and puts the answers back in order.
-        let values: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        hashes
-            .into_iter()
-            .zip(values)
-            .filter_map(|(hash, value)| value.map(|v| (hash, v)))
-            .map(|(hash, v)| Ok((hash, serde_json::from_str::<SessionRecord>(&v)?)))
-            .collect()
-    }
-
-    async fn list_now(
-        &self,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<SessionRecord>, SessionError> {
-        let mut connection = self.connection.clone();
-        let hashes: Vec<String> = connection
-            .zrangebyscore(
-                format!("{}{user_id}", self.index),
-                format!("({}", now.timestamp_millis()),
-                "+inf",
-            )
-            .await
-            .map_err(unavailable)?;
-        let mut records: Vec<SessionRecord> = self
-            .records(hashes)
-            .await?
-            .into_iter()
-            .map(|(_, record)| record)
-            .collect();
-        records.retain(|r| r.expires_at > now);
-        records.sort_by_key(|r| r.created_at);
-        Ok(records)
-    }
-
-    async fn revoke_now(&self, token_hash: &str) -> Result<bool, SessionError> {
-        let Some(record) = self.get_now(token_hash).await? else {
-            return Ok(false);
-        };
-        let hash = [token_hash.to_owned()];
-        let ended = self.delete_records(&hash).await?;
-        self.unindex(record.user_id, &hash).await?;
-        Ok(ended == 1)
-    }
-
-    async fn revoke_by_id_now(&self, user_id: Uuid, id: &str) -> Result<bool, SessionError> {
-        let mut connection = self.connection.clone();
-        let hashes: Vec<String> = connection
-            .zrange(format!("{}{user_id}", self.index), 0, -1)
-            .await
-            .map_err(unavailable)?;
-        let Some((hash, _)) = self
-            .records(hashes)
-            .await?
-            .into_iter()
-            .find(|(_, record)| record.id == id)
-        else {
-            return Ok(false);
-        };
-        let hash = [hash];
-        let ended = self.delete_records(&hash).await?;
-        self.unindex(user_id, &hash).await?;
-        Ok(ended == 1)
-    }
-
-    async fn revoke_all_now(&self, user_id: Uuid) -> Result<u64, SessionError> {
-        let mut connection = self.connection.clone();
-        let hashes: Vec<String> = connection
-            .zrange(format!("{}{user_id}", self.index), 0, -1)
-            .await
-            .map_err(unavailable)?;
-        // Records first: if this is cut short, the index still names what is left to end.
-        let ended = self.delete_records(&hashes).await?;
-        self.unindex(user_id, &hashes).await?;
-        Ok(ended)
-    }
-
     async fn put_once_now(
         &self,
         key: &str,
