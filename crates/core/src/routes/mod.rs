@@ -5,6 +5,7 @@ mod api;
 mod credits;
 mod health;
 mod holds;
+mod statement;
 mod whole;
 
 use axum::Router;
@@ -24,8 +25,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(credits::check))
         .routes(routes!(credits::deduct))
         .routes(routes!(credits::refund))
-        .routes(routes!(credits::balance))
-        .routes(routes!(credits::transactions))
+        .routes(routes!(statement::balance))
+        .routes(routes!(statement::transactions))
         .routes(routes!(holds::reserve))
         .routes(routes!(holds::capture))
         .routes(routes!(holds::release))
