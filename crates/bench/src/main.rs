@@ -31,3 +31,13 @@ async fn main() -> anyhow::Result<()> {
     let env = Env::process();
     load::run(&env, Cli::parse().command).await
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}
