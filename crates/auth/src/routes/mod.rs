@@ -6,6 +6,7 @@ mod email;
 mod google;
 mod password;
 mod sessions;
+mod token_pairs;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -35,8 +36,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::revoke_one))
         .routes(routes!(accounts::register))
         .routes(routes!(accounts::login))
-        .routes(routes!(accounts::refresh))
-        .routes(routes!(accounts::logout))
+        .routes(routes!(token_pairs::refresh))
+        .routes(routes!(token_pairs::logout))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::jwks))
         .routes(routes!(email::verify_email))
