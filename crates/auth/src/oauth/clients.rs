@@ -1,17 +1,13 @@
 //! Who an OAuth client is: one the operator registered or one registered dynamically (stored),
 //! or one whose client id is the https URL of its Client ID Metadata Document (fetched, checked
-//! and cached by the document's caching headers). And how a client proves it at the token
-//! endpoint: a secret (Basic or in the body) for a confidential client, nothing for a public one.
+//! and cached by the document's caching headers).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, header};
-use base64::Engine;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::OAuthError;
 use crate::AppState;
@@ -103,20 +99,41 @@ struct Document {
 
 async fn metadata_document(state: &AppState, id: &str) -> Result<Option<Client>, OAuthError> {
     let insecure = state.config.oauth.allow_insecure_client_metadata;
-    let Ok(url) = url::Url::parse(id) else {
+    let Some(url) = document_url(id, insecure) else {
         return Ok(None);
     };
-    if (url.scheme() != "https" && !insecure)
-        || url.path() == "/"
-        || url.fragment().is_some()
-        || !url.username().is_empty()
-        || id.len() > 2000
-    {
-        return Ok(None);
-    }
     if let Some(client) = state.oauth_metadata.get(id) {
         return Ok(Some(client));
     }
+    let Some((body, keep)) = fetch_document(&url, insecure).await? else {
+        return Ok(None);
+    };
+    let Some(client) = client_of(&url, id, &body) else {
+        return Ok(None);
+    };
+    state.oauth_metadata.put(client.clone(), keep);
+    Ok(Some(client))
+}
+
+/// The client id as a document's URL, if it may be one: https (or http in tests), a path, no
+/// fragment or user.
+fn document_url(id: &str, insecure: bool) -> Option<url::Url> {
+    let url = url::Url::parse(id).ok()?;
+    let refused = (url.scheme() != "https" && !insecure)
+        || url.path() == "/"
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || id.len() > 2000;
+    (!refused).then_some(url)
+}
+
+/// The document's bytes and how long they may be kept; `None` when it cannot be had. Every
+/// address the name has must be public (unless tests allow otherwise), and the fetch goes to the
+/// one checked, so a second answer of the name cannot point elsewhere.
+async fn fetch_document(
+    url: &url::Url,
+    insecure: bool,
+) -> Result<Option<(Vec<u8>, Duration)>, OAuthError> {
     let Some(host) = url.host_str() else {
         return Ok(None);
     };
@@ -125,16 +142,11 @@ async fn metadata_document(state: &AppState, id: &str) -> Result<Option<Client>,
         Ok(found) => found.map(|a| a.ip()).collect(),
         Err(_) => return Ok(None),
     };
-    // Every address the name has must be public (unless tests allow otherwise), and the fetch
-    // goes to the one checked, so a second answer of the name cannot point elsewhere.
     let Some(address) = addresses.first().copied() else {
         return Ok(None);
     };
     if !insecure && !addresses.iter().all(|a| is_public(*a)) {
-        tracing::warn!(
-            client_id = id,
-            "a client metadata document on a private address"
-        );
+        tracing::warn!(client_id = %url, "a client metadata document on a private address");
         return Ok(None);
     }
     let client = reqwest::Client::builder()
@@ -153,12 +165,13 @@ async fn metadata_document(state: &AppState, id: &str) -> Result<Option<Client>,
         return Ok(None);
     }
     let keep = keep_for(response.headers());
-    let Some(body) = read_limited(response).await else {
-        return Ok(None);
-    };
-    let Ok(document) = serde_json::from_slice::<Document>(&body) else {
-        return Ok(None);
-    };
+    Ok(read_limited(response).await.map(|body| (body, keep)))
+}
+
+/// The client a document describes, if it names itself by its URL, is public and lists only
+/// redirect URIs the hub accepts.
+fn client_of(url: &url::Url, id: &str, body: &[u8]) -> Option<Client> {
+    let document = serde_json::from_slice::<Document>(body).ok()?;
     let method = document
         .token_endpoint_auth_method
         .as_deref()
@@ -171,7 +184,7 @@ async fn metadata_document(state: &AppState, id: &str) -> Result<Option<Client>,
             .iter()
             .all(|u| hub_ledger::oauth::redirect_uri_allowed(u))
     {
-        return Ok(None);
+        return None;
     }
     let scopes = match document.scope.as_deref() {
         Some(scope) => hub_ledger::oauth::parse_scopes(scope).unwrap_or_else(|_| all_scopes()),
@@ -181,15 +194,13 @@ async fn metadata_document(state: &AppState, id: &str) -> Result<Option<Client>,
         .client_name
         .filter(|n| !n.trim().is_empty() && n.chars().count() <= 100)
         .unwrap_or_else(|| url.host_str().unwrap_or(id).to_owned());
-    let client = Client {
+    Some(Client {
         id: id.to_owned(),
         name,
         redirect_uris: document.redirect_uris,
         secret_hash: None,
         scopes,
-    };
-    state.oauth_metadata.put(client.clone(), keep);
-    Ok(Some(client))
+    })
 }
 
 fn all_scopes() -> Vec<String> {
@@ -259,85 +270,6 @@ pub(crate) fn is_public(address: IpAddr) -> bool {
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80)
         }
-    }
-}
-
-/// The client credentials a token or revocation request presents.
-pub(crate) struct Presented {
-    pub client_id: String,
-    pub secret: Option<String>,
-}
-
-/// Reads `Authorization: Basic` (RFC 6749 §2.3.1: both parts form-urlencoded) or
-/// `client_id` / `client_secret` in the body; both at once is an error.
-pub(crate) fn presented(
-    headers: &HeaderMap,
-    client_id: Option<&str>,
-    client_secret: Option<&str>,
-) -> Result<Presented, OAuthError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        });
-    let invalid = || OAuthError::new("invalid_client", "Client authentication failed.");
-    match basic {
-        Some(_) if client_secret.is_some() => Err(OAuthError::new(
-            "invalid_request",
-            "Authenticate the client one way only.",
-        )),
-        Some(encoded) => {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .map_err(|_| invalid())?;
-            let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
-            let (id, secret) = decoded.split_once(':').ok_or_else(invalid)?;
-            let id = form_decode(id);
-            if client_id.is_some_and(|c| c != id) {
-                return Err(invalid());
-            }
-            Ok(Presented {
-                client_id: id,
-                secret: Some(form_decode(secret)),
-            })
-        }
-        None => Ok(Presented {
-            client_id: client_id.ok_or_else(invalid)?.to_owned(),
-            secret: client_secret.map(str::to_owned),
-        }),
-    }
-}
-
-fn form_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
-/// The client, authenticated: a confidential client by its secret (compared as hashes, in
-/// constant time), a public client by presenting no secret.
-pub(crate) async fn authenticate(
-    state: &AppState,
-    presented: &Presented,
-) -> Result<Client, OAuthError> {
-    let invalid = || OAuthError::new("invalid_client", "Client authentication failed.");
-    let client = find(state, &presented.client_id)
-        .await?
-        .ok_or_else(invalid)?;
-    match (&client.secret_hash, &presented.secret) {
-        (None, None) => Ok(client),
-        (Some(stored), Some(secret)) => {
-            let given = hub_ledger::oauth::secret_hash(secret);
-            if bool::from(given.as_bytes().ct_eq(stored.as_bytes())) {
-                Ok(client)
-            } else {
-                Err(invalid())
-            }
-        }
-        _ => Err(invalid()),
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod authorize;
 mod browser;
+mod client_auth;
 mod clients;
 mod codes;
 mod grants;

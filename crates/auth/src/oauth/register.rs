@@ -35,10 +35,6 @@ pub(crate) struct Metadata {
     scope: Option<String>,
 }
 
-fn invalid(code: &'static str, description: impl Into<String>) -> Response {
-    OAuthError::new(code, description).into_response()
-}
-
 /// `POST /oauth/register`.
 pub(crate) async fn register(
     State(state): State<AppState>,
@@ -56,73 +52,12 @@ pub(crate) async fn register(
         )
             .into_response();
     }
-    let address = crate::routes::accounts::client_address(&state, peer, &headers);
-    let now = state.sessions.clock().now();
-    let key = format!("oauth-register:{address}");
-    match state
-        .sessions
-        .store()
-        .hit(&key, Duration::from_secs(3600), now)
-        .await
-    {
-        Ok(n) if n > PER_ADDRESS_PER_HOUR => {
-            return OAuthError::new(
-                "too_many_requests",
-                "Too many registrations from this address; try again later.",
-            )
-            .into_response();
-        }
-        Ok(_) => {}
-        Err(e) => return OAuthError::from(e).into_response(),
+    if let Err(refused) = throttle(&state, peer, &headers).await {
+        return refused.into_response();
     }
-    let Ok(metadata) = serde_json::from_slice::<Metadata>(&body) else {
-        return invalid(
-            "invalid_client_metadata",
-            "The body must be a JSON client metadata object.",
-        );
-    };
-    if metadata
-        .token_endpoint_auth_method
-        .as_deref()
-        .is_some_and(|m| m != "none")
-    {
-        return invalid(
-            "invalid_client_metadata",
-            "Dynamically registered clients are public: token_endpoint_auth_method must be none.",
-        );
-    }
-    let grants_ok = metadata.grant_types.as_ref().is_none_or(|g| {
-        g.iter()
-            .all(|t| t == "authorization_code" || t == "refresh_token")
-    });
-    let responses_ok = metadata
-        .response_types
-        .as_ref()
-        .is_none_or(|r| r.iter().all(|t| t == "code"));
-    if !grants_ok || !responses_ok {
-        return invalid(
-            "invalid_client_metadata",
-            "Only the authorization code flow (with refresh tokens) is supported.",
-        );
-    }
-    let scopes: Vec<String> = metadata
-        .scope
-        .as_deref()
-        .map(|s| s.split_whitespace().map(str::to_owned).collect())
-        .unwrap_or_default();
-    let name = metadata.client_name.as_deref().unwrap_or("An MCP client");
-    let client = match new_client(
-        name,
-        &metadata.redirect_uris,
-        false,
-        &scopes,
-        Registration::Dynamic,
-    ) {
+    let client = match client_of(&body) {
         Ok(client) => client,
-        Err(e) if e.code == "invalid_redirect_uri" => {
-            return invalid("invalid_redirect_uri", e.message);
-        }
-        Err(e) => return invalid("invalid_client_metadata", e.message),
+        Err(refused) => return refused.into_response(),
     };
     if let Err(e) = state.users.insert_oauth_client(&client).await {
         return OAuthError::from(e).into_response();
@@ -142,4 +77,76 @@ pub(crate) async fn register(
         })),
     )
         .into_response()
+}
+
+/// Counts a registration against its client address's hourly allowance.
+async fn throttle(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), OAuthError> {
+    let address = crate::routes::accounts::client_address(state, peer, headers);
+    let now = state.sessions.clock().now();
+    let key = format!("oauth-register:{address}");
+    let count = state
+        .sessions
+        .store()
+        .hit(&key, Duration::from_secs(3600), now)
+        .await?;
+    if count > PER_ADDRESS_PER_HOUR {
+        return Err(OAuthError::new(
+            "too_many_requests",
+            "Too many registrations from this address; try again later.",
+        ));
+    }
+    Ok(())
+}
+
+/// The public client a registration asks for, checked.
+fn client_of(body: &[u8]) -> Result<hub_ledger::oauth::NewOAuthClient, OAuthError> {
+    let invalid = |description: &str| OAuthError::new("invalid_client_metadata", description);
+    let metadata = serde_json::from_slice::<Metadata>(body)
+        .map_err(|_| invalid("The body must be a JSON client metadata object."))?;
+    if metadata
+        .token_endpoint_auth_method
+        .as_deref()
+        .is_some_and(|m| m != "none")
+    {
+        return Err(invalid(
+            "Dynamically registered clients are public: token_endpoint_auth_method must be none.",
+        ));
+    }
+    let grants_ok = metadata.grant_types.as_ref().is_none_or(|g| {
+        g.iter()
+            .all(|t| t == "authorization_code" || t == "refresh_token")
+    });
+    let responses_ok = metadata
+        .response_types
+        .as_ref()
+        .is_none_or(|r| r.iter().all(|t| t == "code"));
+    if !grants_ok || !responses_ok {
+        return Err(invalid(
+            "Only the authorization code flow (with refresh tokens) is supported.",
+        ));
+    }
+    let scopes: Vec<String> = metadata
+        .scope
+        .as_deref()
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let name = metadata.client_name.as_deref().unwrap_or("An MCP client");
+    new_client(
+        name,
+        &metadata.redirect_uris,
+        false,
+        &scopes,
+        Registration::Dynamic,
+    )
+    .map_err(|e| {
+        if e.code == "invalid_redirect_uri" {
+            OAuthError::new("invalid_redirect_uri", e.message)
+        } else {
+            OAuthError::new("invalid_client_metadata", e.message)
+        }
+    })
 }

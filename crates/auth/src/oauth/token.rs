@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::codes::{self, CodeRecord, RefreshRecord};
-use super::{OAuthError, clients, no_store, random_hex};
+use super::{OAuthError, client_auth, clients, no_store, random_hex};
 use crate::AppState;
 use crate::tokens::{ACCESS_TTL, AppAccess, REFRESH_TTL};
 
@@ -31,8 +31,9 @@ pub(crate) async fn exchange(
 ) -> Response {
     let field = |name: &str| form.get(name).map(String::as_str);
     let result = async {
-        let presented = clients::presented(&headers, field("client_id"), field("client_secret"))?;
-        let client = clients::authenticate(&state, &presented).await?;
+        let presented =
+            client_auth::presented(&headers, field("client_id"), field("client_secret"))?;
+        let client = client_auth::authenticate(&state, &presented).await?;
         match field("grant_type") {
             Some("authorization_code") => redeem_code(&state, &client, &form).await,
             Some("refresh_token") => refresh(&state, &client, &form).await,
@@ -236,8 +237,9 @@ pub(crate) async fn revoke(
 ) -> Response {
     let field = |name: &str| form.get(name).map(String::as_str);
     let result = async {
-        let presented = clients::presented(&headers, field("client_id"), field("client_secret"))?;
-        let client = clients::authenticate(&state, &presented).await?;
+        let presented =
+            client_auth::presented(&headers, field("client_id"), field("client_secret"))?;
+        let client = client_auth::authenticate(&state, &presented).await?;
         let token = field("token").unwrap_or_default();
         let store = state.sessions.store();
         let now = state.sessions.clock().now();

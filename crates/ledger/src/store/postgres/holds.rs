@@ -184,8 +184,29 @@ pub(super) async fn settle(pool: &PgPool, settle: &Settle) -> Result<SettleOutco
             held: current.amount,
         });
     }
+    let (settled, transaction, balance, held) =
+        write_settlement(&mut tx, settle, &current, captured, &row).await?;
+    tx.commit().await?;
+    Ok(SettleOutcome::Settled {
+        hold: settled,
+        transaction,
+        balance,
+        available: balance - held,
+    })
+}
+
+/// A settlement's writes, in the hold's transaction: the account (balance less what is captured,
+/// `held` less the whole hold), the capture's debit row, the hold itself, and what of it the
+/// app's cap gets back. The settled hold, the debit, the balance and `held` after.
+async fn write_settlement(
+    tx: &mut PgConnection,
+    settle: &Settle,
+    current: &Hold,
+    captured: i64,
+    row: &PgRow,
+) -> Result<(Hold, Option<Transaction>, i64, i64), StoreError> {
     // What of the hold was not captured is not spent: the app's cap gets it back.
-    app_spend::give_back_hold(&mut tx, &current.id, current.amount - captured).await?;
+    app_spend::give_back_hold(&mut *tx, &current.id, current.amount - captured).await?;
     let account = sqlx::query(
         "UPDATE credit_accounts SET balance = balance - $2, held = held - $3, updated_at = now()
          WHERE user_id = $1 RETURNING balance, held",
@@ -234,11 +255,5 @@ pub(super) async fn settle(pool: &PgPool, settle: &Settle) -> Result<SettleOutco
     .bind(transaction.as_ref().map(|t| t.id.clone()))
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
-    Ok(SettleOutcome::Settled {
-        hold: hold(&settled)?,
-        transaction,
-        balance,
-        available: balance - held,
-    })
+    Ok((hold(&settled)?, transaction, balance, held))
 }

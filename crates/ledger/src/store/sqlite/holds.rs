@@ -223,6 +223,20 @@ pub(super) fn settle(conn: &Connection, settle: &Settle) -> Result<SettleOutcome
             held: current.amount,
         });
     }
+    write_settlement(conn, settle, current, captured, metadata.as_deref(), at)
+}
+
+/// A settlement's writes, under the one writer: what of the hold the app's cap gets back, the
+/// account (balance less what is captured, `held` less the whole hold), the capture's debit row,
+/// and the hold itself.
+fn write_settlement(
+    conn: &Connection,
+    settle: &Settle,
+    current: Hold,
+    captured: i64,
+    metadata: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<SettleOutcome, StoreError> {
     // What of the hold was not captured is not spent: the app's cap gets it back.
     app_spend::give_back_hold(conn, &current.id, current.amount - captured)?;
     let (balance, held): (i64, i64) = conn
@@ -239,7 +253,7 @@ pub(super) fn settle(conn: &Connection, settle: &Settle) -> Result<SettleOutcome
             ],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
-    let metadata: Option<Value> = metadata.as_deref().map(serde_json::from_str).transpose()?;
+    let metadata: Option<Value> = metadata.map(serde_json::from_str).transpose()?;
     let transaction = if captured > 0 {
         let entry = Entry {
             user_id: current.user_id,
