@@ -96,7 +96,21 @@ fn store_error(e: &hub_ledger::StoreError) -> ApiError {
 }
 
 /// `GET /api/auth/grants`.
-pub(crate) async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/auth/grants",
+    operation_id = "listConnectedApps",
+    tag = "sessions",
+    summary = "The apps the caller connected",
+    description = "The OAuth apps (GPT Actions, ChatGPT apps, Claude connectors) the caller gave access to: scopes, daily spending cap, when connected and last used. With the caller's session code or access token.",
+    responses(
+        (status = 200, description = "The apps, newest first.", body = ConnectedApps),
+        (status = 401, description = "The code or token is missing, invalid, expired or revoked.", body = hub_http::ErrorBody),
+        (status = 503, description = "A store is briefly unavailable.", body = hub_http::ErrorBody),
+    ),
+    security(("sessionToken" = []), ("bearerJwt" = []))
+)]
+pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<ConnectedApps>, ApiError> {
@@ -123,7 +137,23 @@ pub(crate) async fn list(
 }
 
 /// `DELETE /api/auth/grants/{id}`.
-pub(crate) async fn disconnect(
+#[utoipa::path(
+    delete,
+    path = "/api/auth/grants/{id}",
+    operation_id = "disconnectApp",
+    tag = "sessions",
+    summary = "Disconnect an app",
+    description = "Ends the caller's grant to an app: its access and refresh tokens stop working at once.",
+    params(("id" = String, Path, description = "The grant's id (from listConnectedApps).")),
+    responses(
+        (status = 204, description = "Disconnected."),
+        (status = 401, description = "The code or token is missing, invalid, expired or revoked.", body = hub_http::ErrorBody),
+        (status = 404, description = "The caller has no connected app with this id.", body = hub_http::ErrorBody),
+        (status = 503, description = "A store is briefly unavailable.", body = hub_http::ErrorBody),
+    ),
+    security(("sessionToken" = []), ("bearerJwt" = []))
+)]
+pub async fn disconnect(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,

@@ -11,7 +11,7 @@ mod browser;
 mod client_auth;
 mod clients;
 mod codes;
-mod grants;
+pub mod grants;
 mod metadata;
 mod pages;
 mod register;
@@ -20,7 +20,7 @@ mod token;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use hub_config::{ConfigError, Env};
 use serde_json::json;
 
@@ -86,8 +86,13 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/token", post(token::exchange))
         .route("/oauth/revoke", post(token::revoke))
         .route("/oauth/register", post(register::register))
-        .route("/api/auth/grants", get(grants::list))
-        .route("/api/auth/grants/{id}", delete(grants::disconnect))
+}
+
+/// The users' side of it, in the public API: their connected apps.
+pub(crate) fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(grants::list))
+        .routes(utoipa_axum::routes!(grants::disconnect))
 }
 
 /// An RFC 6749 error: `{"error", "error_description"}`, never cached.

@@ -43,6 +43,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(email::verify_email))
         .routes(routes!(password::forgot))
         .routes(routes!(password::reset_password))
+        .merge(crate::oauth::api())
 }
 
 /// Every route of the auth service; `GET /openapi.json` answers the paths and schemas of its public
