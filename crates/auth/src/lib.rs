@@ -45,6 +45,31 @@ pub struct GoogleConfig {
     pub issuer_url: String,
 }
 
+impl GoogleConfig {
+    /// Reads the `GOOGLE_*` variables; none when `GOOGLE_CLIENT_ID` is unset.
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let Some(client_id) = env.raw("GOOGLE_CLIENT_ID") else {
+            return Ok(None);
+        };
+        let client_secret = env
+            .secret("GOOGLE_CLIENT_SECRET")
+            .ok_or_else(|| ConfigError {
+                name: "GOOGLE_CLIENT_SECRET".into(),
+                problem: "not set while GOOGLE_CLIENT_ID is".into(),
+                expected: "the OAuth client's secret from the Google Cloud console".into(),
+            })?;
+        Ok(Some(Self {
+            client_id,
+            client_secret,
+            callback_url: env.string_or(
+                "GOOGLE_CALLBACK_URL",
+                "http://localhost:3000/auth/google/callback",
+            ),
+            issuer_url: env.string_or("GOOGLE_ISSUER_URL", "https://accounts.google.com"),
+        }))
+    }
+}
+
 /// The auth service's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -104,18 +129,7 @@ impl Config {
                 expected: "redis://host:6379 (sessions live in Redis in production)".into(),
             });
         }
-        let session_days =
-            env.parse_or("SESSION_EXPIRY_DAYS", 7i64, "a number of days, 1 to 365")?;
-        if !(1..=365).contains(&session_days) {
-            return Err(ConfigError {
-                name: "SESSION_EXPIRY_DAYS".into(),
-                problem: format!("{session_days} is out of range"),
-                expected: "a number of days, 1 to 365".into(),
-            });
-        }
-        let max_sessions_per_user = env
-            .parse_or("MAX_SESSIONS_PER_USER", 10usize, "a number such as 10")?
-            .max(1);
+        let (session_days, max_sessions_per_user) = session_limits(env)?;
         let new_user_credits =
             env.parse_or("NEW_USER_CREDITS", 10i64, "whole credits, 0 or more")?;
         hub_ledger::validate_amount("NEW_USER_CREDITS", new_user_credits, 0).map_err(|e| {
@@ -131,24 +145,7 @@ impl Config {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect();
-        let google = match env.raw("GOOGLE_CLIENT_ID") {
-            None => None,
-            Some(client_id) => Some(GoogleConfig {
-                client_id,
-                client_secret: env
-                    .secret("GOOGLE_CLIENT_SECRET")
-                    .ok_or_else(|| ConfigError {
-                        name: "GOOGLE_CLIENT_SECRET".into(),
-                        problem: "not set while GOOGLE_CLIENT_ID is".into(),
-                        expected: "the OAuth client's secret from the Google Cloud console".into(),
-                    })?,
-                callback_url: env.string_or(
-                    "GOOGLE_CALLBACK_URL",
-                    "http://localhost:3000/auth/google/callback",
-                ),
-                issuer_url: env.string_or("GOOGLE_ISSUER_URL", "https://accounts.google.com"),
-            }),
-        };
+        let google = GoogleConfig::from_env(env)?;
         let trusted_proxies = env.net_list("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")?;
         Ok(Self {
             public_base_url: env.public_base_url()?,
@@ -173,6 +170,22 @@ impl Config {
             google,
         })
     }
+}
+
+/// `SESSION_EXPIRY_DAYS` (1 to 365) and `MAX_SESSIONS_PER_USER` (at least 1).
+fn session_limits(env: &Env) -> Result<(i64, usize), ConfigError> {
+    let session_days = env.parse_or("SESSION_EXPIRY_DAYS", 7i64, "a number of days, 1 to 365")?;
+    if !(1..=365).contains(&session_days) {
+        return Err(ConfigError {
+            name: "SESSION_EXPIRY_DAYS".into(),
+            problem: format!("{session_days} is out of range"),
+            expected: "a number of days, 1 to 365".into(),
+        });
+    }
+    let max_sessions_per_user = env
+        .parse_or("MAX_SESSIONS_PER_USER", 10usize, "a number such as 10")?
+        .max(1);
+    Ok((session_days, max_sessions_per_user))
 }
 
 /// The state every handler shares; cheap to clone.

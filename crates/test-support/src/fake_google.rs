@@ -269,21 +269,42 @@ async fn token(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let expected = format!("{}:{}", provider.client_id, provider.client_secret);
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(decode_basic);
-    if presented.as_deref() != Some(expected.as_str()) {
+    if !client_authenticated(&provider, &headers) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(serde_json::json!({ "error": "invalid_client" })),
         )
             .into_response();
     }
+    let grant = match redeem_code(&provider, form) {
+        Ok(grant) => grant,
+        Err(why) => return invalid_grant(why),
+    };
+    let misbehaviour = provider
+        .misbehaviour
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    let claims = id_token_claims(&provider, grant, &misbehaviour);
+    signed_token_response(claims, &misbehaviour)
+}
+
+/// Whether the request carries the client's ID and secret as HTTP Basic credentials.
+fn client_authenticated(provider: &Provider, headers: &HeaderMap) -> bool {
+    let expected = format!("{}:{}", provider.client_id, provider.client_secret);
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(decode_basic);
+    presented.as_deref() == Some(expected.as_str())
+}
+
+/// Takes the code's grant (once), after checking the grant type and the PKCE verifier; the
+/// error says why the grant is invalid.
+fn redeem_code(provider: &Provider, form: TokenForm) -> Result<Grant, &'static str> {
     if form.grant_type != "authorization_code" {
-        return invalid_grant("grant type");
+        return Err("grant type");
     }
     let Some(grant) = provider
         .codes
@@ -291,17 +312,21 @@ async fn token(
         .ok()
         .and_then(|mut codes| codes.remove(&form.code))
     else {
-        return invalid_grant("unknown or used code");
+        return Err("unknown or used code");
     };
     let verifier = PkceCodeVerifier::new(form.code_verifier.unwrap_or_default());
     if PkceCodeChallenge::from_code_verifier_sha256(&verifier).as_str() != grant.challenge {
-        return invalid_grant("PKCE verifier does not match");
+        return Err("PKCE verifier does not match");
     }
-    let misbehaviour = provider
-        .misbehaviour
-        .lock()
-        .map(|m| m.clone())
-        .unwrap_or_default();
+    Ok(grant)
+}
+
+/// The ID token's claims for the grant's account, bent as the misbehaviour asks.
+fn id_token_claims(
+    provider: &Provider,
+    grant: Grant,
+    misbehaviour: &Misbehaviour,
+) -> CoreIdTokenClaims {
     let now = chrono::Utc::now();
     let (issued, expires) = if misbehaviour.expired {
         (
@@ -322,7 +347,7 @@ async fn token(
         grant.nonce
     };
     let account = grant.account;
-    let claims = CoreIdTokenClaims::new(
+    CoreIdTokenClaims::new(
         IssuerUrl::new(provider.issuer.clone()).expect("issuer"),
         vec![Audience::new(audience)],
         expires,
@@ -333,7 +358,11 @@ async fn token(
             .set_name(Some(LocalizedClaim::from(EndUserName::new(account.name)))),
         EmptyAdditionalClaims {},
     )
-    .set_nonce(Some(Nonce::new(nonce)));
+    .set_nonce(Some(Nonce::new(nonce)))
+}
+
+/// Signs the claims (with the foreign key when asked) and answers them with a new access token.
+fn signed_token_response(claims: CoreIdTokenClaims, misbehaviour: &Misbehaviour) -> Response {
     let access = AccessToken::new(format!("at-{}", uuid::Uuid::new_v4().simple()));
     let key = if misbehaviour.foreign_key {
         signing_key(1)
