@@ -204,7 +204,7 @@ async fn failed_logins_are_throttled_alike_for_real_and_unknown_accounts() {
             );
         }
         // Five failures on the account from this address: this address is now throttled on it,
-        // even with the right password (the owner's own address is not: see mail_links.rs).
+        // even with the right password (the owner's own address is not: see mail_links/limits.rs).
         let right = json!({ "email": "real@example.com", "password": "correct horse battery" });
         let (status, headers, body) = post(&auth, "/api/auth/login", right.clone()).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
