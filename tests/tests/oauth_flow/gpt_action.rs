@@ -10,9 +10,28 @@ async fn a_gpt_action_connects_with_a_confidential_client_and_spends_with_its_be
     }
 }
 
+/// The GPT's client as the operator registered it, and the browser of the person using it.
+struct Gpt<'a> {
+    hub: &'a SpawnedHub,
+    client_id: String,
+    secret: String,
+    person: OAuthBrowser<'a>,
+    query: String,
+}
+
 async fn gpt_action_flow(engine: Engine) {
     let google = FakeGoogle::start().await;
     let hub = SpawnedHub::builder(engine, &google).start().await;
+    let (gpt, tokens) = connect(&hub).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    spends_with_the_bearer_token_only(&hub, &access).await;
+    let second = consent_is_remembered(&gpt).await;
+    refresh_rotates_and_a_reused_one_ends_its_family(&gpt, &tokens).await;
+    disconnecting_stops_its_tokens(&gpt, engine, &access, &second).await;
+}
+
+/// Authorize and the first token exchange, "Default (POST request)": the secret in the body.
+async fn connect(hub: &SpawnedHub) -> (Gpt<'_>, serde_json::Value) {
     let (client_id, secret) =
         operator_client(&hub, GPT_CALLBACK, true, &["credits:read", "credits:spend"]).await;
     let secret = secret.expect("a confidential client's secret");
@@ -28,9 +47,8 @@ async fn gpt_action_flow(engine: Engine) {
     let code = back.query["code"].clone();
     assert!(code.len() >= 32, "at least 128 random bits");
 
-    // Token exchange "Default (POST request)": the secret in the body.
     let (status, tokens) = token(
-        &hub,
+        hub,
         &[
             ("grant_type", "authorization_code"),
             ("code", &code),
@@ -45,24 +63,33 @@ async fn gpt_action_flow(engine: Engine) {
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["scope"], "credits:read credits:spend");
     assert!(tokens["expires_in"].as_i64().unwrap() > 0);
-    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let gpt = Gpt {
+        hub,
+        client_id,
+        secret,
+        person,
+        query,
+    };
+    (gpt, tokens)
+}
 
-    // Check and deduct with nothing but the bearer token.
+/// Check and deduct with nothing but the bearer token; never a refund.
+async fn spends_with_the_bearer_token_only(hub: &SpawnedHub, access: &str) {
     let check = with_bearer(
-        &hub,
+        hub,
         Method::POST,
         "/api/mcp/v1/credits/check",
-        &access,
+        access,
         Some(&json!({"service": "sora2-video-generation", "cost": 1})),
     )
     .await;
     assert_eq!(check.status, StatusCode::OK, "{:?}", check.json);
     let before = check.json["balance"].as_i64().unwrap();
     let deduct = with_bearer(
-        &hub,
+        hub,
         Method::POST,
         "/api/mcp/v1/credits/deduct",
-        &access,
+        access,
         Some(&json!({"service": "sora2-video-generation", "cost": 3})),
     )
     .await;
@@ -76,49 +103,61 @@ async fn gpt_action_flow(engine: Engine) {
 
     // An app's token never opens a refund, nor the admin API.
     let refund = with_bearer(
-        &hub,
+        hub,
         Method::POST,
         "/api/mcp/v1/credits/refund",
-        &access,
+        access,
         Some(&json!({"transaction_id": "txn_x"})),
     )
     .await;
     assert_eq!(refund.status, StatusCode::FORBIDDEN);
+}
 
+/// Consent is remembered, and the "Basic authorization header" exchange works; a wrong secret
+/// does not. The second pair of tokens.
+async fn consent_is_remembered(gpt: &Gpt<'_>) -> serde_json::Value {
+    let (hub, client_id, secret) = (gpt.hub, &gpt.client_id, &gpt.secret);
     // Consent is remembered: the next authorization goes straight back with a code, which the
     // "Basic authorization header" exchange redeems.
-    let again = person.authorize(&query, None).await;
+    let again = gpt.person.authorize(&gpt.query, None).await;
     let (status, second) = token(
-        &hub,
+        hub,
         &[
             ("grant_type", "authorization_code"),
             ("code", &again.query["code"]),
             ("redirect_uri", GPT_CALLBACK),
         ],
-        Some((&client_id, &secret)),
+        Some((client_id, secret)),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{second}");
 
     // A wrong secret is invalid_client, 401.
     let (status, refused) = token(
-        &hub,
+        hub,
         &[
             ("grant_type", "refresh_token"),
             ("refresh_token", second["refresh_token"].as_str().unwrap()),
         ],
-        Some((&client_id, "hub_cs_wrong")),
+        Some((client_id, "hub_cs_wrong")),
     )
     .await;
     assert_eq!(
         (status, refused["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
+    second
+}
 
-    // Refresh rotates; the spent refresh token presented again revokes its family.
+/// Refresh rotates; the spent refresh token presented again revokes its family.
+async fn refresh_rotates_and_a_reused_one_ends_its_family(
+    gpt: &Gpt<'_>,
+    tokens: &serde_json::Value,
+) {
+    let (hub, client_id, secret) = (gpt.hub, &gpt.client_id, &gpt.secret);
     let first_refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
     let refresh = |token: String| {
-        let (hub, client_id, secret) = (&hub, client_id.clone(), secret.clone());
+        let (client_id, secret) = (client_id.clone(), secret.clone());
         async move {
             self::token(
                 hub,
@@ -137,8 +176,16 @@ async fn gpt_action_flow(engine: Engine) {
     );
     let (status, _) = refresh(rotated["refresh_token"].as_str().unwrap().to_owned()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "the family is revoked");
+}
 
-    // The user disconnects the app (with their own session code): its tokens stop at once.
+/// The user disconnects the app (with their own session code): its tokens stop at once.
+async fn disconnecting_stops_its_tokens(
+    gpt: &Gpt<'_>,
+    engine: Engine,
+    access: &str,
+    second: &serde_json::Value,
+) {
+    let (hub, client_id, secret) = (gpt.hub, &gpt.client_id, &gpt.secret);
     let (session_code, _) = hub.signed_in_user().await;
     let apps = hub
         .call(
@@ -165,10 +212,10 @@ async fn gpt_action_flow(engine: Engine) {
         .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
     let after = with_bearer(
-        &hub,
+        hub,
         Method::POST,
         "/api/mcp/v1/credits/check",
-        &access,
+        access,
         Some(&json!({"service": "sora2-video-generation", "cost": 1})),
     )
     .await;
@@ -178,12 +225,12 @@ async fn gpt_action_flow(engine: Engine) {
         "{engine:?}: a disconnected app's token stops"
     );
     let (status, _) = token(
-        &hub,
+        hub,
         &[
             ("grant_type", "refresh_token"),
             ("refresh_token", second["refresh_token"].as_str().unwrap()),
         ],
-        Some((&client_id, &secret)),
+        Some((client_id, secret)),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "and its refresh tokens");
