@@ -58,6 +58,20 @@ async fn the_gpt_document_has_just_what_a_gpt_needs() {
 async fn with_an_oauth_client_for_a_gpt_the_gpt_document_is_the_oauth_form() {
     let google = FakeGoogle::start().await;
     let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
+    // Anyone can register a client with a GPT's callback: that changes nothing here.
+    let registered = hub
+        .http
+        .post(format!("{}/oauth/register", hub.gateway_url))
+        .json(&serde_json::json!({"redirect_uris": ["https://chat.openai.com/aip/g-2/oauth/callback"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), reqwest::StatusCode::CREATED);
+    let doc = document(&hub, "/openapi.gpt.json").await;
+    assert!(
+        doc["paths"].get("/api/auth/verify-session").is_some(),
+        "still the pasted-code form"
+    );
     let client = hub_ledger::oauth::new_client(
         "Sora2 GPT",
         &["https://chat.openai.com/aip/g-1/oauth/callback".to_owned()],

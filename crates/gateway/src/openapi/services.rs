@@ -17,12 +17,15 @@ pub(crate) struct Documents {
     pub full: Value,
 }
 
-/// Whether an OAuth client for a GPT Action exists: a live client whose redirect URI is a GPT's
-/// callback (`https://chat.openai.com/aip/…` or `https://chatgpt.com/aip/…`).
+/// Whether an OAuth client for a GPT Action exists: a live client the operator registered whose
+/// redirect URI is a GPT's callback (`https://chat.openai.com/aip/…` or
+/// `https://chatgpt.com/aip/…`). Dynamically registered clients do not count: anyone can register
+/// one, and it must not change what the operator's GPT imports.
 pub(crate) async fn gpt_has_oauth_client(state: &AppState) -> bool {
     match state.store.list_oauth_clients().await {
         Ok(clients) => clients.iter().any(|c| {
             c.revoked_at.is_none()
+                && c.registration == hub_ledger::oauth::Registration::Operator
                 && c.redirect_uris.iter().any(|u| {
                     u.starts_with("https://chat.openai.com/aip/")
                         || u.starts_with("https://chatgpt.com/aip/")
