@@ -33,9 +33,9 @@ async fn gpt_action_flow(engine: Engine) {
 /// Authorize and the first token exchange, "Default (POST request)": the secret in the body.
 async fn connect(hub: &SpawnedHub) -> (Gpt<'_>, serde_json::Value) {
     let (client_id, secret) =
-        operator_client(&hub, GPT_CALLBACK, true, &["credits:read", "credits:spend"]).await;
+        operator_client(hub, GPT_CALLBACK, true, &["credits:read", "credits:spend"]).await;
     let secret = secret.expect("a confidential client's secret");
-    let person = OAuthBrowser::new(&hub);
+    let person = OAuthBrowser::new(hub);
     let query = format!(
         "response_type=code&client_id={client_id}&redirect_uri={}&state=st-1&scope=credits%3Aread%20credits%3Aspend",
         urlencode(GPT_CALLBACK)
