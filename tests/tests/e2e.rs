@@ -19,4 +19,5 @@ mod oauth_refusals;
 mod operations_files;
 mod rate_limits;
 mod replicas;
+mod roles;
 mod sora2_status_report;

@@ -7,15 +7,15 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod oauth_client;
+mod user;
 
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hub_config::{Env, SecretString};
 use hub_core::ledger::{Grant, GrantOutcome, Idempotent, validate_amount, validate_reason};
-use hub_core::users::{NewUser, Role};
 use hub_storage::Database;
 use serde_json::json;
 use uuid::Uuid;
@@ -40,7 +40,7 @@ enum Command {
     /// Users.
     User {
         #[command(subcommand)]
-        command: UserCommand,
+        command: user::UserCommand,
     },
     /// Credits.
     Credits {
@@ -56,25 +56,6 @@ enum Command {
     OauthClient {
         #[command(subcommand)]
         command: oauth_client::OAuthClientCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Creates a user (and their credit account).
-    Create {
-        /// E-mail address.
-        #[arg(long)]
-        email: String,
-        /// Display name.
-        #[arg(long)]
-        name: String,
-        /// Credits to start with, recorded as a grant.
-        #[arg(long, default_value_t = 0)]
-        credits: i64,
-        /// `user` or `admin`.
-        #[arg(long, default_value = "user")]
-        role: String,
     },
 }
 
@@ -156,7 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             database.close().await;
             Ok(())
         }
-        Command::User { command } => user(&env, command).await,
+        Command::User { command } => user::run(&env, command).await,
         Command::Credits { command } => credits(&env, command).await,
         Command::ServiceKey { command } => service_key(&env, command).await,
         Command::OauthClient { command } => oauth_client::run(&env, command).await,
@@ -174,31 +155,6 @@ async fn open(env: &Env) -> anyhow::Result<Database> {
         .with_context(|| format!("opening {}", config.describe()))?;
     database.migrate().await.context("migrating")?;
     Ok(database)
-}
-
-async fn user(env: &Env, command: UserCommand) -> anyhow::Result<()> {
-    let UserCommand::Create {
-        email,
-        name,
-        credits,
-        role,
-    } = command;
-    let role = Role::parse(&role).context("--role must be user or admin")?;
-    let new = NewUser::new(&email, &name, credits, role)?;
-    let database = open(env).await?;
-    let store = hub_core::ledger::store::open(database.clone());
-    let Some(created) = store.create_user(&new).await? else {
-        bail!("a user with the email {} exists", new.email);
-    };
-    print(&json!({
-        "id": created.user.id,
-        "email": created.user.email,
-        "name": created.user.name,
-        "role": role.as_str(),
-        "balance": created.balance,
-    }));
-    database.close().await;
-    Ok(())
 }
 
 async fn service_key(env: &Env, command: ServiceKeyCommand) -> anyhow::Result<()> {

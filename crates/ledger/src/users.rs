@@ -25,6 +25,10 @@ pub struct User {
 pub enum Role {
     /// Every permission.
     Admin,
+    /// Read users and their history, refund, end sessions.
+    Support,
+    /// Grant and refund credits, read usage.
+    Finance,
     /// Check and spend one's own credits.
     User,
 }
@@ -34,6 +38,8 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",
+            Self::Support => "support",
+            Self::Finance => "finance",
             Self::User => "user",
         }
     }
@@ -42,6 +48,8 @@ impl Role {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "admin" => Some(Self::Admin),
+            "support" => Some(Self::Support),
+            "finance" => Some(Self::Finance),
             "user" => Some(Self::User),
             _ => None,
         }
@@ -205,4 +213,6 @@ pub trait UserStore: Send + Sync {
     async fn permissions(&self, id: Uuid) -> Result<Vec<String>, StoreError>;
     /// Gives a user a role (no-op if they have it).
     async fn assign_role(&self, id: Uuid, role: Role) -> Result<(), StoreError>;
+    /// Takes a role from a user; whether they had it.
+    async fn revoke_role(&self, id: Uuid, role: Role) -> Result<bool, StoreError>;
 }

@@ -225,4 +225,16 @@ impl UserStore for PgStore {
         .await?;
         Ok(())
     }
+
+    async fn revoke_role(&self, id: Uuid, role: Role) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role = $2")
+                .bind(id)
+                .bind(role.as_str())
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
 }

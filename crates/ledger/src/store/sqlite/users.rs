@@ -237,4 +237,15 @@ impl UserStore for SqliteStore {
             })
             .await
     }
+
+    async fn revoke_role(&self, id: Uuid, role: Role) -> Result<bool, StoreError> {
+        self.writer
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached("DELETE FROM user_roles WHERE user_id = ?1 AND role = ?2")?
+                    .execute(params![id.to_string(), role.as_str()])?
+                    == 1)
+            })
+            .await
+    }
 }
