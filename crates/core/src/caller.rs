@@ -21,6 +21,8 @@ pub enum Scope {
     Refund,
     /// Grant credits.
     Grant,
+    /// Read users, their balances and history (operators).
+    UsersRead,
 }
 
 impl Scope {
@@ -31,6 +33,7 @@ impl Scope {
             Self::Deduct => "credits:deduct",
             Self::Refund => "credits:refund",
             Self::Grant => "credits:grant",
+            Self::UsersRead => "users:read",
         }
     }
 }
@@ -55,7 +58,7 @@ impl Permissions for Caller {
         match &self.principal {
             Principal::User(id) => match scope {
                 Scope::Check | Scope::Deduct => Ok(*id),
-                Scope::Refund | Scope::Grant => Err(missing(scope)),
+                Scope::Refund | Scope::Grant | Scope::UsersRead => Err(missing(scope)),
             },
             Principal::ServiceKey { scopes, .. } => {
                 if !scopes.iter().any(|s| s == scope.as_str()) {

@@ -12,11 +12,12 @@ use crate::{InvalidInput, StoreError};
 pub const KEY_PREFIX: &str = "hub_sk_";
 
 /// The scopes a key may hold.
-pub const SCOPES: [&str; 5] = [
+pub const SCOPES: [&str; 6] = [
     "credits:check",
     "credits:deduct",
     "credits:refund",
     "credits:grant",
+    "users:read",
     "gpt",
 ];
 

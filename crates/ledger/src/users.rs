@@ -56,6 +56,27 @@ impl Role {
     }
 }
 
+/// `text` as a SQL `LIKE … ESCAPE '\'` pattern that matches it anywhere.
+pub fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// The sign-in methods of a user's stored credentials.
+pub fn methods(google_subject: bool, password: bool) -> Vec<String> {
+    let mut methods = Vec::new();
+    if google_subject {
+        methods.push("google".to_owned());
+    }
+    if password {
+        methods.push("password".to_owned());
+    }
+    methods
+}
+
 /// An e-mail address as stored: trimmed and lower case, checked for the shape `name@domain.tld`.
 pub fn normalize_email(email: &str) -> Result<String, InvalidInput> {
     let email = email.trim().to_lowercase();
@@ -215,4 +236,14 @@ pub trait UserStore: Send + Sync {
     async fn assign_role(&self, id: Uuid, role: Role) -> Result<(), StoreError>;
     /// Takes a role from a user; whether they had it.
     async fn revoke_role(&self, id: Uuid, role: Role) -> Result<bool, StoreError>;
+    /// Users whose email or name contains `query` (case-insensitive), or whose id it is; every
+    /// user for an empty query. Newest first, after `cursor` (a user's id), at most `limit`.
+    async fn search_users(
+        &self,
+        query: &str,
+        cursor: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError>;
+    /// How a user signs in (`google`, `password`); `None` for an unknown user.
+    async fn sign_in_methods(&self, id: Uuid) -> Result<Option<Vec<String>>, StoreError>;
 }

@@ -6,6 +6,7 @@ mod credits;
 mod health;
 mod holds;
 mod statement;
+mod users;
 mod whole;
 
 use axum::Router;
@@ -31,6 +32,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(holds::capture))
         .routes(routes!(holds::release))
         .routes(routes!(admin::grant))
+        .routes(routes!(users::search))
+        .routes(routes!(users::detail))
 }
 
 /// Every route of the core service; `GET /openapi.json` answers the paths and schemas of its public

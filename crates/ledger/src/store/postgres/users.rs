@@ -226,6 +226,45 @@ impl UserStore for PgStore {
         Ok(())
     }
 
+    async fn search_users(
+        &self,
+        query: &str,
+        cursor: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, email, name, created_at FROM users
+             WHERE ($1 = '' OR email ILIKE $2 ESCAPE '\\' OR name ILIKE $2 ESCAPE '\\'
+                    OR id::text = $1)
+               AND ($3::uuid IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(query)
+        .bind(crate::users::contains_pattern(query))
+        .bind(cursor)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(user).collect::<Result<_, _>>()?)
+    }
+
+    async fn sign_in_methods(&self, id: Uuid) -> Result<Option<Vec<String>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT google_subject IS NOT NULL AS google, password_hash IS NOT NULL AS password
+             FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(crate::users::methods(
+                r.try_get("google")?,
+                r.try_get("password")?,
+            ))
+        })
+        .transpose()
+    }
+
     async fn revoke_role(&self, id: Uuid, role: Role) -> Result<bool, StoreError> {
         Ok(
             sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role = $2")

@@ -238,6 +238,44 @@ impl UserStore for SqliteStore {
             .await
     }
 
+    async fn search_users(
+        &self,
+        query: &str,
+        cursor: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, email, name, created_at FROM users
+             WHERE (?1 = '' OR email LIKE ?2 ESCAPE '\\' OR name LIKE ?2 ESCAPE '\\' OR id = ?1)
+               AND (?3 IS NULL OR id < ?3)
+             ORDER BY id DESC LIMIT ?4",
+        )
+        .bind(query)
+        .bind(crate::users::contains_pattern(query))
+        .bind(cursor.map(|c| c.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(user).collect()
+    }
+
+    async fn sign_in_methods(&self, id: Uuid) -> Result<Option<Vec<String>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT google_subject IS NOT NULL AS google, password_hash IS NOT NULL AS password
+             FROM users WHERE id = ?1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok(crate::users::methods(
+                r.try_get("google")?,
+                r.try_get("password")?,
+            ))
+        })
+        .transpose()
+    }
+
     async fn revoke_role(&self, id: Uuid, role: Role) -> Result<bool, StoreError> {
         self.writer
             .write(move |conn| {
