@@ -5,7 +5,6 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{InvalidInput, StoreError};
@@ -88,10 +87,9 @@ impl NewOAuthClient {
     }
 }
 
-/// The hex SHA-256 of a client secret (256 random bits: a fast hash is enough).
-pub fn secret_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
+/// The hex SHA-256 of a client secret (256 random bits: a fast hash is enough), as service keys
+/// are kept.
+pub use crate::service_keys::key_hash as secret_hash;
 
 fn invalid(code: &'static str, message: String) -> InvalidInput {
     InvalidInput {

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::pages::{self, Lang};
 use crate::AppState;
+use crate::routes::cookie_value;
 
 /// The cookie's name over plain http (tests, a developer's machine); over https it is
 /// `__Host-hub_browser` (Secure, whole host, no Domain).
@@ -29,17 +30,6 @@ fn cookie_name(state: &AppState) -> String {
     } else {
         BROWSER_COOKIE.to_owned()
     }
-}
-
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
 }
 
 /// The person signed in in this browser, if any.

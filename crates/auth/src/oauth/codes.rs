@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hub_sessions::token_hash;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -24,11 +25,6 @@ pub(crate) const CODE_TTL: Duration = Duration::from_secs(60);
 pub(crate) const SPENT_CODE_KEPT: Duration = Duration::from_secs(600);
 /// How long a consent page stays good.
 pub(crate) const CONSENT_TTL: Duration = Duration::from_secs(600);
-
-/// The SHA-256 of a secret, hex.
-pub(crate) fn digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
 
 /// A checked authorization request: everything a code will be bound to, but the user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,7 +47,7 @@ pub(crate) struct PendingConsent {
 }
 
 pub(crate) fn consent_key(csrf_token: &str) -> String {
-    format!("oauth-consent:{{{}}}", digest(csrf_token))
+    format!("oauth-consent:{{{}}}", token_hash(csrf_token))
 }
 
 /// An authorization code's binding.
@@ -64,11 +60,11 @@ pub(crate) struct CodeRecord {
 }
 
 pub(crate) fn code_key(code: &str) -> String {
-    format!("oauth-code:{{{}}}", digest(code))
+    format!("oauth-code:{{{}}}", token_hash(code))
 }
 
 pub(crate) fn spent_code_key(code: &str) -> String {
-    format!("oauth-code-spent:{{{}}}", digest(code))
+    format!("oauth-code-spent:{{{}}}", token_hash(code))
 }
 
 /// An OAuth refresh token's binding.
@@ -85,11 +81,11 @@ pub(crate) struct RefreshRecord {
 }
 
 pub(crate) fn refresh_key(token: &str) -> String {
-    format!("oauth-refresh:{{{}}}", digest(token))
+    format!("oauth-refresh:{{{}}}", token_hash(token))
 }
 
 pub(crate) fn spent_refresh_key(token: &str) -> String {
-    format!("oauth-refresh-spent:{{{}}}", digest(token))
+    format!("oauth-refresh-spent:{{{}}}", token_hash(token))
 }
 
 pub(crate) fn family_revoked_key(family: &str) -> String {

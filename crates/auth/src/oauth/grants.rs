@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::codes;
 use crate::AppState;
+use crate::routes::accounts::store_error;
 
 /// The refresh tokens' lifetime bounds how long a revoked grant's marker must be kept.
 const MARKER_KEPT: std::time::Duration = std::time::Duration::from_secs(31 * 24 * 3600);
@@ -85,14 +86,6 @@ pub struct ConnectedApp {
 pub struct ConnectedApps {
     /// Newest first.
     apps: Vec<ConnectedApp>,
-}
-
-fn store_error(e: &hub_ledger::StoreError) -> ApiError {
-    if e.is_unavailable() {
-        crate::routes::unavailable(e)
-    } else {
-        ApiError::internal(e)
-    }
 }
 
 /// `GET /api/auth/grants`.

@@ -12,12 +12,8 @@ use serde_json::json;
 use super::codes::{self, CodeRecord, RefreshRecord};
 use super::{OAuthError, client_auth, clients, no_store, random_hex};
 use crate::AppState;
+use crate::routes::keep_for;
 use crate::tokens::{ACCESS_TTL, AppAccess, REFRESH_TTL};
-
-fn keep_for(ttl: chrono::Duration) -> std::time::Duration {
-    ttl.to_std()
-        .unwrap_or(std::time::Duration::from_secs(30 * 24 * 3600))
-}
 
 fn invalid_grant(description: &str) -> OAuthError {
     OAuthError::new("invalid_grant", description)

@@ -36,7 +36,7 @@ pub const MAX_REGISTRATIONS: u64 = 10;
 pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
 
 /// A store's failure as the caller's answer: 503 while it is unreachable, else 500.
-pub(super) fn store_error(e: &hub_ledger::StoreError) -> ApiError {
+pub(crate) fn store_error(e: &hub_ledger::StoreError) -> ApiError {
     if e.is_unavailable() {
         unavailable(e)
     } else {

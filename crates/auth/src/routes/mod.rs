@@ -8,6 +8,9 @@ mod password;
 mod sessions;
 mod token_pairs;
 
+pub(crate) use google::cookie_value;
+pub(crate) use token_pairs::keep_for;
+
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};

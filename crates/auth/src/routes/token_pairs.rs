@@ -29,7 +29,7 @@ struct RefreshRecord {
 }
 
 /// How long the store keeps a token's record.
-fn keep_for(ttl: chrono::Duration) -> Duration {
+pub(crate) fn keep_for(ttl: chrono::Duration) -> Duration {
     ttl.to_std().unwrap_or(Duration::from_secs(30 * 24 * 3600))
 }
 

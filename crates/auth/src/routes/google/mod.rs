@@ -1,6 +1,8 @@
 //! `GET /auth/google` and `GET /auth/google/callback`: the browser's side of the sign-in.
 
 mod pending;
+
+pub(crate) use pending::cookie_value;
 mod users;
 
 use std::collections::HashMap;
