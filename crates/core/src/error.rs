@@ -85,7 +85,7 @@ impl From<CoreError> for ApiError {
                 StatusCode::PAYMENT_REQUIRED,
                 "app_spending_cap",
                 format!(
-                    "This app's daily spending cap of {} credits is reached ({} spent today, UTC); the user can raise it by connecting the app again.",
+                    "This app's daily spending cap of {} credits is reached ({} spent today, UTC); the user can change it by disconnecting the app and connecting it again.",
                     cap.cap, cap.spent
                 ),
             )
