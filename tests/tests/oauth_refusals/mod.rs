@@ -6,6 +6,7 @@
 
 mod codes;
 mod discovery;
+mod impersonation;
 mod pages;
 mod pkce;
 mod tokens;

@@ -160,8 +160,12 @@ pub(super) async fn identify(
         return Ok(None);
     }
     if let Some(token) = visit.body_token.as_deref() {
-        // A code in the body counts as one in the header, with the same rules.
-        let Ok(value) = HeaderValue::from_str(token) else {
+        // A code in the body counts as one in the header, with the same rules; it is taken
+        // exactly as sent (the field's pattern), never trimmed as a header value would be.
+        let value = HeaderValue::from_str(token)
+            .ok()
+            .filter(|_| hub_sessions::looks_like_token(token));
+        let Some(value) = value else {
             spend_failure(state, &visit.subject).await;
             return Err(
                 ApiError::unauthenticated("The session_token is not valid.").into_response()
