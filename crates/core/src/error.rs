@@ -24,15 +24,12 @@ pub enum CoreError {
     /// No such user.
     #[error("unknown user")]
     UnknownUser,
-    /// The balance does not cover the cost.
-    #[error("insufficient credits")]
-    Insufficient {
-        /// The balance seen.
-        balance: i64,
-    },
     /// The app's daily spending cap does not cover the cost.
     #[error("app spending cap")]
     AppCap(crate::ledger::AppCap),
+    /// An operator disabled the account.
+    #[error("account disabled")]
+    AccountDisabled,
     /// No such transaction.
     #[error("unknown transaction")]
     UnknownTransaction,
@@ -75,12 +72,6 @@ impl From<CoreError> for ApiError {
                 "unknown_user",
                 "No user has this id.",
             ),
-            Insufficient { balance } => ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "insufficient_credits",
-                format!("The balance of {balance} credits does not cover the cost."),
-            )
-            .with_field("balance", balance),
             AppCap(cap) => ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "app_spending_cap",
@@ -89,8 +80,10 @@ impl From<CoreError> for ApiError {
                     cap.cap, cap.spent
                 ),
             )
+            .with_field("limit", "app_daily_cap")
             .with_field("daily_cap", cap.cap)
             .with_field("spent_today", cap.spent),
+            AccountDisabled => ApiError::account_disabled(),
             UnknownTransaction => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_transaction",
@@ -136,6 +129,34 @@ impl From<CoreError> for ApiError {
             Store(e) => ApiError::internal(&e),
         }
     }
+}
+
+/// 402 `insufficient_credits`, naming what refused it (`limit`): the `balance` itself, or the
+/// credits live holds set aside (`held`) when the balance alone would have covered `cost`.
+/// `balance` is what was available (the balance less holds), as every 402 has always said.
+pub fn insufficient(available: i64, held: i64, cost: i64) -> ApiError {
+    let (limit, message) = if held > 0 && available + held >= cost {
+        (
+            "held",
+            format!(
+                "{held} credits are held for work in progress; the {available} available do not cover the cost of {cost}."
+            ),
+        )
+    } else {
+        (
+            "balance",
+            format!("The balance of {available} credits does not cover the cost of {cost}."),
+        )
+    };
+    ApiError::new(
+        StatusCode::PAYMENT_REQUIRED,
+        "insufficient_credits",
+        message,
+    )
+    .with_field("balance", available)
+    .with_field("held", held)
+    .with_field("cost", cost)
+    .with_field("limit", limit)
 }
 
 impl IntoResponse for CoreError {

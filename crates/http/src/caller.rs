@@ -150,16 +150,21 @@ impl Caller {
         }
     }
 
+    /// Who acts, as the audit log names them: `user:<id>`, `key:<id>` or `system`.
+    pub fn actor(&self) -> String {
+        match &self.principal {
+            Principal::User(id) => format!("user:{id}"),
+            Principal::ServiceKey { id, .. } => format!("key:{id}"),
+            Principal::System => "system".to_owned(),
+        }
+    }
+
     /// Who places a hold, and so who alone may settle it: the principal (a user, a service key,
     /// the operator's tools) and the hub service it came through. A user cannot release the hold
     /// the MCP service placed for their video while the video renders, and one service key
     /// cannot settle another's holds.
     pub fn principal_key(&self) -> String {
-        let who = match &self.principal {
-            Principal::User(id) => format!("user:{id}"),
-            Principal::ServiceKey { id, .. } => format!("key:{id}"),
-            Principal::System => "system".to_owned(),
-        };
+        let who = self.actor();
         match &self.via {
             Some(via) => format!("{via}/{who}"),
             None => who,

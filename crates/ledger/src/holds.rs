@@ -146,6 +146,8 @@ pub enum ReserveOutcome {
     },
     /// The app's daily spending cap does not cover the hold; nothing changed.
     AppCapReached(crate::AppCap),
+    /// The account is disabled (frozen by an operator); nothing changed.
+    AccountDisabled,
     /// No such account.
     UnknownUser,
 }
@@ -183,6 +185,8 @@ pub enum SettleOutcome {
     },
     /// No such hold (or not one the caller may see).
     UnknownReservation,
+    /// A capture from a disabled (frozen) account; the hold stays as it was.
+    AccountDisabled,
     /// Settled before: each hold is settled exactly once.
     AlreadySettled {
         /// The hold, as it stands.
@@ -207,6 +211,8 @@ pub struct Holdings {
     pub balance: i64,
     /// The sum of its live (unexpired, unsettled) holds.
     pub held: i64,
+    /// Whether an operator disabled the account: nothing may be spent or held from it.
+    pub frozen: bool,
 }
 
 impl Holdings {

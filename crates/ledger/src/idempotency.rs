@@ -45,6 +45,16 @@ pub enum Idempotent<T> {
     KeyReused,
 }
 
+impl<T> Idempotent<T> {
+    /// The outcome, fresh or replayed.
+    pub fn outcome(&self) -> Option<&T> {
+        match self {
+            Self::Fresh(outcome) | Self::Replayed(outcome) => Some(outcome),
+            Self::KeyReused => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //!   than it.
 //! - A request with an idempotency key is carried out once; repeats get the first outcome.
 
+pub mod admin;
 mod holds;
 mod idempotency;
 pub mod oauth;

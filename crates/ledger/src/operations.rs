@@ -41,6 +41,8 @@ pub enum DebitOutcome {
     },
     /// The app's daily spending cap does not cover the cost; nothing changed.
     AppCapReached(AppCap),
+    /// The account is disabled (frozen by an operator); nothing changed.
+    AccountDisabled,
     /// No such account.
     UnknownUser,
 }

@@ -12,12 +12,17 @@ use crate::{InvalidInput, StoreError};
 pub const KEY_PREFIX: &str = "hub_sk_";
 
 /// The scopes a key may hold.
-pub const SCOPES: [&str; 6] = [
+pub const SCOPES: [&str; 11] = [
     "credits:check",
     "credits:deduct",
     "credits:refund",
     "credits:grant",
     "users:read",
+    "users:manage",
+    "keys:manage",
+    "sessions:revoke",
+    "usage:read",
+    "audit:read",
     "gpt",
 ];
 
@@ -34,6 +39,8 @@ pub struct ServiceKey {
     pub created_at: DateTime<Utc>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When it was last presented, to within the gateway's key cache interval.
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// A key just made: the only time the key itself exists outside its holder.
@@ -86,6 +93,7 @@ pub fn new_key(name: &str, scopes: &[String]) -> Result<NewServiceKey, InvalidIn
             scopes,
             created_at: Utc::now(),
             revoked_at: None,
+            last_used_at: None,
         },
     })
 }
@@ -101,6 +109,8 @@ pub trait ServiceKeyStore: Send + Sync {
     async fn list_service_keys(&self) -> Result<Vec<ServiceKey>, StoreError>;
     /// Revokes a key by id; `false` if there is no live key with this id.
     async fn revoke_service_key(&self, id: &str) -> Result<bool, StoreError>;
+    /// Notes that the key was just presented.
+    async fn touch_service_key(&self, id: &str) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

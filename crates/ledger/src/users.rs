@@ -56,6 +56,54 @@ impl Role {
     }
 }
 
+/// A permission, as roles and service keys carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Read balances and history; check a cost.
+    Check,
+    /// Debit.
+    Deduct,
+    /// Refund a debit.
+    Refund,
+    /// Grant credits.
+    Grant,
+    /// Read users, their balances and history (operators).
+    UsersRead,
+    /// Disable, enable and delete users (operators).
+    UsersManage,
+    /// End a user's sessions (operators).
+    SessionsRevoke,
+    /// Read usage reports (operators).
+    UsageRead,
+    /// Read the audit log (operators).
+    AuditRead,
+    /// Create, list and revoke service keys (operators).
+    KeysManage,
+}
+
+impl Permission {
+    /// The permission's name, as in service keys and the `permissions` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Check => "credits:check",
+            Self::Deduct => "credits:deduct",
+            Self::Refund => "credits:refund",
+            Self::Grant => "credits:grant",
+            Self::UsersRead => "users:read",
+            Self::UsersManage => "users:manage",
+            Self::SessionsRevoke => "sessions:revoke",
+            Self::UsageRead => "usage:read",
+            Self::AuditRead => "audit:read",
+            Self::KeysManage => "keys:manage",
+        }
+    }
+
+    /// Whether a user may do this for themselves without an operator's role.
+    pub fn own(self) -> bool {
+        matches!(self, Self::Check | Self::Deduct)
+    }
+}
+
 /// `text` as a SQL `LIKE … ESCAPE '\'` pattern that matches it anywhere.
 pub fn contains_pattern(text: &str) -> String {
     let escaped = text

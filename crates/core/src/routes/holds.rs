@@ -13,10 +13,10 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::api::{ErrorBody, InsufficientCredits};
-use super::extract::{IdempotencyKey, RequestId, respond};
+use super::extract::{IdempotencyKey, RequestId, held_now, respond};
 use crate::AppState;
 use crate::caller::{Caller, Permissions, Scope};
-use crate::error::CoreError;
+use crate::error::{CoreError, insufficient};
 use crate::ledger::{
     Hold, IdempotencyClaim, Reserve, ReserveOutcome, ServiceName, Settle, SettleOutcome,
     validate_amount, validate_hold_seconds, validate_metadata, validate_reservation_id,
@@ -77,6 +77,7 @@ pub struct ReserveOk {
     responses(
         (status = 200, description = "Held.", body = ReserveOk),
         (status = 402, description = "The available balance does not cover the cost; nothing was held.", body = InsufficientCredits),
+        (status = 403, description = "The account is disabled (account_disabled), or the caller lacks the permission.", body = ErrorBody),
         (status = 404, description = "No such user.", body = ErrorBody),
         (status = 422, description = "A field is missing or not valid, or the Idempotency-Key was used with another request.", body = ErrorBody),
     ),
@@ -109,13 +110,15 @@ pub async fn reserve(
         placed_by: caller.principal_key(),
         app_grant: caller.grant.clone(),
     };
-    respond(
-        state.store.reserve(&reserve, claim.as_ref()).await?,
-        render_reserve,
-    )
+    let outcome = state.store.reserve(&reserve, claim.as_ref()).await?;
+    let held = match outcome.outcome() {
+        Some(ReserveOutcome::Insufficient { .. }) => held_now(&state, user_id).await,
+        _ => 0,
+    };
+    respond(outcome, |outcome| render_reserve(outcome, held, cost))
 }
 
-fn render_reserve(outcome: ReserveOutcome) -> Response {
+fn render_reserve(outcome: ReserveOutcome, held: i64, cost: i64) -> Response {
     match outcome {
         ReserveOutcome::Held { hold, available } => Json(ReserveOk {
             reservation_id: hold.id,
@@ -124,12 +127,11 @@ fn render_reserve(outcome: ReserveOutcome) -> Response {
             expires_at: hold.expires_at,
         })
         .into_response(),
-        ReserveOutcome::Insufficient { available } => {
-            ApiError::from(CoreError::Insufficient { balance: available })
-                .with_field("available_balance", available)
-                .into_response()
-        }
+        ReserveOutcome::Insufficient { available } => insufficient(available, held, cost)
+            .with_field("available_balance", available)
+            .into_response(),
         ReserveOutcome::AppCapReached(cap) => CoreError::AppCap(cap).into_response(),
+        ReserveOutcome::AccountDisabled => CoreError::AccountDisabled.into_response(),
         ReserveOutcome::UnknownUser => CoreError::UnknownUser.into_response(),
     }
 }
@@ -179,6 +181,7 @@ pub struct SettledOk {
     ),
     responses(
         (status = 200, description = "Captured.", body = SettledOk),
+        (status = 403, description = "The account is disabled (account_disabled): nothing is captured.", body = ErrorBody),
         (status = 404, description = "No such hold for this user.", body = ErrorBody),
         (status = 409, description = "Settled before, or amount is more than the credits held.", body = ErrorBody),
         (status = 410, description = "It expired; its credits are free again.", body = ErrorBody),
@@ -282,6 +285,7 @@ async fn settle(
             })
             .into_response()
         }
+        SettleOutcome::AccountDisabled => CoreError::AccountDisabled.into_response(),
         SettleOutcome::UnknownReservation => ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_reservation",

@@ -40,6 +40,7 @@ pub struct BalanceOk {
     params(("X-User-ID" = Option<Uuid>, Header, description = "The user a service key acts for. End users act only as themselves.")),
     responses(
         (status = 200, description = "The balance.", body = BalanceOk),
+        (status = 403, description = "The account is disabled (account_disabled), or the caller lacks the permission.", body = ErrorBody),
         (status = 404, description = "No such user.", body = ErrorBody),
     ),
     security(("sessionToken" = []), ("serviceKey" = []), ("bearerJwt" = []))
@@ -51,6 +52,9 @@ pub async fn balance(State(state): State<AppState>, caller: Caller) -> Result<Re
         .holdings(user_id)
         .await?
         .ok_or(CoreError::UnknownUser)?;
+    if holdings.frozen {
+        return Err(CoreError::AccountDisabled);
+    }
     Ok(Json(BalanceOk {
         user_id,
         balance: holdings.balance,

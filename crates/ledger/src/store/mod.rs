@@ -18,6 +18,7 @@ use super::{
     AuditReport, Debit, DebitOutcome, Grant, GrantOutcome, Holdings, IdempotencyClaim, Idempotent,
     Refund, RefundOutcome, Reserve, ReserveOutcome, Settle, SettleOutcome, TransactionPage,
 };
+use crate::admin::AdminStore;
 use crate::oauth::OAuthStore;
 use crate::service_keys::ServiceKeyStore;
 use crate::users::UserStore;
@@ -116,8 +117,8 @@ pub trait LedgerStore: Send + Sync {
 }
 
 /// Everything the hub stores in its database.
-pub trait Store: LedgerStore + UserStore + ServiceKeyStore + OAuthStore {}
-impl<T: LedgerStore + UserStore + ServiceKeyStore + OAuthStore> Store for T {}
+pub trait Store: LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore {}
+impl<T: LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore> Store for T {}
 
 /// The store for an open database.
 pub fn open(database: hub_storage::Database) -> Arc<dyn Store> {

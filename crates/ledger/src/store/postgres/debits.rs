@@ -113,16 +113,25 @@ impl Debit {
             }
         }
         // The conditional update matched nothing: say why, from what the account holds now.
-        let balance: Option<i64> =
-            sqlx::query_scalar("SELECT balance - held FROM credit_accounts WHERE user_id = $1")
-                .bind(self.user_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        Ok(match balance {
-            Some(balance) => DebitOutcome::Insufficient { balance },
+        Ok(match available(&mut *conn, self.user_id).await? {
+            Some((_, true)) => DebitOutcome::AccountDisabled,
+            Some((balance, false)) => DebitOutcome::Insufficient { balance },
             None => DebitOutcome::UnknownUser,
         })
     }
+}
+
+/// What an account has available and whether it is frozen, as a refusal reports it.
+pub(super) async fn available(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<Option<(i64, bool)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT balance - held, frozen FROM credit_accounts WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
 }
 
 impl Operation for Refund {

@@ -49,7 +49,7 @@ pub(super) async fn expire_user_holds(
 pub(super) const RESERVE_SQL: &str = "\
 WITH reserved AS (
     UPDATE credit_accounts SET held = held + $2, updated_at = now()
-    WHERE user_id = $1 AND balance - held >= $2
+    WHERE user_id = $1 AND balance - held >= $2 AND NOT frozen
     RETURNING user_id, balance, held
 ), placed AS (
     INSERT INTO credit_holds (id, user_id, service, amount, metadata, request_id, expires_at,
@@ -116,13 +116,9 @@ impl Reserve {
                 break;
             }
         }
-        let available: Option<i64> =
-            sqlx::query_scalar("SELECT balance - held FROM credit_accounts WHERE user_id = $1")
-                .bind(self.user_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        Ok(match available {
-            Some(available) => ReserveOutcome::Insufficient { available },
+        Ok(match available(&mut *conn, self.user_id).await? {
+            Some((_, true)) => ReserveOutcome::AccountDisabled,
+            Some((available, false)) => ReserveOutcome::Insufficient { available },
             None => ReserveOutcome::UnknownUser,
         })
     }
@@ -183,6 +179,17 @@ pub(super) async fn settle(pool: &PgPool, settle: &Settle) -> Result<SettleOutco
         return Ok(SettleOutcome::ExceedsHold {
             held: current.amount,
         });
+    }
+    if captured > 0 {
+        // The account's row lock orders this capture and an operator's disabling of it.
+        let frozen: bool =
+            sqlx::query_scalar("SELECT frozen FROM credit_accounts WHERE user_id = $1 FOR UPDATE")
+                .bind(current.user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if frozen {
+            return Ok(SettleOutcome::AccountDisabled);
+        }
     }
     let (settled, transaction, balance, held) =
         write_settlement(&mut tx, settle, &current, captured, &row).await?;

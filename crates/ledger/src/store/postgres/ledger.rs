@@ -72,7 +72,7 @@ impl LedgerStore for PgStore {
 
     async fn holdings(&self, user_id: Uuid) -> Result<Option<Holdings>, StoreError> {
         let row = sqlx::query(
-            "SELECT a.balance, COALESCE((SELECT sum(h.amount) FROM credit_holds h
+            "SELECT a.balance, a.frozen, COALESCE((SELECT sum(h.amount) FROM credit_holds h
                  WHERE h.user_id = a.user_id AND h.status = 'held' AND h.expires_at > now()), 0)::bigint AS held
              FROM credit_accounts a WHERE a.user_id = $1",
         )
@@ -83,6 +83,7 @@ impl LedgerStore for PgStore {
             Ok(Holdings {
                 balance: row.try_get("balance")?,
                 held: row.try_get("held")?,
+                frozen: row.try_get("frozen")?,
             })
         })
         .transpose()

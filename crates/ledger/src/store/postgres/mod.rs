@@ -3,6 +3,7 @@
 //! A debit without an idempotency key is a single statement: a data-modifying CTE whose
 //! conditional `UPDATE` and transaction `INSERT` commit together, in one round trip.
 
+mod admin;
 mod app_spend;
 mod debits;
 mod holds;
@@ -40,7 +41,7 @@ pub(super) const COLUMNS: &str = "id, user_id, kind, service, amount, balance_be
 pub const DEBIT_SQL: &str = "\
 WITH debited AS (
     UPDATE credit_accounts SET balance = balance - $2, updated_at = now()
-    WHERE user_id = $1 AND balance - held >= $2
+    WHERE user_id = $1 AND balance - held >= $2 AND NOT frozen
     RETURNING user_id, balance
 )
 INSERT INTO credit_transactions

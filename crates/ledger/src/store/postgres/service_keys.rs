@@ -14,6 +14,7 @@ pub(super) fn service_key(row: &PgRow) -> Result<ServiceKey, sqlx::Error> {
             .collect(),
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        last_used_at: row.try_get("last_used_at")?,
     })
 }
 
@@ -33,7 +34,7 @@ impl ServiceKeyStore for PgStore {
 
     async fn find_service_key(&self, key_hash: &str) -> Result<Option<ServiceKey>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, scopes, created_at, revoked_at FROM service_keys
+            "SELECT id, name, scopes, created_at, revoked_at, last_used_at FROM service_keys
              WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(key_hash)
@@ -44,11 +45,19 @@ impl ServiceKeyStore for PgStore {
 
     async fn list_service_keys(&self) -> Result<Vec<ServiceKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, scopes, created_at, revoked_at FROM service_keys ORDER BY created_at DESC, id",
+            "SELECT id, name, scopes, created_at, revoked_at, last_used_at FROM service_keys ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(service_key).collect::<Result<_, _>>()?)
+    }
+
+    async fn touch_service_key(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE service_keys SET last_used_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn revoke_service_key(&self, id: &str) -> Result<bool, StoreError> {

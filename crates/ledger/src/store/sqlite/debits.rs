@@ -88,7 +88,7 @@ pub(super) fn debit(
         Ok(conn
             .prepare_cached(
                 "UPDATE credit_accounts SET balance = balance - ?2, updated_at = ?3
-                 WHERE user_id = ?1 AND balance - held >= ?2 RETURNING balance",
+                 WHERE user_id = ?1 AND balance - held >= ?2 AND frozen = 0 RETURNING balance",
             )?
             .query_row(
                 params![debit.user_id.to_string(), debit.cost, timestamp(Utc::now())],
@@ -104,7 +104,8 @@ pub(super) fn debit(
     let Some(balance) = balance else {
         // The conditional update matched nothing: say why, from what the account holds now.
         return Ok(match available_balance(conn, debit.user_id)? {
-            Some(balance) => DebitOutcome::Insufficient { balance },
+            Some((_, true)) => DebitOutcome::AccountDisabled,
+            Some((balance, false)) => DebitOutcome::Insufficient { balance },
             None => DebitOutcome::UnknownUser,
         });
     };
@@ -130,10 +131,12 @@ pub(super) fn debit(
 pub(super) fn available_balance(
     conn: &Connection,
     user_id: Uuid,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Option<(i64, bool)>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT balance - held FROM credit_accounts WHERE user_id = ?1")?
-        .query_row(params![user_id.to_string()], |row| row.get(0))
+        .prepare_cached("SELECT balance - held, frozen FROM credit_accounts WHERE user_id = ?1")?
+        .query_row(params![user_id.to_string()], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)? != 0))
+        })
         .optional()?)
 }
 

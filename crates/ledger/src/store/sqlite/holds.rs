@@ -120,7 +120,7 @@ pub(super) fn reserve(conn: &Connection, reserve: &Reserve) -> Result<ReserveOut
         Ok(conn
             .prepare_cached(
                 "UPDATE credit_accounts SET held = held + ?2, updated_at = ?3
-                 WHERE user_id = ?1 AND balance - held >= ?2 RETURNING balance, held",
+                 WHERE user_id = ?1 AND balance - held >= ?2 AND frozen = 0 RETURNING balance, held",
             )?
             .query_row(
                 params![
@@ -138,7 +138,8 @@ pub(super) fn reserve(conn: &Connection, reserve: &Reserve) -> Result<ReserveOut
     }
     let Some((balance, held)) = reserved else {
         return Ok(match available_balance(conn, reserve.user_id)? {
-            Some(available) => ReserveOutcome::Insufficient { available },
+            Some((_, true)) => ReserveOutcome::AccountDisabled,
+            Some((available, false)) => ReserveOutcome::Insufficient { available },
             None => ReserveOutcome::UnknownUser,
         });
     };
@@ -222,6 +223,9 @@ pub(super) fn settle(conn: &Connection, settle: &Settle) -> Result<SettleOutcome
         return Ok(SettleOutcome::ExceedsHold {
             held: current.amount,
         });
+    }
+    if captured > 0 && available_balance(conn, current.user_id)?.is_some_and(|(_, frozen)| frozen) {
+        return Ok(SettleOutcome::AccountDisabled);
     }
     write_settlement(conn, settle, current, captured, metadata.as_deref(), at)
 }

@@ -114,7 +114,7 @@ impl LedgerStore for SqliteStore {
 
     async fn holdings(&self, user_id: Uuid) -> Result<Option<Holdings>, StoreError> {
         let row = sqlx::query(
-            "SELECT a.balance, COALESCE((SELECT sum(h.amount) FROM credit_holds h
+            "SELECT a.balance, a.frozen, COALESCE((SELECT sum(h.amount) FROM credit_holds h
                  WHERE h.user_id = a.user_id AND h.status = 'held' AND h.expires_at > ?2), 0) AS held
              FROM credit_accounts a WHERE a.user_id = ?1",
         )
@@ -126,6 +126,7 @@ impl LedgerStore for SqliteStore {
             Ok(Holdings {
                 balance: row.try_get("balance")?,
                 held: row.try_get("held")?,
+                frozen: row.try_get::<i64, _>("frozen")? != 0,
             })
         })
         .transpose()

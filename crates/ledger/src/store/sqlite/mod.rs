@@ -7,6 +7,7 @@
 //! exactly as on PostgreSQL. Reads use a pool of read-only connections that WAL mode runs beside
 //! the writer.
 
+mod admin;
 mod app_spend;
 mod debits;
 mod holds;

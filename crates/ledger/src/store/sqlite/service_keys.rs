@@ -14,6 +14,7 @@ pub(super) fn service_key(row: &SqliteRow) -> Result<ServiceKey, StoreError> {
             .collect(),
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        last_used_at: row.try_get("last_used_at")?,
     })
 }
 
@@ -40,7 +41,7 @@ impl ServiceKeyStore for SqliteStore {
 
     async fn find_service_key(&self, key_hash: &str) -> Result<Option<ServiceKey>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, scopes, created_at, revoked_at FROM service_keys
+            "SELECT id, name, scopes, created_at, revoked_at, last_used_at FROM service_keys
              WHERE key_hash = ?1 AND revoked_at IS NULL",
         )
         .bind(key_hash)
@@ -51,11 +52,22 @@ impl ServiceKeyStore for SqliteStore {
 
     async fn list_service_keys(&self) -> Result<Vec<ServiceKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, scopes, created_at, revoked_at FROM service_keys ORDER BY created_at DESC, id",
+            "SELECT id, name, scopes, created_at, revoked_at, last_used_at FROM service_keys ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(service_key).collect()
+    }
+
+    async fn touch_service_key(&self, id: &str) -> Result<(), StoreError> {
+        let (id, now) = (id.to_owned(), timestamp(Utc::now()));
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached("UPDATE service_keys SET last_used_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, now])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn revoke_service_key(&self, id: &str) -> Result<bool, StoreError> {
