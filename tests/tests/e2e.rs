@@ -1,6 +1,8 @@
 //! The end-to-end tests, through HTTP with everything started by test-support: one file per
 //! area, one binary for them all (`cargo test -p hub-tests --test e2e <area>::` runs one area).
 
+mod admin_keys;
+mod admin_users;
 mod auth_google_oauth;
 mod auth_session_verification;
 mod core_credit_check;
@@ -11,6 +13,7 @@ mod gateway_abuse;
 mod gateway_openapi;
 mod gateway_proxy;
 mod gateway_trust;
+mod limits_named;
 mod mcp_results;
 mod mcp_tools;
 mod oauth_flow;

@@ -55,6 +55,11 @@ async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
         assert_eq!(r.headers()["ratelimit-remaining"], "0");
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "rate_limited");
+        assert_eq!(
+            body["limit"], "rate_limit:sign_in",
+            "the 429 names its limit"
+        );
+        assert_eq!(body["limit_per_minute"], 3);
 
         // Credits: per caller, and per user a key acts for.
         let a = hub
@@ -117,6 +122,8 @@ async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
             )
             .await;
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.json["limit"], "rate_limit:caller", "{:?}", r.json);
+        assert_eq!(r.json["limit_per_minute"], 5);
         let r = hub
             .call(
                 Method::POST,

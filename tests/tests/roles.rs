@@ -12,23 +12,8 @@ use uuid::Uuid;
 
 /// A user with `role` and a password, signed in: their id and access token.
 async fn operator(hub: &SpawnedHub, role: Role) -> (Uuid, String) {
-    let email = format!("{}@example.com", Uuid::new_v4().simple());
-    let new = NewUser::new(&email, "Operator", 0, role).unwrap();
-    let id = hub.store.create_user(&new).await.unwrap().unwrap().user.id;
-    let hash = hub_auth::passwords::hash("a long enough password".into())
-        .await
-        .unwrap();
-    assert!(hub.store.set_password_hash(id, &hash).await.unwrap());
-    let login = hub
-        .call(
-            Method::POST,
-            "/api/auth/login",
-            &[],
-            Some(&json!({ "email": email, "password": "a long enough password" })),
-        )
-        .await;
-    assert_eq!(login.status, StatusCode::OK, "{:?}", login.json);
-    (id, login.json["access_token"].as_str().unwrap().to_owned())
+    let (id, _, token) = hub.operator(role).await;
+    (id, token)
 }
 
 async fn grant(hub: &SpawnedHub, token: &str, user: Uuid) -> StatusCode {

@@ -5,6 +5,7 @@
 //! binary, `hub up` and the tests start it through these.
 #![forbid(unsafe_code)]
 
+mod admin;
 pub mod google;
 pub mod links;
 pub mod mail;
@@ -110,6 +111,9 @@ pub struct Config {
     pub mail: mail::MailConfig,
     /// The authorization server's settings (`OAUTH_*`).
     pub oauth: oauth::OAuthConfig,
+    /// `HUB_INTERNAL_TOKEN`: the gateway's credential, beside which the operators' endpoints
+    /// (`/api/admin/users…`) believe who the gateway says is calling. Unset, they refuse everyone.
+    pub internal_token: Option<hub_config::SecretString>,
 }
 
 impl Config {
@@ -147,7 +151,12 @@ impl Config {
             .collect();
         let google = GoogleConfig::from_env(env)?;
         let trusted_proxies = env.net_list("AUTH_TRUSTED_PROXIES", "127.0.0.1,::1")?;
+        let internal_token = match env.raw("HUB_INTERNAL_TOKEN") {
+            Some(_) => Some(env.internal_token()?),
+            None => None,
+        };
         Ok(Self {
+            internal_token,
             public_base_url: env.public_base_url()?,
             mail: mail::MailConfig::from_env(env)?,
             oauth: oauth::OAuthConfig::from_env(env)?,
@@ -207,6 +216,8 @@ pub struct AppState {
     pub mailer: Arc<dyn mail::Mailer>,
     /// Client ID Metadata Documents fetched lately.
     pub oauth_metadata: Arc<oauth::MetadataCache>,
+    /// SHA-256 of the internal credential, when there is one (see [`Config::internal_token`]).
+    pub credential: Option<[u8; 32]>,
 }
 
 /// The auth service, bound and ready to serve.
@@ -287,9 +298,12 @@ impl App {
             sessions,
             users,
             google,
-            config: Arc::new(config),
             known_users: Arc::new(routes::KnownUsers::default()),
             oauth_metadata: Arc::new(oauth::MetadataCache::default()),
+            credential: config.internal_token.as_ref().map(|token| {
+                hub_http::caller::credential_digest(hub_config::ExposeSecret::expose_secret(token))
+            }),
+            config: Arc::new(config),
         };
         Ok(Self { listener, state })
     }

@@ -35,7 +35,10 @@ impl Configs {
     pub fn from_env_with_token(env: &Env, token: &SecretString) -> Result<Self, ConfigError> {
         Ok(Self {
             core: hub_core::Config::from_env_with_token(env, token.clone())?,
-            auth: hub_auth::Config::from_env(env)?,
+            auth: hub_auth::Config {
+                internal_token: Some(token.clone()),
+                ..hub_auth::Config::from_env(env)?
+            },
             mcp: hub_mcp::Config::from_env_with_token(env, token.clone())?,
             gateway: hub_gateway::Config::from_env_with_token(env, token.clone())?,
         })

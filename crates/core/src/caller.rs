@@ -10,33 +10,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::CoreError;
 
-/// A permission over credits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Read balances and history; check a cost.
-    Check,
-    /// Debit.
-    Deduct,
-    /// Refund a debit.
-    Refund,
-    /// Grant credits.
-    Grant,
-    /// Read users, their balances and history (operators).
-    UsersRead,
-}
-
-impl Scope {
-    /// The scope's name, as in service keys and the `permissions` table.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Check => "credits:check",
-            Self::Deduct => "credits:deduct",
-            Self::Refund => "credits:refund",
-            Self::Grant => "credits:grant",
-            Self::UsersRead => "users:read",
-        }
-    }
-}
+/// A permission over credits or users.
+pub use hub_ledger::users::Permission as Scope;
 
 /// The credit permissions of a caller.
 pub trait Permissions {
@@ -56,10 +31,8 @@ impl Permissions for Caller {
     /// End users may check and spend their own credits; service keys need the scope.
     fn acting_user(&self, scope: Scope) -> Result<Uuid, CoreError> {
         match &self.principal {
-            Principal::User(id) => match scope {
-                Scope::Check | Scope::Deduct => Ok(*id),
-                Scope::Refund | Scope::Grant | Scope::UsersRead => Err(missing(scope)),
-            },
+            Principal::User(id) if scope.own() => Ok(*id),
+            Principal::User(_) => Err(missing(scope)),
             Principal::ServiceKey { scopes, .. } => {
                 if !scopes.iter().any(|s| s == scope.as_str()) {
                     return Err(missing(scope));

@@ -141,6 +141,13 @@ pub async fn look_up_key(state: &AppState, key: &str) -> Result<Option<Recognise
     state.metrics.credential_lookup("service_key");
     match state.store.find_service_key(&hash).await {
         Ok(Some(found)) => {
+            // Its last use, for operators; off the request's path.
+            let (store, id) = (state.store.clone(), found.id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_service_key(&id).await {
+                    tracing::debug!(error = %e, "could not note a service key's use");
+                }
+            });
             let caller = Recognised::ServiceKey {
                 id: found.id,
                 scopes: found.scopes,

@@ -137,7 +137,7 @@ use Upstream::{Auth, Core, Mcp};
 
 /// Every route, the first that matches a path wins (exact paths stand before the prefixes that
 /// also cover them).
-static ROUTES: [Route; 25] = [
+static ROUTES: [Route; 27] = [
     Route::own("/health"),
     Route::own("/ready"),
     Route::own("/openapi.json"),
@@ -167,6 +167,9 @@ static ROUTES: [Route; 25] = [
     Route::prefix("/api/mcp/v1/credits/", Vouched(Core), "credits")
         .limited(Credits)
         .with_body_token(),
+    // Users and their sessions are the auth service's; credits, usage and the audit the core's.
+    Route::exact("/api/admin/users", Vouched(Auth), "admin").limited(Credits),
+    Route::prefix("/api/admin/users/", Vouched(Auth), "admin").limited(Credits),
     Route::prefix("/api/admin/", Vouched(Core), "admin").limited(Credits),
     Route::exact("/api/mcp/ws", Vouched(Mcp), "mcp_ws"),
     Route::exact("/mcp", Vouched(Mcp), "mcp"),
@@ -230,6 +233,12 @@ mod tests {
             route("/api/admin/credits/grant"),
             Some((Upstream::Core, true))
         );
+        assert_eq!(route("/api/admin/users"), Some((Upstream::Auth, true)));
+        assert_eq!(
+            route("/api/admin/users/0193/disable"),
+            Some((Upstream::Auth, true))
+        );
+        assert_eq!(route("/api/admin/usersx"), Some((Upstream::Core, true)));
         assert_eq!(route("/mcp"), Some((Upstream::Mcp, true)));
         assert_eq!(route("/auth/verify-email"), Some((Upstream::Auth, false)));
         assert_eq!(route("/auth/reset-password"), Some((Upstream::Auth, false)));

@@ -210,7 +210,9 @@ async fn credits(env: &Env, command: CreditsCommand) -> anyhow::Result<()> {
                 reason: validate_reason(&reason)?,
                 request_id: None,
             };
-            match store.grant(&grant, None).await? {
+            let audit = hub_core::ledger::admin::AuditEntry::on_user("cli", "credits.grant", user)
+                .because(Some(&grant.reason));
+            match store.grant_audited(&grant, None, &audit).await? {
                 Idempotent::Fresh(GrantOutcome::Granted { transaction }) => {
                     print(&serde_json::to_value(transaction)?);
                     Ok(())

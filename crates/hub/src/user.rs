@@ -86,12 +86,25 @@ pub(crate) async fn run(env: &Env, command: UserCommand) -> anyhow::Result<()> {
             if store.find_user(user).await?.is_none() {
                 bail!("no user has the id {user}");
             }
-            let changed = if revoke {
-                store.revoke_role(user, role).await?
+            let before = store.roles(user).await?;
+            if revoke {
+                store.revoke_role(user, role).await?;
             } else {
                 store.assign_role(user, role).await?;
-                true
-            };
+            }
+            let after = store.roles(user).await?;
+            let changed = before != after;
+            if changed {
+                let action = if revoke {
+                    "user.role.revoke"
+                } else {
+                    "user.role.assign"
+                };
+                let mut audit = hub_core::ledger::admin::AuditEntry::on_user("cli", action, user);
+                audit.before = Some(json!({ "roles": before }));
+                audit.after = Some(json!({ "roles": after }));
+                store.record_audit(&audit).await?;
+            }
             print(&json!({
                 "id": user,
                 "roles": store.roles(user).await?,

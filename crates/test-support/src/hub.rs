@@ -179,6 +179,7 @@ impl<'a> HubBuilder<'a> {
             Some(self.google),
             &urls.gateway,
         );
+        auth.internal_token = Some(SecretString::from(token.clone()));
         (self.auth)(&mut auth);
         let mut mcp = mcp_config(urls, &token, self.openai);
         (self.mcp)(&mut mcp);

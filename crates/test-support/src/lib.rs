@@ -32,4 +32,4 @@ pub use services::{
     SpawnedAuth, SpawnedCore, random_token, spawn_auth, spawn_auth_configured,
     spawn_auth_with_redis, spawn_core,
 };
-pub use sign_in::{SignIn, sign_in_at};
+pub use sign_in::{OPERATOR_PASSWORD, SignIn, sign_in_at};

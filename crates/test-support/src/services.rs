@@ -200,6 +200,7 @@ pub(crate) fn auth_config(
             issuer_url: g.issuer.clone(),
         }),
         oauth: hub_auth::oauth::OAuthConfig::default(),
+        internal_token: None,
     }
 }
 

@@ -120,6 +120,9 @@ async fn finish(response: reqwest::Response, callback: Option<String>) -> SignIn
     }
 }
 
+/// The password [`SpawnedHub::operator`] gives its users.
+pub const OPERATOR_PASSWORD: &str = "a long enough password";
+
 impl SpawnedHub {
     /// A user signed in with the fake Google through the gateway, verified: their code and id.
     pub async fn signed_in_user(&self) -> (String, String) {
@@ -139,6 +142,44 @@ impl SpawnedHub {
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
         let id = r.json["user"]["id"].as_str().expect("user id").to_owned();
         (code, id)
+    }
+
+    /// A user with `role` and the password [`OPERATOR_PASSWORD`], signed in with it through
+    /// the gateway: their id, e-mail address and access token.
+    pub async fn operator(&self, role: hub_core::users::Role) -> (uuid::Uuid, String, String) {
+        let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+        let new = hub_core::users::NewUser::new(&email, "Operator", 0, role).expect("user");
+        let id = self
+            .store
+            .create_user(&new)
+            .await
+            .expect("store")
+            .expect("new address")
+            .user
+            .id;
+        let hash = hub_auth::passwords::hash(OPERATOR_PASSWORD.into())
+            .await
+            .expect("hash");
+        assert!(
+            self.store
+                .set_password_hash(id, &hash)
+                .await
+                .expect("store")
+        );
+        let login = self
+            .call(
+                Method::POST,
+                "/api/auth/login",
+                &[],
+                Some(&serde_json::json!({ "email": email, "password": OPERATOR_PASSWORD })),
+            )
+            .await;
+        assert_eq!(login.status, StatusCode::OK, "{:?}", login.json);
+        let token = login.json["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        (id, email, token)
     }
 
     /// Signs a browser in with Google through the gateway.

@@ -1,19 +1,21 @@
 //! Operators' view of users: `GET /api/admin/users` (search) and `GET /api/admin/users/{id}`
-//! (balance, holds, roles, sign-in methods, recent history), for callers with `users:read`.
+//! (balance, holds, roles, sign-in methods, standing, sessions, recent history), for callers
+//! with `users:read`.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
-use hub_http::ApiQuery;
+use hub_http::{ApiError, ApiQuery};
+use hub_ledger::Transaction;
+use hub_ledger::users::{Permission, User};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::api::ErrorBody;
+use super::{Vouched, unknown_user};
 use crate::AppState;
-use crate::caller::{Caller, Permissions, Scope};
-use crate::error::CoreError;
-use crate::ledger::{InvalidInput, Transaction};
+use crate::routes::accounts::store_error;
+use crate::routes::api::ErrorBody;
 
 /// Users on one page.
 const PAGE: u32 = 50;
@@ -33,8 +35,8 @@ pub struct UserSummary {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<crate::users::User> for UserSummary {
-    fn from(user: crate::users::User) -> Self {
+impl From<User> for UserSummary {
+    fn from(user: User) -> Self {
         Self {
             id: user.id,
             email: user.email,
@@ -84,21 +86,23 @@ pub struct UserQuery {
 )]
 pub async fn search(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Vouched,
     ApiQuery(query): ApiQuery<UserQuery>,
-) -> Result<Json<UserList>, CoreError> {
-    caller.authorize(&state, Scope::UsersRead).await?;
+) -> Result<Json<UserList>, ApiError> {
+    caller.authorize(&state, Permission::UsersRead).await?;
     let q = query.q.unwrap_or_default();
     let q = q.trim();
     if q.chars().count() > 200 || q.chars().any(char::is_control) {
-        return Err(InvalidInput {
-            code: "invalid_query",
-            message: "q is at most 200 characters, without control characters".into(),
-            too_large: false,
-        }
-        .into());
+        return Err(ApiError::unprocessable(
+            "invalid_query",
+            "q is at most 200 characters, without control characters",
+        ));
     }
-    let mut users = state.store.search_users(q, query.cursor, PAGE + 1).await?;
+    let mut users = state
+        .users
+        .search_users(q, query.cursor, PAGE + 1)
+        .await
+        .map_err(|e| store_error(&e))?;
     let more = users.len() > PAGE as usize;
     users.truncate(PAGE as usize);
     let next_cursor = more.then(|| users.last().map(|u| u.id)).flatten();
@@ -106,6 +110,19 @@ pub async fn search(
         users: users.into_iter().map(UserSummary::from).collect(),
         next_cursor,
     }))
+}
+
+/// One of a user's live sessions, as an operator sees it (never its code).
+#[derive(Serialize, ToSchema)]
+pub struct UserSession {
+    /// The session's public id, for `DELETE /api/admin/users/{id}/sessions?session=`.
+    pub id: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// Where the user was sent back to, e.g. `chatgpt`.
+    pub return_to: Option<String>,
 }
 
 /// One user, as an operator sees them.
@@ -121,6 +138,12 @@ pub struct UserDetail {
     pub roles: Vec<String>,
     /// How they sign in: `google`, `password`.
     pub sign_in_methods: Vec<String>,
+    /// When an operator disabled the account, if one did.
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// When the account was deleted, if it was.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Their live sessions, newest first.
+    pub sessions: Vec<UserSession>,
     /// Their last transactions, newest first.
     pub recent_transactions: Vec<Transaction>,
 }
@@ -132,7 +155,7 @@ pub struct UserDetail {
     operation_id = "getUser",
     tag = "admin",
     summary = "One user",
-    description = "A user's balance and holds, roles, sign-in methods and last ten transactions. For operators with users:read and service keys with users:read.",
+    description = "A user's balance and holds, roles, sign-in methods, standing (disabled, deleted), live sessions and last ten transactions. For operators with users:read and service keys with users:read.",
     params(("id" = Uuid, Path, description = "The user's id.")),
     responses(
         (status = 200, description = "The user.", body = UserDetail),
@@ -143,31 +166,48 @@ pub struct UserDetail {
 )]
 pub async fn detail(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Vouched,
     Path(id): Path<Uuid>,
-) -> Result<Json<UserDetail>, CoreError> {
-    caller.authorize(&state, Scope::UsersRead).await?;
-    let user = state
-        .store
-        .find_user(id)
-        .await?
-        .ok_or(CoreError::UnknownUser)?;
-    let holdings = state
-        .store
-        .holdings(id)
-        .await?
-        .ok_or(CoreError::UnknownUser)?;
-    let page = state
-        .store
-        .transactions(id, RECENT, None)
-        .await?
-        .ok_or(CoreError::UnknownUser)?;
+) -> Result<Json<UserDetail>, ApiError> {
+    caller.authorize(&state, Permission::UsersRead).await?;
+    let stored = |e: hub_ledger::StoreError| store_error(&e);
+    let user = state.users.find_user(id).await.map_err(stored)?;
+    let (Some(user), Some(holdings), Some(standing), Some(page)) = (
+        user,
+        state.users.holdings(id).await.map_err(stored)?,
+        state.users.account_state(id).await.map_err(stored)?,
+        state
+            .users
+            .transactions(id, RECENT, None)
+            .await
+            .map_err(stored)?,
+    ) else {
+        return Err(unknown_user());
+    };
+    let mut sessions = state.sessions.list(id).await?;
+    sessions.reverse();
     Ok(Json(UserDetail {
         user: user.into(),
         balance: holdings.balance,
         held: holdings.held,
-        roles: state.store.roles(id).await?,
-        sign_in_methods: state.store.sign_in_methods(id).await?.unwrap_or_default(),
+        roles: state.users.roles(id).await.map_err(stored)?,
+        sign_in_methods: state
+            .users
+            .sign_in_methods(id)
+            .await
+            .map_err(stored)?
+            .unwrap_or_default(),
+        disabled_at: standing.disabled_at,
+        deleted_at: standing.deleted_at,
+        sessions: sessions
+            .into_iter()
+            .map(|s| UserSession {
+                id: s.id,
+                created_at: s.created_at,
+                expires_at: s.expires_at,
+                return_to: s.return_to,
+            })
+            .collect(),
         recent_transactions: page.transactions,
     }))
 }

@@ -103,6 +103,9 @@ async fn redeem_code(
             ));
         }
     }
+    if crate::admin::is_disabled(state, record.user_id).await? {
+        return Err(invalid_grant("The account is disabled (account_disabled)."));
+    }
     let family = random_hex::<16>()?;
     let epoch = state.sessions.token_epoch(record.user_id).await?;
     let binding = RefreshRecord {

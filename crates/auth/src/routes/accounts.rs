@@ -153,8 +153,9 @@ pub(super) fn too_many(left: Duration) -> ApiError {
     let mut error = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too_many_attempts",
-        "Too many attempts; try again later.",
-    );
+        "Too many failed sign-in attempts; try again later.",
+    )
+    .with_field("limit", "sign_in_attempts");
     error.retry_after = Some(left.as_secs().max(1));
     error
 }
@@ -215,6 +216,7 @@ pub(crate) async fn check_password(
     for (key, _) in &keys {
         store.unhit(key).await?;
     }
+    crate::admin::refuse_disabled(state, user.id).await?;
     Ok(user)
 }
 
@@ -230,6 +232,7 @@ pub(crate) async fn check_password(
     responses(
         (status = 200, description = "Signed in.", body = Tokens),
         (status = 401, description = "The email or password is wrong.", body = ErrorBody),
+        (status = 403, description = "An operator disabled this account (account_disabled).", body = ErrorBody),
         (status = 429, description = "Too many failed attempts; retry after Retry-After seconds.", body = ErrorBody),
     ),
     security(())

@@ -1,7 +1,7 @@
 //! HTTP to session and sign-in calls and back.
 
 pub(crate) mod accounts;
-mod api;
+pub(crate) mod api;
 mod email;
 mod google;
 mod password;
@@ -47,6 +47,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(password::forgot))
         .routes(routes!(password::reset_password))
         .merge(crate::oauth::api())
+        .merge(crate::admin::api())
 }
 
 /// Every route of the auth service; `GET /openapi.json` answers the paths and schemas of its public

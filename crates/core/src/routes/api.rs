@@ -9,8 +9,14 @@ use hub_http::ErrorDetail;
 pub struct InsufficientCredits {
     /// `insufficient_credits`.
     error: ErrorDetail,
-    /// The balance seen.
+    /// What was available: the balance less live holds.
     balance: i64,
+    /// What live holds set aside.
+    held: i64,
+    /// The cost asked.
+    cost: i64,
+    /// What refused it: `balance`, or `held` when the balance alone would have covered the cost.
+    limit: String,
     /// `false` (check only).
     sufficient: Option<bool>,
 }

@@ -4,17 +4,18 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use hub_http::{ApiError, ApiJson};
+use hub_http::ApiJson;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::api::{ErrorBody, InsufficientCredits};
 
-use super::extract::{IdempotencyKey, RequestId, respond};
+use super::extract::{IdempotencyKey, RequestId, held_now, respond};
 use crate::AppState;
 use crate::caller::{Caller, Permissions, Principal, Scope};
-use crate::error::CoreError;
+use crate::error::{CoreError, insufficient};
+use crate::ledger::admin::AuditEntry;
 use crate::ledger::{
     Debit, DebitOutcome, IdempotencyClaim, Refund, RefundOutcome, ServiceName, validate_amount,
     validate_metadata, validate_reason, validate_transaction_id,
@@ -60,6 +61,7 @@ pub struct CheckOk {
     responses(
         (status = 200, description = "The balance covers the cost.", body = CheckOk),
         (status = 402, description = "The balance does not cover the cost.", body = InsufficientCredits),
+        (status = 403, description = "The account is disabled (account_disabled), or the caller lacks the permission.", body = ErrorBody),
         (status = 404, description = "No such user.", body = ErrorBody),
     ),
     security(("sessionToken" = []), ("serviceKey" = []), ("bearerJwt" = []))
@@ -73,12 +75,15 @@ pub async fn check(
     ServiceName::parse(&body.service)?;
     let cost = validate_amount("cost", body.cost, 0)?;
     // What may be spent: the balance less live holds.
-    let balance = state
+    let holdings = state
         .store
         .holdings(user_id)
         .await?
-        .ok_or(CoreError::UnknownUser)?
-        .available();
+        .ok_or(CoreError::UnknownUser)?;
+    if holdings.frozen {
+        return Err(CoreError::AccountDisabled);
+    }
+    let balance = holdings.available();
     if balance >= cost {
         return Ok(Json(CheckOk {
             sufficient: true,
@@ -86,7 +91,7 @@ pub async fn check(
         })
         .into_response());
     }
-    let error = ApiError::from(CoreError::Insufficient { balance }).with_field("sufficient", false);
+    let error = insufficient(balance, holdings.held, cost).with_field("sufficient", false);
     Ok(error.into_response())
 }
 
@@ -140,6 +145,7 @@ pub struct DeductOk {
     responses(
         (status = 200, description = "Debited.", body = DeductOk),
         (status = 402, description = "The balance does not cover the cost; nothing was taken.", body = InsufficientCredits),
+        (status = 403, description = "The account is disabled (account_disabled), or the caller lacks the permission.", body = ErrorBody),
         (status = 404, description = "No such user.", body = ErrorBody),
         (status = 422, description = "A field is missing or not valid, or the Idempotency-Key was used with another request.", body = ErrorBody),
     ),
@@ -168,13 +174,15 @@ pub async fn deduct(
         request_id,
         app_grant: caller.grant.clone(),
     };
-    respond(
-        state.store.debit(&debit, claim.as_ref()).await?,
-        render_debit,
-    )
+    let outcome = state.store.debit(&debit, claim.as_ref()).await?;
+    let held = match outcome.outcome() {
+        Some(DebitOutcome::Insufficient { .. }) => held_now(&state, user_id).await,
+        _ => 0,
+    };
+    respond(outcome, |outcome| render_debit(outcome, held, cost))
 }
 
-fn render_debit(outcome: DebitOutcome) -> Response {
+fn render_debit(outcome: DebitOutcome, held: i64, cost: i64) -> Response {
     match outcome {
         DebitOutcome::Debited { transaction } => Json(DeductOk {
             status: "ok",
@@ -182,10 +190,9 @@ fn render_debit(outcome: DebitOutcome) -> Response {
             transaction_id: transaction.id,
         })
         .into_response(),
-        DebitOutcome::Insufficient { balance } => {
-            CoreError::Insufficient { balance }.into_response()
-        }
+        DebitOutcome::Insufficient { balance } => insufficient(balance, held, cost).into_response(),
         DebitOutcome::AppCapReached(cap) => CoreError::AppCap(cap).into_response(),
+        DebitOutcome::AccountDisabled => CoreError::AccountDisabled.into_response(),
         DebitOutcome::UnknownUser => CoreError::UnknownUser.into_response(),
     }
 }
@@ -258,7 +265,19 @@ pub async fn refund(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<RefundBody>,
 ) -> Result<Response, CoreError> {
-    caller.authorize(&state, Scope::Refund).await?;
+    refund_as(&state, &caller, request_id, key, body, false).await
+}
+
+/// A refund by `caller`; an operator's (`audited`) is recorded in the audit log with it.
+pub(super) async fn refund_as(
+    state: &AppState,
+    caller: &Caller,
+    request_id: Option<String>,
+    key: Option<String>,
+    body: RefundBody,
+    audited: bool,
+) -> Result<Response, CoreError> {
+    caller.authorize(state, Scope::Refund).await?;
     validate_transaction_id(&body.transaction_id)?;
     let amount = body
         .amount
@@ -274,6 +293,15 @@ pub async fn refund(
             json!({ "transaction_id": body.transaction_id, "amount": amount, "reason": reason });
         IdempotencyClaim::new(caller.idempotency_scope(), key, "refund", &input)
     });
+    let audit = audited.then(|| AuditEntry {
+        actor: caller.actor(),
+        action: "credits.refund",
+        target: format!("transaction:{}", body.transaction_id),
+        before: None,
+        after: None,
+        reason: Some(reason.clone()),
+        request_id: request_id.clone(),
+    });
     let refund = Refund {
         transaction_id: body.transaction_id,
         amount,
@@ -282,10 +310,16 @@ pub async fn refund(
         owner_must_be,
         owner_must_not_be,
     };
-    respond(
-        state.store.refund(&refund, claim.as_ref()).await?,
-        render_refund,
-    )
+    let outcome = match audit {
+        Some(audit) => {
+            state
+                .store
+                .refund_audited(&refund, claim.as_ref(), &audit)
+                .await?
+        }
+        None => state.store.refund(&refund, claim.as_ref()).await?,
+    };
+    respond(outcome, render_refund)
 }
 
 fn render_refund(outcome: RefundOutcome) -> Response {

@@ -2,11 +2,12 @@
 
 mod admin;
 mod api;
+mod audit;
 mod credits;
 mod health;
 mod holds;
+mod keys;
 mod statement;
-mod users;
 mod whole;
 
 use axum::Router;
@@ -32,8 +33,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(holds::capture))
         .routes(routes!(holds::release))
         .routes(routes!(admin::grant))
-        .routes(routes!(users::search))
-        .routes(routes!(users::detail))
+        .routes(routes!(admin::refund))
+        .routes(routes!(admin::adjust))
+        .routes(routes!(audit::list))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::revoke))
 }
 
 /// Every route of the core service; `GET /openapi.json` answers the paths and schemas of its public
@@ -102,10 +106,18 @@ mod extract {
         }
     }
 
+    /// What live holds of the user set aside now, for a 402 that names them (0 if unknown).
+    pub async fn held_now(state: &crate::AppState, user_id: uuid::Uuid) -> i64 {
+        match state.store.holdings(user_id).await {
+            Ok(Some(holdings)) => holdings.held,
+            _ => 0,
+        }
+    }
+
     /// Renders a possibly replayed outcome; a replay is marked `Idempotent-Replayed: true`.
     pub fn respond<T>(
         result: Idempotent<T>,
-        render: fn(T) -> Response,
+        render: impl FnOnce(T) -> Response,
     ) -> Result<Response, CoreError> {
         match result {
             Idempotent::Fresh(outcome) => Ok(render(outcome)),

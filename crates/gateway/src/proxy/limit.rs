@@ -26,7 +26,7 @@ pub(super) async fn failures_spent(
         return None;
     }
     state.metrics.rate_limited("verify_failures");
-    Some(limited(limit, decision))
+    Some(limited(limit, decision, "failed_credentials"))
 }
 
 /// Counts one failed credential against `subject`.
@@ -100,13 +100,23 @@ pub(super) fn limit_for(
         },
     }
 }
-/// 429 with `Retry-After` and the `RateLimit-*` headers.
-pub(super) fn limited(limit: PerMinute, decision: Decision) -> Response {
+/// 429 with `Retry-After` and the `RateLimit-*` headers, naming the limit that refused it:
+/// `rate_limit:caller` (the caller's budget for this kind of route), `rate_limit:address` (the
+/// client address's, without a caller), `rate_limit:sign_in` (sign-ins started from one address),
+/// `rate_limit:verify_session` (verifications of one code) or `rate_limit:failed_credentials`
+/// (credentials that did not check out).
+pub(super) fn limited(limit: PerMinute, decision: Decision, which: &'static str) -> Response {
     let mut error = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        "Too many requests; slow down and try again after Retry-After seconds.",
-    );
+        format!(
+            "Too many requests: the {} limit of {} a minute is spent; try again after Retry-After seconds.",
+            which.replace('_', " "),
+            limit.0
+        ),
+    )
+    .with_field("limit", format!("rate_limit:{which}"))
+    .with_field("limit_per_minute", limit.0);
     let wait = decision.reset.as_secs() + u64::from(decision.reset.subsec_nanos() > 0);
     error.retry_after = Some(wait.max(1));
     let mut response = error.into_response();

@@ -127,7 +127,7 @@ async fn spend_address(
     let decision = state.limiter.check(&key, limit, true).await;
     if !decision.allowed {
         state.metrics.rate_limited(route.class);
-        return Err(limited(limit, decision));
+        return Err(limited(limit, decision, "address"));
     }
     Ok((key, decision))
 }
@@ -241,7 +241,13 @@ pub(super) async fn limit(
     };
     if !decision.allowed {
         state.metrics.rate_limited(visit.route.class);
-        return Err(limited(limit, decision));
+        let which = match key.split(':').next() {
+            Some("google") => "sign_in",
+            Some("verify") => "verify_session",
+            Some("address") => "address",
+            _ => "caller",
+        };
+        return Err(limited(limit, decision, which));
     }
     Ok((limit, decision))
 }

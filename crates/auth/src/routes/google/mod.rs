@@ -264,7 +264,18 @@ async fn signed_in_user(
             if linked {
                 tracing::info!(user_id = %user.id, "a Google account took over its address's account; earlier tokens ended");
             }
-            Ok(user)
+            match crate::admin::is_disabled(state, user.id).await {
+                Ok(false) => Ok(user),
+                Ok(true) => Err(bad_request(
+                    "บัญชีนี้ถูกระงับ",
+                    "This account is disabled (account_disabled); contact the operator.",
+                    None,
+                )),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the account's standing");
+                    Err(unavailable())
+                }
+            }
         }
         Ok(Err(Refusal(why))) => Err(bad_request("เข้าสู่ระบบไม่สำเร็จ", why, None)),
         Err(e) => {
