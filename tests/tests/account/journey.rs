@@ -33,17 +33,38 @@ async fn a_person_signs_in_to_their_account_page_and_manages_it() {
 }
 
 fn shows_credits_history_and_chart(page: &str) {
-    assert!(page.contains("Your account") && page.contains("Malee"), "{page}");
+    assert!(
+        page.contains("Your account") && page.contains("Malee"),
+        "{page}"
+    );
     // 10 credits at sign-up, 6 spent.
     assert!(page.contains("<strong id=\"balance\">4</strong>"), "{page}");
     assert!(page.contains("<strong id=\"held\">0</strong>"), "{page}");
-    assert!(page.contains("<strong id=\"available\">4</strong>"), "{page}");
-    assert_eq!(count(page, "class=\"entry\""), 4, "three debits and the grant");
+    assert!(
+        page.contains("<strong id=\"available\">4</strong>"),
+        "{page}"
+    );
+    assert_eq!(
+        count(page, "class=\"entry\""),
+        4,
+        "three debits and the grant"
+    );
     assert!(page.contains(">-3<") && page.contains(">+10<"), "{page}");
     assert!(page.contains("<svg id=\"usage-chart\""), "{page}");
-    assert_eq!(count(page, "<rect class=\"bar\""), 2, "today: sora2 and chat");
-    assert!(page.contains("sora2: 5") && page.contains("chat: 1"), "the legend");
-    assert_eq!(count(page, "class=\"session\""), 2, "the code and this browser");
+    assert_eq!(
+        count(page, "<rect class=\"bar\""),
+        2,
+        "today: sora2 and chat"
+    );
+    assert!(
+        page.contains("sora2: 5") && page.contains("chat: 1"),
+        "the legend"
+    );
+    assert_eq!(
+        count(page, "class=\"session\""),
+        2,
+        "the code and this browser"
+    );
     assert!(page.contains("This browser"), "{page}");
     assert!(!page.contains("Connected apps"), "no apps yet");
 }
@@ -57,7 +78,11 @@ async fn filters_the_history(person: &Person<'_>) {
     let grants = person.page("/account?kind=grant&service=sora2").await;
     assert!(grants.contains("id=\"no-history\""), "nothing matches both");
     let nonsense = person.page("/account?kind=drop+table&cursor=%27").await;
-    assert_eq!(count(&nonsense, "class=\"entry\""), 4, "ignored, not an error");
+    assert_eq!(
+        count(&nonsense, "class=\"entry\""),
+        4,
+        "ignored, not an error"
+    );
 }
 
 async fn signs_a_code_out(person: &Person<'_>, code: &str) {
@@ -94,7 +119,10 @@ async fn disconnects_an_app(person: &Person<'_>, user_id: &str) {
         .await
         .unwrap();
     let page = person.page("/account").await;
-    assert!(page.contains("Connected apps") && page.contains("Claude"), "{page}");
+    assert!(
+        page.contains("Connected apps") && page.contains("Claude"),
+        "{page}"
+    );
     assert!(page.contains("See your credit balance and history"));
     let token = csrf(&page);
     let gone = person
@@ -112,7 +140,10 @@ async fn signs_out_everywhere(person: &Person<'_>) {
     let page = person.page("/account").await;
     let token = csrf(&page);
     let ended = person
-        .post("/account/sessions/end-all", &[("csrf_token", token.as_str())])
+        .post(
+            "/account/sessions/end-all",
+            &[("csrf_token", token.as_str())],
+        )
         .await;
     assert_eq!(ended.status(), StatusCode::SEE_OTHER);
     let cookie = ended
@@ -122,7 +153,10 @@ async fn signs_out_everywhere(person: &Person<'_>) {
         .unwrap_or_default();
     assert!(cookie.contains("Max-Age=0"), "{cookie}");
     let again = person.page("/account").await;
-    assert!(again.contains("action=\"/oauth/sign-in\""), "signed out: {again}");
+    assert!(
+        again.contains("action=\"/oauth/sign-in\""),
+        "signed out: {again}"
+    );
 }
 
 #[tokio::test]
@@ -135,7 +169,10 @@ async fn the_page_is_in_thai_for_a_thai_browser_and_signs_itself_out() {
         let sign_in = person.page("/account").await;
         assert!(sign_in.contains("lang=\"th\"") && sign_in.contains("เข้าสู่ระบบ"));
         let page = person.sign_in_with_google().await;
-        assert!(page.contains("บัญชีของคุณ") && page.contains("ยอดเครดิต"), "{page}");
+        assert!(
+            page.contains("บัญชีของคุณ") && page.contains("ยอดเครดิต"),
+            "{page}"
+        );
         assert!(page.contains("ออกจากระบบทุกที่"));
 
         let response = person.get("/account").await;
@@ -162,5 +199,15 @@ async fn the_page_is_in_thai_for_a_thai_browser_and_signs_itself_out() {
         assert_eq!(out.status(), StatusCode::SEE_OTHER);
         let again = person.page("/account").await;
         assert!(again.contains("action=\"/oauth/sign-in\""), "signed out");
+
+        // HTML pages, not API operations.
+        let document = hub
+            .call(reqwest::Method::GET, "/openapi.json", &[], None)
+            .await;
+        let paths = document.json["paths"].as_object().expect("paths");
+        assert!(
+            !paths.keys().any(|p| p.starts_with("/account")),
+            "{paths:?}"
+        );
     }
 }

@@ -38,13 +38,19 @@ async fn forms_without_the_pages_token_or_for_another_user_change_nothing() {
             assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{form:?}");
         }
         let everywhere = person
-            .post("/account/sessions/end-all", &[("csrf_token", wrong.as_str())])
+            .post(
+                "/account/sessions/end-all",
+                &[("csrf_token", wrong.as_str())],
+            )
             .await;
         assert_eq!(everywhere.status(), StatusCode::FORBIDDEN);
         let out = person.post("/account/sign-out", &[]).await;
         assert_eq!(out.status(), StatusCode::FORBIDDEN);
         assert_eq!(verify(&hub, &code).await, StatusCode::OK, "nothing ended");
-        assert_eq!(count(&person.page("/account").await, "class=\"session\""), 2);
+        assert_eq!(
+            count(&person.page("/account").await, "class=\"session\""),
+            2
+        );
 
         // Another person's session, named by its id with this page's valid token.
         google.sign_in_as(google_account("other@example.com", "Other"));
@@ -104,7 +110,9 @@ async fn email_and_password_sign_in_comes_back_to_the_page_and_nowhere_else() {
             "/account/../admin",
             "/\\evil.example",
         ] {
-            let refused = person.post("/oauth/sign-in", &form_ref(&form(elsewhere))).await;
+            let refused = person
+                .post("/oauth/sign-in", &form_ref(&form(elsewhere)))
+                .await;
             assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{elsewhere}");
             assert!(refused.headers().get("location").is_none());
         }
@@ -114,7 +122,10 @@ async fn email_and_password_sign_in_comes_back_to_the_page_and_nowhere_else() {
         assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
         assert_eq!(location(&signed_in), "/account");
         let page = person.page("/account").await;
-        assert!(page.contains("<strong id=\"balance\">50</strong>"), "{page}");
+        assert!(
+            page.contains("<strong id=\"balance\">50</strong>"),
+            "{page}"
+        );
         assert!(page.contains(&email));
         assert!(page.contains("id=\"no-usage\""), "nothing spent yet");
     }
