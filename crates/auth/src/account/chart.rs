@@ -89,7 +89,10 @@ impl Usage {
             return;
         }
         let day = (transaction.created_at.date_naive() - self.first_day).num_days();
-        let Some(cell) = usize::try_from(day).ok().and_then(|d| self.spent.get_mut(d)) else {
+        let Some(cell) = usize::try_from(day)
+            .ok()
+            .and_then(|d| self.spent.get_mut(d))
+        else {
             return;
         };
         let service = transaction.service.clone().unwrap_or_else(|| "-".into());
@@ -202,7 +205,7 @@ pub(crate) fn chart(usage: &Usage, other: &str) -> Chart {
                     y: TOP + PLOT_HEIGHT - top,
                     width: SLOT - 4,
                     height: top - bottom,
-                    fill: *fill,
+                    fill,
                     title: format!("{} · {name}: {spent}", date.format("%Y-%m-%d")),
                 });
             }
@@ -301,7 +304,12 @@ mod tests {
         usage.add(&spent(TransactionKind::Grant, "", 500, now));
         let yesterday = now - Duration::days(1);
         usage.add(&spent(TransactionKind::Debit, "sora2", -5, yesterday));
-        usage.add(&spent(TransactionKind::Debit, "old", -99, now - Duration::days(40)));
+        usage.add(&spent(
+            TransactionKind::Debit,
+            "old",
+            -99,
+            now - Duration::days(40),
+        ));
 
         let chart = chart(&usage, "other");
         assert_eq!(chart.max, 30, "today: 20 on sora2 and 10 on chat");
@@ -313,7 +321,12 @@ mod tests {
         let today: Vec<&Bar> = chart.bars.iter().filter(|b| b.x == last).collect();
         assert_eq!(today.len(), 2);
         assert_eq!(today.iter().map(|b| b.height).sum::<i64>(), PLOT_HEIGHT);
-        assert!(chart.bars.iter().all(|b| b.y >= TOP && b.x + b.width < WIDTH));
+        assert!(
+            chart
+                .bars
+                .iter()
+                .all(|b| b.y >= TOP && b.x + b.width < WIDTH)
+        );
         assert_eq!(chart.ticks.len(), 7);
     }
 
@@ -322,6 +335,9 @@ mod tests {
         let usage = Usage::new(Utc::now().date_naive());
         let chart = chart(&usage, "other");
         assert!(chart.bars.is_empty() && chart.max == 0);
-        assert_eq!(px(hub_ledger::MAX_BALANCE, hub_ledger::MAX_BALANCE), PLOT_HEIGHT);
+        assert_eq!(
+            px(hub_ledger::MAX_BALANCE, hub_ledger::MAX_BALANCE),
+            PLOT_HEIGHT
+        );
     }
 }

@@ -59,8 +59,14 @@ async fn authorized(
 ) -> Result<SessionRecord, Response> {
     let lang = Lang::of(headers);
     match signed_in(state, headers).await {
-        Ok(Some(session)) if token_ok(state.jwt.page_secret(), &session.id, &form.csrf_token) => Ok(session),
-        Ok(_) => Err(refused(lang, StatusCode::FORBIDDEN, Words::of(lang).forbidden)),
+        Ok(Some(session)) if token_ok(state.jwt.page_secret(), &session.id, &form.csrf_token) => {
+            Ok(session)
+        }
+        Ok(_) => Err(refused(
+            lang,
+            StatusCode::FORBIDDEN,
+            Words::of(lang).forbidden,
+        )),
         Err(e) => Err(unavailable(lang, &e)),
     }
 }
@@ -103,11 +109,7 @@ pub(crate) async fn end_session(
             tracing::info!(user_id = %current.user_id, "a session was signed out from the account page");
             back(&state, form.id == current.id)
         }
-        Ok(false) => refused(
-            lang,
-            StatusCode::NOT_FOUND,
-            Words::of(lang).unknown_session,
-        ),
+        Ok(false) => refused(lang, StatusCode::NOT_FOUND, Words::of(lang).unknown_session),
         Err(e) => unavailable(lang, &e),
     }
 }
@@ -195,8 +197,14 @@ mod tests {
         let good = token(&secret, "session-a");
         assert_eq!(good.len(), 64);
         assert!(token_ok(&secret, "session-a", &good));
-        assert!(!token_ok(&secret, "session-b", &good), "another session's page");
-        assert!(!token_ok(&[8u8; 32], "session-a", &good), "another hub's secret");
+        assert!(
+            !token_ok(&secret, "session-b", &good),
+            "another session's page"
+        );
+        assert!(
+            !token_ok(&[8u8; 32], "session-a", &good),
+            "another hub's secret"
+        );
         assert!(!token_ok(&secret, "session-a", &good[..62]), "a prefix");
         assert!(!token_ok(&secret, "session-a", ""), "none");
         assert!(!token_ok(&secret, "session-a", "not hex at all"));

@@ -189,7 +189,14 @@ pub(crate) fn sign_in(
     let for_account = continue_to.starts_with(crate::account::PATH);
     let google_link = state.google.as_ref().map(|_| {
         let mut link = url::form_urlencoded::Serializer::new(String::from("/auth/google?"));
-        link.append_pair("session", if for_account { "hub-account" } else { "hub-oauth" });
+        link.append_pair(
+            "session",
+            if for_account {
+                "hub-account"
+            } else {
+                "hub-oauth"
+            },
+        );
         link.append_pair("continue", continue_to);
         link.finish()
     });

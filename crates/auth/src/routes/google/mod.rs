@@ -134,7 +134,9 @@ fn start_params<'q>(
         .as_deref()
         .is_some_and(|c| !crate::oauth::continue_allowed(c))
     {
-        return Err("The sign-in link's `continue` is not an authorization request or the account page on this hub.");
+        return Err(
+            "The sign-in link's `continue` is not an authorization request or the account page on this hub.",
+        );
     }
     Ok((session, return_to, continue_to))
 }
