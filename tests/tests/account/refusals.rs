@@ -128,6 +128,32 @@ async fn email_and_password_sign_in_comes_back_to_the_page_and_nowhere_else() {
         );
         assert!(page.contains(&email));
         assert!(page.contains("id=\"no-usage\""), "nothing spent yet");
+        history_pages(&person, user.id).await;
+    }
+}
+
+/// 24 debits and the grant: 20 rows, then the older 5; filtered, 20 debits, then the older 4.
+async fn history_pages(person: &Person<'_>, user_id: uuid::Uuid) {
+    for _ in 0..24 {
+        let debit = hub_ledger::Debit {
+            user_id,
+            service: hub_ledger::ServiceName::parse("sora2").unwrap(),
+            cost: 1,
+            metadata: None,
+            request_id: None,
+            app_grant: None,
+        };
+        person.hub.store.debit(&debit, None).await.unwrap();
+    }
+    for (first, rest) in [("/account", 5), ("/account?kind=debit", 4)] {
+        let page = person.page(first).await;
+        assert_eq!(count(&page, "class=\"entry\""), 20, "{first}");
+        assert!(!page.contains("id=\"newest\""));
+        let older = attribute(&page, "id=\"older\"", "href").expect("an older page");
+        let page = person.page(&older).await;
+        assert_eq!(count(&page, "class=\"entry\""), rest, "{older}");
+        assert!(!page.contains("id=\"older\""), "the last page");
+        assert!(page.contains("id=\"newest\""));
     }
 }
 
