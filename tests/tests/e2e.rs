@@ -1,6 +1,7 @@
 //! The end-to-end tests, through HTTP with everything started by test-support: one file per
 //! area, one binary for them all (`cargo test -p hub-tests --test e2e <area>::` runs one area).
 
+mod account;
 mod admin_keys;
 mod admin_users;
 mod auth_google_oauth;

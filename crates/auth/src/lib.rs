@@ -5,6 +5,7 @@
 //! binary, `hub up` and the tests start it through these.
 #![forbid(unsafe_code)]
 
+pub mod account;
 mod admin;
 pub mod google;
 pub mod links;

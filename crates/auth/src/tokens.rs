@@ -81,6 +81,8 @@ pub struct JwtKeys {
     jwks: JwkSet,
     issuer: String,
     audience: String,
+    /// Keys the browser pages' form tokens (see [`JwtKeys::page_secret`]).
+    page_secret: [u8; 32],
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -140,7 +142,18 @@ impl JwtKeys {
             jwks: JwkSet { keys: vec![jwk] },
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            page_secret: Sha256::new()
+                .chain_update(b"smart-ai-hub browser page forms v1\0")
+                .chain_update(signing.to_bytes())
+                .finalize()
+                .into(),
         })
+    }
+
+    /// A secret for the browser pages' CSRF tokens, derived from the signing key (one way): every
+    /// replica that signs with the same key computes the same secret, and no new setting is needed.
+    pub(crate) fn page_secret(&self) -> &[u8; 32] {
+        &self.page_secret
     }
 
     /// The public keys, as served at `/.well-known/jwks.json`.

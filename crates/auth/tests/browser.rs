@@ -4,6 +4,8 @@
 //! and consent pages too: email and password, a daily cap, allow, and the redirect to the app
 //! (`oauth-sign-in.png`, `oauth-consent.png`).
 //!
+//! The account page is in `browser/account.rs` (`account.png`, `account-th.png`).
+//!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without them the
 //! test is skipped, unless `HUB_TEST_REQUIRE_SERVICES=1`.
 
@@ -14,6 +16,9 @@ use fantoccini::{ClientBuilder, Locator};
 use hub_test_support::fake_google::FakeGoogle;
 use hub_test_support::{SessionBackend, spawn_auth};
 use hyper_util::client::legacy::connect::HttpConnector;
+
+#[path = "browser/account.rs"]
+mod account;
 
 struct Driver(Child);
 
@@ -75,6 +80,16 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
 
 /// A WebDriver session in headless Chromium with its profile in `profile`.
 async fn open_browser(port: u16, profile: &tempfile::TempDir) -> fantoccini::Client {
+    open_browser_as(port, profile, "en-US", (900, 700)).await
+}
+
+/// As [`open_browser`], asking for pages in `language`, with a window of `size`.
+async fn open_browser_as(
+    port: u16,
+    profile: &tempfile::TempDir,
+    language: &str,
+    size: (u32, u32),
+) -> fantoccini::Client {
     let capabilities = serde_json::json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
@@ -82,9 +97,11 @@ async fn open_browser(port: u16, profile: &tempfile::TempDir) -> fantoccini::Cli
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                "--disable-quic", "--disable-sync", "--window-size=900,700",
+                "--disable-quic", "--disable-sync", format!("--window-size={},{}", size.0, size.1),
+                format!("--lang={language}"),
                 format!("--user-data-dir={}", profile.path().display()),
-            ]
+            ],
+            "prefs": { "intl.accept_languages": language }
         }
     });
     let serde_json::Value::Object(capabilities) = capabilities else {

@@ -137,7 +137,7 @@ use Upstream::{Auth, Core, Mcp};
 
 /// Every route, the first that matches a path wins (exact paths stand before the prefixes that
 /// also cover them).
-static ROUTES: [Route; 27] = [
+static ROUTES: [Route; 29] = [
     Route::own("/health"),
     Route::own("/ready"),
     Route::own("/openapi.json"),
@@ -155,6 +155,8 @@ static ROUTES: [Route; 27] = [
     Route::exact("/.well-known/openid-configuration", Open(Auth), "oauth"),
     Route::exact("/oauth/sign-in", Open(Auth), "oauth").limited(Google),
     Route::prefix("/oauth/", Open(Auth), "oauth"),
+    Route::exact("/account", Open(Auth), "account"),
+    Route::prefix("/account/", Open(Auth), "account"),
     Route::exact("/auth/google", Open(Auth), "google").limited(Google),
     Route::exact("/auth/google/callback", Open(Auth), "google"),
     Route::exact("/auth/verify-email", Open(Auth), "auth"),
@@ -242,6 +244,12 @@ mod tests {
         assert_eq!(route("/mcp"), Some((Upstream::Mcp, true)));
         assert_eq!(route("/auth/verify-email"), Some((Upstream::Auth, false)));
         assert_eq!(route("/auth/reset-password"), Some((Upstream::Auth, false)));
+        assert_eq!(route("/account"), Some((Upstream::Auth, false)));
+        assert_eq!(
+            route("/account/sessions/revoke"),
+            Some((Upstream::Auth, false))
+        );
+        assert_eq!(route("/accountx"), None);
         assert_eq!(route("/auth/googlex"), None);
         assert_eq!(route("/api/mcp/v1/credit"), None);
         assert_eq!(
@@ -257,6 +265,7 @@ mod tests {
         assert_eq!(route_class("/api/auth/login"), "auth");
         assert_eq!(route_class("/auth/google/callback"), "google");
         assert_eq!(route_class("/api/mcp/ws"), "mcp_ws");
+        assert_eq!(route_class("/account/sign-out"), "account");
         assert_eq!(route_class("/mcp/anything"), "mcp");
         assert_eq!(route_class("/api/admin/credits/grant"), "admin");
         assert_eq!(route_class("/health"), "unknown");

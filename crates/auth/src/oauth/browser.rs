@@ -67,9 +67,26 @@ pub(crate) async fn sign_in_browser(
         .map_err(|e| hub_sessions::SessionError::Corrupt(format!("cookie: {e}")))
 }
 
-/// Where a sign-in may continue: an authorization request on this hub, nothing else.
+/// Where a sign-in may continue: an authorization request or the account page on this hub,
+/// nothing else (a path of this site, never another one: no open redirect).
 pub(crate) fn continue_allowed(path: &str) -> bool {
-    path.starts_with("/oauth/authorize?") && !path.contains(['\r', '\n']) && path.len() <= 4096
+    let account = path == crate::account::PATH
+        || path
+            .strip_prefix(crate::account::PATH)
+            .is_some_and(|rest| rest.starts_with('?'));
+    (path.starts_with("/oauth/authorize?") || account)
+        && !path.chars().any(|c| c.is_control() || c == '\\')
+        && path.len() <= 4096
+}
+
+/// The `Set-Cookie` that signs this browser out (its session is ended separately).
+pub(crate) fn signed_out_cookie(state: &AppState) -> HeaderValue {
+    let attributes = if secure(state) { "; Secure" } else { "" };
+    let cookie = format!(
+        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{attributes}",
+        cookie_name(state)
+    );
+    HeaderValue::from_str(&cookie).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// The sign-in form's fields.

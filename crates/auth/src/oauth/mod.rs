@@ -13,7 +13,7 @@ mod clients;
 mod codes;
 pub mod grants;
 mod metadata;
-mod pages;
+pub(crate) mod pages;
 mod register;
 mod token;
 
@@ -25,7 +25,7 @@ use hub_config::{ConfigError, Env};
 use serde_json::json;
 
 pub use browser::BROWSER_COOKIE;
-pub(crate) use browser::{continue_allowed, sign_in_browser};
+pub(crate) use browser::{continue_allowed, sign_in_browser, signed_in, signed_out_cookie};
 pub use clients::MetadataCache;
 
 use crate::AppState;

@@ -19,6 +19,7 @@ pub(crate) enum Lang {
 pub(crate) struct Words {
     pub sign_in_title: &'static str,
     pub sign_in_note: &'static str,
+    pub account_sign_in_note: &'static str,
     pub with_google: &'static str,
     pub or: &'static str,
     pub email: &'static str,
@@ -45,6 +46,7 @@ pub(crate) struct Words {
 const ENGLISH: Words = Words {
     sign_in_title: "Sign in to Smart AI Hub",
     sign_in_note: "An app asks to connect to your Smart AI Hub account. Sign in first.",
+    account_sign_in_note: "Sign in to see your credits, usage, sessions and connected apps.",
     with_google: "Sign in with Google",
     or: "or with your email and password",
     email: "Email",
@@ -71,6 +73,7 @@ const ENGLISH: Words = Words {
 const THAI: Words = Words {
     sign_in_title: "เข้าสู่ระบบ Smart AI Hub",
     sign_in_note: "มีแอปขอเชื่อมต่อกับบัญชี Smart AI Hub ของคุณ กรุณาเข้าสู่ระบบก่อน",
+    account_sign_in_note: "เข้าสู่ระบบเพื่อดูเครดิต การใช้งาน เซสชัน และแอปที่เชื่อมต่อของคุณ",
     with_google: "เข้าสู่ระบบด้วย Google",
     or: "หรือใช้อีเมลและรหัสผ่าน",
     email: "อีเมล",
@@ -118,7 +121,8 @@ impl Lang {
         }
     }
 
-    fn code(self) -> &'static str {
+    /// The page's `lang` attribute.
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Self::Thai => "th",
             Self::English => "en",
@@ -141,6 +145,7 @@ impl Lang {
 struct SignInPage<'a> {
     lang: &'a str,
     words: &'a Words,
+    note: &'a str,
     error: Option<&'a str>,
     google_link: Option<String>,
     continue_to: &'a str,
@@ -171,7 +176,8 @@ fn render(status: StatusCode, html: askama::Result<String>, style: &str, to: &st
     }
 }
 
-/// The sign-in page, which comes back to `continue_to` once the person has signed in.
+/// The sign-in page, which comes back to `continue_to` (an authorization request or the account
+/// page) once the person has signed in.
 pub(crate) fn sign_in(
     state: &AppState,
     lang: Lang,
@@ -180,15 +186,28 @@ pub(crate) fn sign_in(
     status: StatusCode,
 ) -> Response {
     let style_nonce = nonce();
+    let for_account = continue_to.starts_with(crate::account::PATH);
     let google_link = state.google.as_ref().map(|_| {
         let mut link = url::form_urlencoded::Serializer::new(String::from("/auth/google?"));
-        link.append_pair("session", "hub-oauth");
+        link.append_pair(
+            "session",
+            if for_account {
+                "hub-account"
+            } else {
+                "hub-oauth"
+            },
+        );
         link.append_pair("continue", continue_to);
         link.finish()
     });
     let page = SignInPage {
         lang: lang.code(),
         words: lang.words(),
+        note: if for_account {
+            lang.words().account_sign_in_note
+        } else {
+            lang.words().sign_in_note
+        },
         error,
         google_link,
         continue_to,

@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
             get(password::page).post(password::page_posted),
         )
         .merge(crate::oauth::router())
+        .merge(crate::account::router())
         .route("/health", get(health))
         .route("/ready", get(ready))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))

@@ -1,0 +1,212 @@
+//! The account page's forms: sign one session out, sign out everywhere, disconnect an app, sign
+//! this browser out. Each is a `POST` that carries the page's CSRF token, an HMAC of the browser's
+//! session id under the auth service's page secret, checked in constant time; a form without a
+//! valid one is refused with 403 and changes nothing. Done, each goes back to the page (303).
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use hmac::{Hmac, Mac};
+use hub_sessions::SessionRecord;
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::words::Words;
+use super::{PATH, unavailable};
+use crate::AppState;
+use crate::oauth::pages::Lang;
+use crate::oauth::{signed_in, signed_out_cookie};
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(secret: &[u8; 32], session_id: &str) -> HmacSha256 {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"account-page:");
+    mac.update(session_id.as_bytes());
+    mac
+}
+
+/// The CSRF token of the page shown to the browser signed in with this session.
+pub(crate) fn csrf_token(state: &AppState, session_id: &str) -> String {
+    token(state.jwt.page_secret(), session_id)
+}
+
+fn token(secret: &[u8; 32], session_id: &str) -> String {
+    hex::encode(mac(secret, session_id).finalize().into_bytes())
+}
+
+/// Whether `presented` is this session's token (compared in constant time).
+fn token_ok(secret: &[u8; 32], session_id: &str, presented: &str) -> bool {
+    hex::decode(presented).is_ok_and(|bytes| mac(secret, session_id).verify_slice(&bytes).is_ok())
+}
+
+/// A form's fields; missing ones are empty, so that a form without a token is a 403, not a 422.
+#[derive(Deserialize)]
+pub(crate) struct AccountForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    id: String,
+}
+
+/// The browser's session, if it is signed in and the form carries its token; else the answer.
+async fn authorized(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &AccountForm,
+) -> Result<SessionRecord, Response> {
+    let lang = Lang::of(headers);
+    match signed_in(state, headers).await {
+        Ok(Some(session)) if token_ok(state.jwt.page_secret(), &session.id, &form.csrf_token) => {
+            Ok(session)
+        }
+        Ok(_) => Err(refused(
+            lang,
+            StatusCode::FORBIDDEN,
+            Words::of(lang).forbidden,
+        )),
+        Err(e) => Err(unavailable(lang, &e)),
+    }
+}
+
+fn refused(lang: Lang, status: StatusCode, message: &str) -> Response {
+    let words = Words::of(lang);
+    crate::pages::error(status, words.error_title, message, "", None)
+}
+
+/// Back to the page; signed out in this browser too when `sign_out`.
+fn back(state: &AppState, sign_out: bool) -> Response {
+    let mut response = Redirect::to(PATH).into_response();
+    if sign_out {
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, signed_out_cookie(state));
+    }
+    response
+}
+
+/// `POST /account/sessions/revoke`: signs one of the user's own sessions out, by its id.
+pub(crate) async fn end_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<AccountForm>,
+) -> Response {
+    let current = match authorized(&state, &headers, &form).await {
+        Ok(session) => session,
+        Err(refusal) => return refusal,
+    };
+    let lang = Lang::of(&headers);
+    // Scoped to the user: another user's session id finds nothing.
+    match state
+        .sessions
+        .store()
+        .revoke_by_id(current.user_id, &form.id)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(user_id = %current.user_id, "a session was signed out from the account page");
+            back(&state, form.id == current.id)
+        }
+        Ok(false) => refused(lang, StatusCode::NOT_FOUND, Words::of(lang).unknown_session),
+        Err(e) => unavailable(lang, &e),
+    }
+}
+
+/// `POST /account/sessions/end-all`: every session code, access token and refresh token of the
+/// user, this browser's sign-in included.
+pub(crate) async fn end_everything(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<AccountForm>,
+) -> Response {
+    let current = match authorized(&state, &headers, &form).await {
+        Ok(session) => session,
+        Err(refusal) => return refusal,
+    };
+    match state.sessions.end_everything(current.user_id).await {
+        Ok(ended) => {
+            tracing::info!(user_id = %current.user_id, ended, "signed out everywhere from the account page");
+            back(&state, true)
+        }
+        Err(e) => unavailable(Lang::of(&headers), &e),
+    }
+}
+
+/// `POST /account/apps/disconnect`: ends the user's grant to an app (its tokens stop at once).
+pub(crate) async fn disconnect_app(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<AccountForm>,
+) -> Response {
+    let current = match authorized(&state, &headers, &form).await {
+        Ok(session) => session,
+        Err(refusal) => return refusal,
+    };
+    let lang = Lang::of(&headers);
+    let owned = if form.id.is_empty() || form.id.len() > 64 {
+        Ok(false)
+    } else {
+        state
+            .users
+            .find_grant(&form.id)
+            .await
+            .map(|g| g.is_some_and(|g| g.user_id == current.user_id))
+    };
+    let ended = match owned {
+        Ok(true) => crate::oauth::grants::end_grant(&state, current.user_id, &form.id).await,
+        Ok(false) => Ok(false),
+        Err(e) => return unavailable(lang, &e),
+    };
+    match ended {
+        Ok(true) => back(&state, false),
+        Ok(false) => refused(lang, StatusCode::NOT_FOUND, Words::of(lang).unknown_app),
+        Err(_) => unavailable(lang, &"the grant store"),
+    }
+}
+
+/// `POST /account/sign-out`: signs this browser out.
+pub(crate) async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<AccountForm>,
+) -> Response {
+    let current = match authorized(&state, &headers, &form).await {
+        Ok(session) => session,
+        Err(refusal) => return refusal,
+    };
+    match state
+        .sessions
+        .store()
+        .revoke_by_id(current.user_id, &current.id)
+        .await
+    {
+        Ok(_) => back(&state, true),
+        Err(e) => unavailable(Lang::of(&headers), &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_bound_to_its_session_and_its_secret_and_checked_whole() {
+        let secret = [7u8; 32];
+        let good = token(&secret, "session-a");
+        assert_eq!(good.len(), 64);
+        assert!(token_ok(&secret, "session-a", &good));
+        assert!(
+            !token_ok(&secret, "session-b", &good),
+            "another session's page"
+        );
+        assert!(
+            !token_ok(&[8u8; 32], "session-a", &good),
+            "another hub's secret"
+        );
+        assert!(!token_ok(&secret, "session-a", &good[..62]), "a prefix");
+        assert!(!token_ok(&secret, "session-a", ""), "none");
+        assert!(!token_ok(&secret, "session-a", "not hex at all"));
+    }
+}

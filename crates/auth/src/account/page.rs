@@ -1,0 +1,283 @@
+//! `GET /account`: the sign-in page when this browser is not signed in, else the account page.
+
+use std::collections::{BTreeSet, HashMap};
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use hub_ledger::Holdings;
+use hub_ledger::oauth::OAuthGrant;
+use hub_sessions::SessionRecord;
+
+use super::chart::{self, Chart};
+use super::history::{self, Filter, HistoryPage};
+use super::words::Words;
+use super::{PATH, forms, unavailable};
+use crate::AppState;
+use crate::oauth::pages::{self, Lang};
+use crate::oauth::signed_in;
+
+/// An option of a filter's list.
+struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+/// A row of the history.
+struct Row {
+    when: String,
+    kind: &'static str,
+    service: String,
+    amount: String,
+    spent: bool,
+    balance_after: i64,
+}
+
+/// A live session.
+struct SessionRow {
+    id: String,
+    kind: &'static str,
+    this_browser: bool,
+    started: String,
+    ends: String,
+}
+
+/// A connected app.
+struct AppRow {
+    id: String,
+    name: String,
+    scopes: Vec<&'static str>,
+    daily_cap: Option<i64>,
+    connected: String,
+    last_used: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage<'a> {
+    lang: &'static str,
+    w: &'static Words,
+    style_nonce: &'a str,
+    csrf_token: &'a str,
+    name: &'a str,
+    email: &'a str,
+    holdings: Holdings,
+    available: i64,
+    chart: Chart,
+    chart_width: i64,
+    chart_height: i64,
+    usage_truncated: bool,
+    kinds: Vec<Choice>,
+    services: Vec<Choice>,
+    rows: Vec<Row>,
+    older_link: Option<String>,
+    newest_link: Option<String>,
+    sessions: Vec<SessionRow>,
+    apps: Vec<AppRow>,
+}
+
+/// What the page shows, read from the stores.
+struct Found {
+    holdings: Holdings,
+    history: HistoryPage,
+    usage: chart::Usage,
+    sessions: Vec<SessionRecord>,
+    grants: Vec<OAuthGrant>,
+}
+
+/// `GET /account`.
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let session = match signed_in(&state, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return pages::sign_in(&state, lang, PATH, None, StatusCode::OK),
+        Err(e) => return unavailable(lang, &e),
+    };
+    let filter = Filter::from_query(
+        query.get("kind").map(String::as_str),
+        query.get("service").map(String::as_str),
+    );
+    let cursor = history::cursor_param(query.get("cursor").map(String::as_str));
+    match find(&state, &session, &filter, cursor).await {
+        Ok(Some(found)) => render(&state, lang, &session, &filter, cursor, found),
+        // The user is gone (deleted): there is nothing to show but the sign-in.
+        Ok(None) => pages::sign_in(&state, lang, PATH, None, StatusCode::OK),
+        Err(e) => unavailable(lang, &e),
+    }
+}
+
+async fn find(
+    state: &AppState,
+    session: &SessionRecord,
+    filter: &Filter,
+    cursor: Option<&str>,
+) -> Result<Option<Found>, Box<dyn std::error::Error + Send + Sync>> {
+    let user = session.user_id;
+    let store = &*state.users;
+    let now = state.sessions.clock().now();
+    let (holdings, history, usage, sessions, grants) = tokio::join!(
+        store.holdings(user),
+        history::page(store, user, filter, cursor),
+        chart::usage(store, user, now),
+        state.sessions.list(user),
+        store.list_grants(user),
+    );
+    let (Some(holdings), Some(history)) = (holdings?, history?) else {
+        return Ok(None);
+    };
+    Ok(Some(Found {
+        holdings,
+        history,
+        usage: usage?,
+        sessions: sessions?,
+        grants: grants?,
+    }))
+}
+
+fn render(
+    state: &AppState,
+    lang: Lang,
+    session: &SessionRecord,
+    filter: &Filter,
+    cursor: Option<&str>,
+    found: Found,
+) -> Response {
+    let w = Words::of(lang);
+    let style_nonce = crate::pages::nonce();
+    let csrf_token = forms::csrf_token(state, &session.id);
+    let page = AccountPage {
+        lang: lang.code(),
+        w,
+        style_nonce: &style_nonce,
+        csrf_token: &csrf_token,
+        name: &session.name,
+        email: &session.email,
+        available: found.holdings.available(),
+        holdings: found.holdings,
+        chart: chart::chart(&found.usage, w.other),
+        chart_width: chart::WIDTH,
+        chart_height: chart::HEIGHT,
+        usage_truncated: found.usage.truncated,
+        kinds: kinds(w, filter),
+        services: services(&found.usage, filter),
+        rows: rows(w, &found.history),
+        older_link: found
+            .history
+            .next_cursor
+            .as_deref()
+            .map(|c| link(filter, Some(c))),
+        newest_link: cursor.map(|_| link(filter, None)),
+        sessions: sessions(w, &found.sessions, &session.id),
+        apps: apps(lang, &found.grants),
+    };
+    match page.render() {
+        Ok(html) => crate::pages::secure(StatusCode::OK, html, None, &style_nonce, "'self'"),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the account page");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn day(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The page with these filters, from the newest or after `cursor`.
+fn link(filter: &Filter, cursor: Option<&str>) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(format!("{PATH}?"));
+    if let Some(kind) = filter.kind {
+        query.append_pair("kind", kind.as_str());
+    }
+    if let Some(service) = &filter.service {
+        query.append_pair("service", service);
+    }
+    if let Some(cursor) = cursor {
+        query.append_pair("cursor", cursor);
+    }
+    query.finish()
+}
+
+fn kinds(w: &Words, filter: &Filter) -> Vec<Choice> {
+    use hub_ledger::TransactionKind::{Adjustment, Debit, Grant, Refund};
+    [Debit, Refund, Grant, Adjustment]
+        .into_iter()
+        .map(|kind| Choice {
+            value: kind.as_str().to_owned(),
+            label: w.kind(kind).to_owned(),
+            selected: filter.kind == Some(kind),
+        })
+        .collect()
+}
+
+/// The services spent on lately, and the one filtered by.
+fn services(usage: &chart::Usage, filter: &Filter) -> Vec<Choice> {
+    let mut names: BTreeSet<&str> = usage
+        .spent
+        .iter()
+        .flat_map(|day| day.keys().map(String::as_str))
+        .collect();
+    names.extend(filter.service.as_deref());
+    names
+        .into_iter()
+        .map(|name| Choice {
+            value: name.to_owned(),
+            label: name.to_owned(),
+            selected: filter.service.as_deref() == Some(name),
+        })
+        .collect()
+}
+
+fn rows(w: &Words, history: &HistoryPage) -> Vec<Row> {
+    history
+        .rows
+        .iter()
+        .map(|t| Row {
+            when: day(t.created_at),
+            kind: w.kind(t.kind),
+            service: t.service.clone().unwrap_or_default(),
+            amount: format!("{:+}", t.amount),
+            spent: t.amount < 0,
+            balance_after: t.balance_after,
+        })
+        .collect()
+}
+
+fn sessions(w: &Words, sessions: &[SessionRecord], current: &str) -> Vec<SessionRow> {
+    sessions
+        .iter()
+        .rev()
+        .map(|s| SessionRow {
+            id: s.id.clone(),
+            kind: if s.session_param.as_deref() == Some("browser") {
+                w.browser_session
+            } else {
+                w.code_session
+            },
+            this_browser: s.id == current,
+            started: day(s.created_at),
+            ends: day(s.expires_at),
+        })
+        .collect()
+}
+
+fn apps(lang: Lang, grants: &[OAuthGrant]) -> Vec<AppRow> {
+    grants
+        .iter()
+        .map(|g| AppRow {
+            id: g.id.clone(),
+            name: g.client_name.clone(),
+            scopes: g.scopes.iter().map(|s| lang.scope(s)).collect(),
+            daily_cap: g.daily_cap,
+            connected: day(g.created_at),
+            last_used: g.last_used_at.map(day),
+        })
+        .collect()
+}
