@@ -6,6 +6,7 @@ mod admin_keys;
 mod admin_users;
 mod auth_google_oauth;
 mod auth_session_verification;
+mod console;
 mod core_credit_check;
 mod core_credit_deduction;
 mod core_credit_holds;

@@ -7,6 +7,7 @@
 
 pub mod account;
 mod admin;
+pub mod console;
 pub mod google;
 pub mod links;
 pub mod mail;
@@ -15,6 +16,7 @@ pub mod pages;
 pub mod passwords;
 pub mod routes;
 pub mod tokens;
+mod web;
 
 pub use hub_sessions as sessions;
 pub use hub_sessions::clock;

@@ -137,7 +137,7 @@ use Upstream::{Auth, Core, Mcp};
 
 /// Every route, the first that matches a path wins (exact paths stand before the prefixes that
 /// also cover them).
-static ROUTES: [Route; 29] = [
+static ROUTES: [Route; 31] = [
     Route::own("/health"),
     Route::own("/ready"),
     Route::own("/openapi.json"),
@@ -157,6 +157,8 @@ static ROUTES: [Route; 29] = [
     Route::prefix("/oauth/", Open(Auth), "oauth"),
     Route::exact("/account", Open(Auth), "account"),
     Route::prefix("/account/", Open(Auth), "account"),
+    Route::exact("/console", Open(Auth), "console"),
+    Route::prefix("/console/", Open(Auth), "console"),
     Route::exact("/auth/google", Open(Auth), "google").limited(Google),
     Route::exact("/auth/google/callback", Open(Auth), "google"),
     Route::exact("/auth/verify-email", Open(Auth), "auth"),
@@ -250,6 +252,13 @@ mod tests {
             Some((Upstream::Auth, false))
         );
         assert_eq!(route("/accountx"), None);
+        assert_eq!(route("/console"), Some((Upstream::Auth, false)));
+        assert_eq!(route("/console/"), Some((Upstream::Auth, false)));
+        assert_eq!(
+            route("/console/users/0193/grant"),
+            Some((Upstream::Auth, false))
+        );
+        assert_eq!(route("/consolex"), None);
         assert_eq!(route("/auth/googlex"), None);
         assert_eq!(route("/api/mcp/v1/credit"), None);
         assert_eq!(
@@ -266,6 +275,7 @@ mod tests {
         assert_eq!(route_class("/auth/google/callback"), "google");
         assert_eq!(route_class("/api/mcp/ws"), "mcp_ws");
         assert_eq!(route_class("/account/sign-out"), "account");
+        assert_eq!(route_class("/console/audit.csv"), "console");
         assert_eq!(route_class("/mcp/anything"), "mcp");
         assert_eq!(route_class("/api/admin/credits/grant"), "admin");
         assert_eq!(route_class("/health"), "unknown");

@@ -255,6 +255,39 @@ pub trait AdminStore: Send + Sync {
     async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
+/// Audit entries as CSV (RFC 4180: every field quoted, quotes doubled, lines end in CRLF), with a
+/// header line. A field a spreadsheet would run as a formula starts with `'`.
+pub fn audit_csv(entries: &[AuditRecord]) -> String {
+    fn field(text: &str) -> String {
+        let text = if text.starts_with(['=', '+', '-', '@']) {
+            format!("'{text}")
+        } else {
+            text.to_owned()
+        };
+        format!("\"{}\"", text.replace('"', "\"\""))
+    }
+    let json = |v: &Option<Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
+    let mut out =
+        String::from("seq,id,created_at,actor,action,target,before,after,reason,request_id\r\n");
+    for e in entries {
+        let row = [
+            e.seq.to_string(),
+            e.id.clone(),
+            e.created_at.to_rfc3339(),
+            e.actor.clone(),
+            e.action.clone(),
+            e.target.clone(),
+            json(&e.before),
+            json(&e.after),
+            e.reason.clone().unwrap_or_default(),
+            e.request_id.clone().unwrap_or_default(),
+        ];
+        out.push_str(&row.iter().map(|f| field(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
 /// The address a deleted user's row keeps: unique, and plainly nobody's.
 pub fn deleted_email(id: Uuid) -> String {
     format!("deleted-{}@deleted.invalid", id.simple())

@@ -1,46 +1,21 @@
 //! The account page's forms: sign one session out, sign out everywhere, disconnect an app, sign
-//! this browser out. Each is a `POST` that carries the page's CSRF token, an HMAC of the browser's
-//! session id under the auth service's page secret, checked in constant time; a form without a
-//! valid one is refused with 403 and changes nothing. Done, each goes back to the page (303).
+//! this browser out. Each is a `POST` that carries the page's CSRF token ([`crate::web::csrf`]);
+//! a form without a valid one is refused with 403 and changes nothing. Done, each goes back to the
+//! page (303).
 
 use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use hmac::{Hmac, Mac};
 use hub_sessions::SessionRecord;
 use serde::Deserialize;
-use sha2::Sha256;
 
 use super::words::Words;
 use super::{PATH, unavailable};
 use crate::AppState;
 use crate::oauth::pages::Lang;
 use crate::oauth::{signed_in, signed_out_cookie};
-
-type HmacSha256 = Hmac<Sha256>;
-
-fn mac(secret: &[u8; 32], session_id: &str) -> HmacSha256 {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(b"account-page:");
-    mac.update(session_id.as_bytes());
-    mac
-}
-
-/// The CSRF token of the page shown to the browser signed in with this session.
-pub(crate) fn csrf_token(state: &AppState, session_id: &str) -> String {
-    token(state.jwt.page_secret(), session_id)
-}
-
-fn token(secret: &[u8; 32], session_id: &str) -> String {
-    hex::encode(mac(secret, session_id).finalize().into_bytes())
-}
-
-/// Whether `presented` is this session's token (compared in constant time).
-fn token_ok(secret: &[u8; 32], session_id: &str, presented: &str) -> bool {
-    hex::decode(presented).is_ok_and(|bytes| mac(secret, session_id).verify_slice(&bytes).is_ok())
-}
+use crate::web::csrf;
 
 /// A form's fields; missing ones are empty, so that a form without a token is a 403, not a 422.
 #[derive(Deserialize)]
@@ -59,9 +34,7 @@ async fn authorized(
 ) -> Result<SessionRecord, Response> {
     let lang = Lang::of(headers);
     match signed_in(state, headers).await {
-        Ok(Some(session)) if token_ok(state.jwt.page_secret(), &session.id, &form.csrf_token) => {
-            Ok(session)
-        }
+        Ok(Some(session)) if csrf::valid(state, &session.id, &form.csrf_token) => Ok(session),
         Ok(_) => Err(refused(
             lang,
             StatusCode::FORBIDDEN,
@@ -184,29 +157,5 @@ pub(crate) async fn sign_out(
     {
         Ok(_) => back(&state, true),
         Err(e) => unavailable(Lang::of(&headers), &e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_token_is_bound_to_its_session_and_its_secret_and_checked_whole() {
-        let secret = [7u8; 32];
-        let good = token(&secret, "session-a");
-        assert_eq!(good.len(), 64);
-        assert!(token_ok(&secret, "session-a", &good));
-        assert!(
-            !token_ok(&secret, "session-b", &good),
-            "another session's page"
-        );
-        assert!(
-            !token_ok(&[8u8; 32], "session-a", &good),
-            "another hub's secret"
-        );
-        assert!(!token_ok(&secret, "session-a", &good[..62]), "a prefix");
-        assert!(!token_ok(&secret, "session-a", ""), "none");
-        assert!(!token_ok(&secret, "session-a", "not hex at all"));
     }
 }

@@ -5,7 +5,6 @@
 //!
 //! HTML pages, kept out of the OpenAPI document: the routes are a plain router.
 
-mod chart;
 mod forms;
 mod history;
 mod page;

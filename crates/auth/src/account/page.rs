@@ -11,13 +11,14 @@ use hub_ledger::Holdings;
 use hub_ledger::oauth::OAuthGrant;
 use hub_sessions::SessionRecord;
 
-use super::chart::{self, Chart};
 use super::history::{self, Filter, HistoryPage};
 use super::words::Words;
-use super::{PATH, forms, unavailable};
+use super::{PATH, unavailable};
 use crate::AppState;
-use crate::oauth::pages::{self, Lang};
-use crate::oauth::signed_in;
+use crate::oauth::pages::Lang;
+use crate::web::chart::{self, Chart};
+use crate::web::csrf;
+use crate::web::{self, NotSignedIn};
 
 /// An option of a filter's list.
 struct Choice {
@@ -69,6 +70,7 @@ struct AccountPage<'a> {
     chart: Chart,
     chart_width: i64,
     chart_height: i64,
+    chart_title_id: &'static str,
     usage_truncated: bool,
     kinds: Vec<Choice>,
     services: Vec<Choice>,
@@ -95,10 +97,10 @@ pub(crate) async fn show(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    let session = match signed_in(&state, &headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return pages::sign_in(&state, lang, PATH, None, StatusCode::OK),
-        Err(e) => return unavailable(lang, &e),
+    let session = match web::session_or_sign_in(&state, &headers, PATH).await {
+        Ok(session) => session,
+        Err(NotSignedIn::SignIn(page)) => return page,
+        Err(NotSignedIn::Unavailable(e)) => return unavailable(lang, &e),
     };
     let filter = Filter::from_query(
         query.get("kind").map(String::as_str),
@@ -108,7 +110,7 @@ pub(crate) async fn show(
     match find(&state, &session, &filter, cursor).await {
         Ok(Some(found)) => render(&state, lang, &session, &filter, cursor, found),
         // The user is gone (deleted): there is nothing to show but the sign-in.
-        Ok(None) => pages::sign_in(&state, lang, PATH, None, StatusCode::OK),
+        Ok(None) => web::sign_in_page(&state, &headers, PATH),
         Err(e) => unavailable(lang, &e),
     }
 }
@@ -151,7 +153,7 @@ fn render(
 ) -> Response {
     let w = Words::of(lang);
     let style_nonce = crate::pages::nonce();
-    let csrf_token = forms::csrf_token(state, &session.id);
+    let csrf_token = csrf::token(state, &session.id);
     let page = AccountPage {
         lang: lang.code(),
         w,
@@ -164,6 +166,7 @@ fn render(
         chart: chart::chart(&found.usage, w.other),
         chart_width: chart::WIDTH,
         chart_height: chart::HEIGHT,
+        chart_title_id: "usage-title",
         usage_truncated: found.usage.truncated,
         kinds: kinds(w, filter),
         services: services(&found.usage, filter),

@@ -67,14 +67,18 @@ pub(crate) async fn sign_in_browser(
         .map_err(|e| hub_sessions::SessionError::Corrupt(format!("cookie: {e}")))
 }
 
-/// Where a sign-in may continue: an authorization request or the account page on this hub,
-/// nothing else (a path of this site, never another one: no open redirect).
+/// Where a sign-in may continue: an authorization request, the account page or a page of the
+/// operator console on this hub, nothing else (a path of this site, never another one: no open
+/// redirect).
 pub(crate) fn continue_allowed(path: &str) -> bool {
     let account = path == crate::account::PATH
         || path
             .strip_prefix(crate::account::PATH)
             .is_some_and(|rest| rest.starts_with('?'));
-    (path.starts_with("/oauth/authorize?") || account)
+    let console = path
+        .strip_prefix(crate::console::PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']));
+    (path.starts_with("/oauth/authorize?") || account || console)
         && !path.chars().any(|c| c.is_control() || c == '\\')
         && path.len() <= 4096
 }

@@ -20,6 +20,7 @@ pub(crate) struct Words {
     pub sign_in_title: &'static str,
     pub sign_in_note: &'static str,
     pub account_sign_in_note: &'static str,
+    pub console_sign_in_note: &'static str,
     pub with_google: &'static str,
     pub or: &'static str,
     pub email: &'static str,
@@ -47,6 +48,7 @@ const ENGLISH: Words = Words {
     sign_in_title: "Sign in to Smart AI Hub",
     sign_in_note: "An app asks to connect to your Smart AI Hub account. Sign in first.",
     account_sign_in_note: "Sign in to see your credits, usage, sessions and connected apps.",
+    console_sign_in_note: "Operators: sign in to the console with your hub account.",
     with_google: "Sign in with Google",
     or: "or with your email and password",
     email: "Email",
@@ -74,6 +76,7 @@ const THAI: Words = Words {
     sign_in_title: "เข้าสู่ระบบ Smart AI Hub",
     sign_in_note: "มีแอปขอเชื่อมต่อกับบัญชี Smart AI Hub ของคุณ กรุณาเข้าสู่ระบบก่อน",
     account_sign_in_note: "เข้าสู่ระบบเพื่อดูเครดิต การใช้งาน เซสชัน และแอปที่เชื่อมต่อของคุณ",
+    console_sign_in_note: "สำหรับผู้ดูแลระบบ: เข้าสู่ระบบคอนโซลด้วยบัญชีของคุณ",
     with_google: "เข้าสู่ระบบด้วย Google",
     or: "หรือใช้อีเมลและรหัสผ่าน",
     email: "อีเมล",
@@ -186,28 +189,25 @@ pub(crate) fn sign_in(
     status: StatusCode,
 ) -> Response {
     let style_nonce = nonce();
-    let for_account = continue_to.starts_with(crate::account::PATH);
+    let words = lang.words();
+    // Which page the sign-in is for: it names the Google sign-in's session and the note.
+    let (session, note) = if continue_to.starts_with(crate::account::PATH) {
+        ("hub-account", words.account_sign_in_note)
+    } else if continue_to.starts_with(crate::console::PATH) {
+        ("hub-console", words.console_sign_in_note)
+    } else {
+        ("hub-oauth", words.sign_in_note)
+    };
     let google_link = state.google.as_ref().map(|_| {
         let mut link = url::form_urlencoded::Serializer::new(String::from("/auth/google?"));
-        link.append_pair(
-            "session",
-            if for_account {
-                "hub-account"
-            } else {
-                "hub-oauth"
-            },
-        );
+        link.append_pair("session", session);
         link.append_pair("continue", continue_to);
         link.finish()
     });
     let page = SignInPage {
         lang: lang.code(),
-        words: lang.words(),
-        note: if for_account {
-            lang.words().account_sign_in_note
-        } else {
-            lang.words().sign_in_note
-        },
+        words,
+        note,
         error,
         google_link,
         continue_to,

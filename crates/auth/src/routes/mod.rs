@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(crate::oauth::router())
         .merge(crate::account::router())
+        .merge(crate::console::router())
         .route("/health", get(health))
         .route("/ready", get(ready))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))

@@ -130,37 +130,9 @@ pub async fn list(
     .into_response())
 }
 
-/// The entries as CSV (RFC 4180: every field quoted, quotes doubled). A field a spreadsheet would
-/// run as a formula starts with `'`.
+/// The entries as CSV ([`crate::ledger::admin::audit_csv`]), as a download.
 fn csv(entries: &[AuditRecord]) -> impl IntoResponse {
-    fn field(text: &str) -> String {
-        let text = if text.starts_with(['=', '+', '-', '@']) {
-            format!("'{text}")
-        } else {
-            text.to_owned()
-        };
-        format!("\"{}\"", text.replace('"', "\"\""))
-    }
-    let json =
-        |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
-    let mut out =
-        String::from("seq,id,created_at,actor,action,target,before,after,reason,request_id\r\n");
-    for e in entries {
-        let row = [
-            e.seq.to_string(),
-            e.id.clone(),
-            e.created_at.to_rfc3339(),
-            e.actor.clone(),
-            e.action.clone(),
-            e.target.clone(),
-            json(&e.before),
-            json(&e.after),
-            e.reason.clone().unwrap_or_default(),
-            e.request_id.clone().unwrap_or_default(),
-        ];
-        out.push_str(&row.iter().map(|f| field(f)).collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
-    }
+    let out = crate::ledger::admin::audit_csv(entries);
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
