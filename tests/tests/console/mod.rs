@@ -51,7 +51,6 @@ pub(crate) async fn operator_at_console(
 
 /// A user's balance, read by the store.
 pub(crate) async fn balance(hub: &SpawnedHub, user: &str) -> i64 {
-    use hub_core::ledger::LedgerStore;
     hub.store
         .balance(user.parse().unwrap())
         .await
