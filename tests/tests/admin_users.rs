@@ -134,6 +134,26 @@ async fn disabling_a_user_stops_their_codes_tokens_keys_and_holds() {
             refused.json
         );
         assert_eq!(refused.json["error"]["code"], "account_disabled");
+        let form = [
+            ("email", email.as_str()),
+            ("password", OPERATOR_PASSWORD),
+            ("continue", "/account"),
+        ];
+        let page = hub
+            .http
+            .post(format!("{}/oauth/sign-in", hub.gateway_url))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            page.headers().get("set-cookie").is_none(),
+            "{engine:?}: no browser session"
+        );
+        assert!(
+            page.text().await.unwrap().contains("disabled"),
+            "{engine:?}: the page says why"
+        );
         assert_eq!(
             hub.store.balance(customer).await.unwrap(),
             Some(100),

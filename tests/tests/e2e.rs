@@ -22,6 +22,7 @@ mod oauth_flow;
 mod oauth_mcp;
 mod oauth_refusals;
 mod operations_files;
+mod payments;
 mod rate_limits;
 mod replicas;
 mod roles;

@@ -47,6 +47,7 @@ async fn replica(
         addr: "127.0.0.1:0".parse().unwrap(),
         database: database.clone(),
         internal_token: SecretString::from(token.to_owned()),
+        payments: Default::default(),
     };
     let deps = hub_core::Deps::open(&core_config)
         .await

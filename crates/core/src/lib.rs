@@ -8,6 +8,7 @@
 
 pub mod caller;
 pub mod error;
+pub mod payments;
 pub mod routes;
 
 pub use hub_ledger as ledger;
@@ -33,6 +34,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// The credential the gateway presents (`HUB_INTERNAL_TOKEN`).
     pub internal_token: SecretString,
+    /// Paid top-ups (`CREDIT_PACKS`, `STRIPE_*`, `CHECKOUT_*_URL`); none by default.
+    pub payments: payments::PaymentsConfig,
 }
 
 /// The default listen address.
@@ -59,6 +62,7 @@ impl Config {
             addr,
             database: hub_storage::database_config(env)?,
             internal_token,
+            payments: payments::PaymentsConfig::from_env(env)?,
         })
     }
 }
@@ -75,6 +79,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// SHA-256 of the internal credential.
     pub credential: [u8; 32],
+    /// Paid top-ups.
+    pub payments: payments::Payments,
 }
 
 impl AppState {
@@ -83,6 +89,7 @@ impl AppState {
         Self {
             store,
             credential: hub_http::caller::credential_digest(internal_token.expose_secret()),
+            payments: payments::Payments::new(payments::PaymentsConfig::default()),
         }
     }
 }
@@ -128,7 +135,10 @@ impl App {
         };
         Ok(Self {
             listener,
-            state: AppState::new(deps.store, &config.internal_token),
+            state: AppState {
+                payments: payments::Payments::new(config.payments.clone()),
+                ..AppState::new(deps.store, &config.internal_token)
+            },
             database: deps.database,
         })
     }

@@ -137,7 +137,7 @@ use Upstream::{Auth, Core, Mcp};
 
 /// Every route, the first that matches a path wins (exact paths stand before the prefixes that
 /// also cover them).
-static ROUTES: [Route; 31] = [
+static ROUTES: [Route; 32] = [
     Route::own("/health"),
     Route::own("/ready"),
     Route::own("/openapi.json"),
@@ -175,6 +175,8 @@ static ROUTES: [Route; 31] = [
     Route::exact("/api/admin/users", Vouched(Auth), "admin").limited(Credits),
     Route::prefix("/api/admin/users/", Vouched(Auth), "admin").limited(Credits),
     Route::prefix("/api/admin/", Vouched(Core), "admin").limited(Credits),
+    // Stripe's deliveries carry their own signature, checked by the core over the raw body.
+    Route::exact("/webhooks/stripe", Open(Core), "webhooks"),
     Route::exact("/api/mcp/ws", Vouched(Mcp), "mcp_ws"),
     Route::exact("/mcp", Vouched(Mcp), "mcp"),
     Route::prefix("/mcp/", Vouched(Mcp), "mcp"),

@@ -15,6 +15,7 @@ mod holds;
 mod idempotency;
 pub mod oauth;
 mod operations;
+pub mod payments;
 pub mod service_keys;
 pub mod store;
 pub mod users;

@@ -82,6 +82,7 @@ pub struct HubBuilder<'a> {
     gateway: Configure<'a, hub_gateway::Config>,
     mcp: Configure<'a, hub_mcp::Config>,
     auth: Configure<'a, hub_auth::Config>,
+    core: Configure<'a, hub_core::Config>,
 }
 
 impl SpawnedHub {
@@ -95,6 +96,7 @@ impl SpawnedHub {
             gateway: Box::new(|_| {}),
             mcp: Box::new(|_| {}),
             auth: Box::new(|_| {}),
+            core: Box::new(|_| {}),
         }
     }
 }
@@ -127,6 +129,13 @@ impl<'a> HubBuilder<'a> {
     #[must_use]
     pub fn auth(mut self, configure: impl FnOnce(&mut hub_auth::Config) + 'a) -> Self {
         self.auth = Box::new(configure);
+        self
+    }
+
+    /// The core service's configuration changed by `configure` (payments, for one).
+    #[must_use]
+    pub fn core(mut self, configure: impl FnOnce(&mut hub_core::Config) + 'a) -> Self {
+        self.core = Box::new(configure);
         self
     }
 
@@ -166,11 +175,13 @@ impl<'a> HubBuilder<'a> {
         let token = random_token();
         let redis = self.backends.sessions.redis();
         let redis_prefix = format!("hub-test-{}:", Uuid::new_v4().simple());
-        let core = hub_core::Config {
+        let mut core = hub_core::Config {
             addr: "127.0.0.1:0".parse().expect("address"),
             database: db.config.clone(),
             internal_token: SecretString::from(token.clone()),
+            payments: Default::default(),
         };
+        (self.core)(&mut core);
         let mut auth = auth_config(
             keys,
             db,

@@ -13,6 +13,7 @@
 
 pub mod fake_google;
 pub mod fake_openai;
+pub mod fake_stripe;
 pub mod proxy;
 pub mod smtp;
 

@@ -40,6 +40,7 @@ pub async fn spawn_core(engine: Engine) -> SpawnedCore {
         addr: "127.0.0.1:0".parse().expect("address"),
         database: db.config.clone(),
         internal_token: SecretString::from(token.clone()),
+        payments: Default::default(),
     };
     let deps = hub_core::Deps {
         database: db.database.clone(),

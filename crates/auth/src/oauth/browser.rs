@@ -125,6 +125,7 @@ pub(crate) async fn sign_in(
                 let message = match error.status {
                     StatusCode::TOO_MANY_REQUESTS => words.too_many_attempts,
                     StatusCode::UNAUTHORIZED => words.wrong_password,
+                    StatusCode::FORBIDDEN => words.account_disabled,
                     _ => words.unavailable,
                 };
                 return pages::sign_in(

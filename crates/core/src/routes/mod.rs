@@ -12,7 +12,7 @@ mod whole;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,6 +32,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(holds::reserve))
         .routes(routes!(holds::capture))
         .routes(routes!(holds::release))
+        .routes(routes!(crate::payments::routes::checkout))
         .routes(routes!(admin::grant))
         .routes(routes!(admin::refund))
         .routes(routes!(admin::adjust))
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             get(move || std::future::ready(axum::Json(document))),
         )
+        .route("/webhooks/stripe", post(crate::payments::webhook))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

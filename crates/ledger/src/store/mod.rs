@@ -20,6 +20,7 @@ use super::{
 };
 use crate::admin::AdminStore;
 use crate::oauth::OAuthStore;
+use crate::payments::PaymentStore;
 use crate::service_keys::ServiceKeyStore;
 use crate::users::UserStore;
 
@@ -117,8 +118,14 @@ pub trait LedgerStore: Send + Sync {
 }
 
 /// Everything the hub stores in its database.
-pub trait Store: LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore {}
-impl<T: LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore> Store for T {}
+pub trait Store:
+    LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore + PaymentStore
+{
+}
+impl<T> Store for T where
+    T: LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore + PaymentStore
+{
+}
 
 /// The store for an open database.
 pub fn open(database: hub_storage::Database) -> Arc<dyn Store> {

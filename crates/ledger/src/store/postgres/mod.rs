@@ -9,6 +9,7 @@ mod debits;
 mod holds;
 mod ledger;
 mod oauth;
+mod payments;
 mod service_keys;
 mod users;
 
