@@ -4,7 +4,8 @@
 //! and consent pages too: email and password, a daily cap, allow, and the redirect to the app
 //! (`oauth-sign-in.png`, `oauth-consent.png`).
 //!
-//! The account page is in `browser/account.rs` (`account.png`, `account-th.png`).
+//! The account page is in `browser/account.rs` (`account.png`, `account-th.png`), the operator
+//! console in `browser/console.rs` (`console-*.png`).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without them the
 //! test is skipped, unless `HUB_TEST_REQUIRE_SERVICES=1`.
@@ -19,6 +20,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 #[path = "browser/account.rs"]
 mod account;
+#[path = "browser/console.rs"]
+mod console;
 
 struct Driver(Child);
 
