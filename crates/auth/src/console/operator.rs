@@ -45,8 +45,7 @@ impl Operator {
             Err(NotSignedIn::Unavailable(e)) => return Err(view::unavailable(&e)),
         };
         let operator = Self::of(state, session).await?;
-        operator.check(permission)?;
-        Ok(operator)
+        operator.refusal(permission).map_or(Ok(operator), Err)
     }
 
     /// For a form post: the operator, if this browser is signed in, the form carries its CSRF
@@ -70,8 +69,7 @@ impl Operator {
             Err(e) => return Err(view::unavailable(&e)),
         };
         let operator = Self::of(state, session).await?;
-        operator.check(Some(permission))?;
-        Ok(operator)
+        operator.refusal(Some(permission)).map_or(Ok(operator), Err)
     }
 
     async fn of(state: &AppState, session: SessionRecord) -> Result<Self, Response> {
@@ -87,11 +85,12 @@ impl Operator {
         })
     }
 
-    fn check(&self, permission: Option<Permission>) -> Result<(), Response> {
+    /// The 403 for an operator without `permission` (without any operator's, when `None`).
+    fn refusal(&self, permission: Option<Permission>) -> Option<Response> {
         match permission {
-            Some(permission) if !self.may(permission) => Err(lacks(self, permission)),
-            None if !self.is_operator() => Err(no_operator_role(self)),
-            _ => Ok(()),
+            Some(permission) if !self.may(permission) => Some(lacks(self, permission)),
+            None if !self.is_operator() => Some(no_operator_role(self)),
+            _ => None,
         }
     }
 
