@@ -16,6 +16,7 @@ pub mod oauth;
 mod operations;
 pub mod service_keys;
 pub mod store;
+pub mod usage;
 pub mod users;
 
 use chrono::{DateTime, Utc};

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::oauth::OAuthStore;
 use crate::service_keys::ServiceKeyStore;
+use crate::usage::UsageStore;
 use crate::users::UserStore;
 
 /// The engine failed, or returned something the ledger cannot read.
@@ -116,8 +117,8 @@ pub trait LedgerStore: Send + Sync {
 }
 
 /// Everything the hub stores in its database.
-pub trait Store: LedgerStore + UserStore + ServiceKeyStore + OAuthStore {}
-impl<T: LedgerStore + UserStore + ServiceKeyStore + OAuthStore> Store for T {}
+pub trait Store: LedgerStore + UserStore + ServiceKeyStore + OAuthStore + UsageStore {}
+impl<T: LedgerStore + UserStore + ServiceKeyStore + OAuthStore + UsageStore> Store for T {}
 
 /// The store for an open database.
 pub fn open(database: hub_storage::Database) -> Arc<dyn Store> {

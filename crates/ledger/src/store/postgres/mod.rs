@@ -9,6 +9,7 @@ mod holds;
 mod ledger;
 mod oauth;
 mod service_keys;
+mod usage;
 mod users;
 
 use async_trait::async_trait;

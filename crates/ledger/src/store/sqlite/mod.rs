@@ -13,6 +13,7 @@ mod holds;
 mod ledger;
 mod oauth;
 mod service_keys;
+mod usage;
 mod users;
 mod writer;
 
