@@ -11,7 +11,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 /// A user with `role` and a password, signed in: their id and access token.
-async fn operator(hub: &SpawnedHub, role: Role) -> (Uuid, String) {
+pub(crate) async fn operator(hub: &SpawnedHub, role: Role) -> (Uuid, String) {
     let email = format!("{}@example.com", Uuid::new_v4().simple());
     let new = NewUser::new(&email, "Operator", 0, role).unwrap();
     let id = hub.store.create_user(&new).await.unwrap().unwrap().user.id;

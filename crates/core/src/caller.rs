@@ -23,6 +23,8 @@ pub enum Scope {
     Grant,
     /// Read users, their balances and history (operators).
     UsersRead,
+    /// Read usage reports (operators).
+    UsageRead,
 }
 
 impl Scope {
@@ -34,6 +36,7 @@ impl Scope {
             Self::Refund => "credits:refund",
             Self::Grant => "credits:grant",
             Self::UsersRead => "users:read",
+            Self::UsageRead => "usage:read",
         }
     }
 }
@@ -58,7 +61,9 @@ impl Permissions for Caller {
         match &self.principal {
             Principal::User(id) => match scope {
                 Scope::Check | Scope::Deduct => Ok(*id),
-                Scope::Refund | Scope::Grant | Scope::UsersRead => Err(missing(scope)),
+                Scope::Refund | Scope::Grant | Scope::UsersRead | Scope::UsageRead => {
+                    Err(missing(scope))
+                }
             },
             Principal::ServiceKey { scopes, .. } => {
                 if !scopes.iter().any(|s| s == scope.as_str()) {

@@ -12,12 +12,13 @@ use crate::{InvalidInput, StoreError};
 pub const KEY_PREFIX: &str = "hub_sk_";
 
 /// The scopes a key may hold.
-pub const SCOPES: [&str; 6] = [
+pub const SCOPES: [&str; 7] = [
     "credits:check",
     "credits:deduct",
     "credits:refund",
     "credits:grant",
     "users:read",
+    "usage:read",
     "gpt",
 ];
 

@@ -6,6 +6,7 @@ mod credits;
 mod health;
 mod holds;
 mod statement;
+mod usage;
 mod users;
 mod whole;
 
@@ -34,6 +35,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::grant))
         .routes(routes!(users::search))
         .routes(routes!(users::detail))
+        .routes(routes!(usage::report))
 }
 
 /// Every route of the core service; `GET /openapi.json` answers the paths and schemas of its public
