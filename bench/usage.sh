@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The usage report over a month of one million transactions: generates them in PostgreSQL
-# (10,000 users, five services, January 2025, debits, refunds and grants) with one
+# (10,000 users, five services, January 2025, debits, refunds and grants) with
 # INSERT … SELECT generate_series, so the trigger of migration 0011 builds the rollups the real
 # way; then times GET /api/admin/usage on the core service for the month with each group_by
 # (and a 30-day window that is not a calendar month), sequential requests on one connection, and
@@ -48,7 +48,11 @@ psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREAT
 # start with 10^12 and only the rollups are measured here.
 echo "generating $TRANSACTIONS transactions over $USERS users through the trigger..."
 started=$(date +%s.%N)
-psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -q <<SQL
+# In batches of BENCH_BATCH, each its own database transaction as debits are: one statement of a
+# million rows would update each rollup row thousands of times inside one transaction, whose old
+# row versions nothing can prune until it ends.
+generate() { # first last
+  cat <<SQL
 INSERT INTO credit_transactions
     (id, user_id, kind, service, amount, balance_before, balance_after, refundable, created_at)
 SELECT 'txn_usage_' || i, user_id, kind, CASE WHEN kind = 'grant' THEN NULL ELSE service END,
@@ -60,10 +64,15 @@ FROM (
            'service-' || (i % 5) AS service,
            CASE WHEN i % 100 < 90 THEN -(1 + i % 50) WHEN i % 100 < 97 THEN 1 + i % 10 ELSE 100 END AS amount,
            timestamptz '2025-01-01 00:00:00+00' + random() * interval '31 days' AS at
-    FROM generate_series(1, $TRANSACTIONS) i
+    FROM generate_series($1, $2) i
 ) generated;
-ANALYZE;
 SQL
+}
+BATCH="${BENCH_BATCH:-50000}"
+for ((first = 1; first <= TRANSACTIONS; first += BATCH)); do
+  generate "$first" "$((first + BATCH - 1 < TRANSACTIONS ? first + BATCH - 1 : TRANSACTIONS))"
+done | psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -q
+psql "$DATABASE_URL" -qc "VACUUM ANALYZE"
 elapsed=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started" "$(date +%s.%N)")
 echo "generated in ${elapsed}s; rollup rows: $(psql "$DATABASE_URL" -Atc "SELECT (SELECT count(*) FROM usage_daily) || ' by day and service, ' || (SELECT count(*) FROM usage_daily_users) || ' by day, user and service, ' || (SELECT count(*) FROM usage_monthly_users) || ' by month and user'")"
 
