@@ -44,7 +44,6 @@ pub struct UsageReportBody {
     /// The last day.
     pub to: NaiveDate,
     /// What a row stands for.
-    #[schema(inline)]
     pub group_by: UsageGrouping,
     /// By day: every day of the range, oldest first. By service (`""` holds grants and
     /// adjustments) or user: biggest spend first, at most `limit`.
