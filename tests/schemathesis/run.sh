@@ -60,7 +60,7 @@ json_field() { python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])";
 HUB_USER_ID=$("$hub" user create --email schemathesis@example.com --name Schemathesis \
   --credits 1000000000000 | json_field id)
 HUB_SERVICE_KEY=$("$hub" service-key create --name schemathesis \
-  --scopes credits:check,credits:deduct,credits:refund,credits:grant | json_field key)
+  --scopes credits:check,credits:deduct,credits:refund,credits:grant,usage:read | json_field key)
 export HUB_USER_ID HUB_SERVICE_KEY
 export SCHEMATHESIS_HOOKS="$here/hooks.py"
 

@@ -27,3 +27,4 @@ mod rate_limits;
 mod replicas;
 mod roles;
 mod sora2_status_report;
+mod usage;

@@ -11,7 +11,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 /// A user with `role` and a password, signed in: their id and access token.
-async fn operator(hub: &SpawnedHub, role: Role) -> (Uuid, String) {
+pub(crate) async fn operator(hub: &SpawnedHub, role: Role) -> (Uuid, String) {
     let (id, _, token) = hub.operator(role).await;
     (id, token)
 }

@@ -66,7 +66,7 @@ enum ServiceKeyCommand {
         /// What the key is for.
         #[arg(long)]
         name: String,
-        /// Comma-separated: credits:check, credits:deduct, credits:refund, credits:grant, users:read, gpt.
+        /// Comma-separated: credits:check, credits:deduct, credits:refund, credits:grant, users:read, usage:read, gpt.
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
     },

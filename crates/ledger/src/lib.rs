@@ -18,6 +18,7 @@ mod operations;
 pub mod payments;
 pub mod service_keys;
 pub mod store;
+pub mod usage;
 pub mod users;
 
 use chrono::{DateTime, Utc};

@@ -64,6 +64,7 @@ fn not_configured(what: &str) -> ApiError {
     summary = "Buy a credit pack",
     description = "Starts a Stripe Checkout for one of the configured credit packs and answers the payment page's URL. The credits are granted when Stripe confirms the payment, once. For the user themselves, or a service key acting for them.",
     request_body = CheckoutBody,
+    params(("X-User-ID" = Option<uuid::Uuid>, Header, description = "The user a service key acts for. End users act only as themselves.")),
     responses(
         (status = 200, description = "Send the buyer to checkout_url.", body = CheckoutOk),
         (status = 404, description = "No such pack.", body = ErrorBody),

@@ -8,6 +8,7 @@ mod health;
 mod holds;
 mod keys;
 mod statement;
+mod usage;
 mod whole;
 
 use axum::Router;
@@ -39,6 +40,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
+        .routes(routes!(usage::report))
 }
 
 /// Every route of the core service; `GET /openapi.json` answers the paths and schemas of its public

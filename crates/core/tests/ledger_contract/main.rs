@@ -5,6 +5,7 @@ mod accounts;
 mod balances;
 mod refunds;
 mod requests;
+mod usage;
 
 use std::sync::Arc;
 

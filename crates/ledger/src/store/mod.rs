@@ -22,6 +22,7 @@ use crate::admin::AdminStore;
 use crate::oauth::OAuthStore;
 use crate::payments::PaymentStore;
 use crate::service_keys::ServiceKeyStore;
+use crate::usage::UsageStore;
 use crate::users::UserStore;
 
 /// The engine failed, or returned something the ledger cannot read.
@@ -119,11 +120,17 @@ pub trait LedgerStore: Send + Sync {
 
 /// Everything the hub stores in its database.
 pub trait Store:
-    LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore + PaymentStore
+    LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore + PaymentStore + UsageStore
 {
 }
 impl<T> Store for T where
-    T: LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore + PaymentStore
+    T: LedgerStore
+        + UserStore
+        + ServiceKeyStore
+        + OAuthStore
+        + AdminStore
+        + PaymentStore
+        + UsageStore
 {
 }
 

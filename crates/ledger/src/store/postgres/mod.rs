@@ -11,6 +11,7 @@ mod ledger;
 mod oauth;
 mod payments;
 mod service_keys;
+mod usage;
 mod users;
 
 use async_trait::async_trait;

@@ -15,6 +15,7 @@ mod ledger;
 mod oauth;
 mod payments;
 mod service_keys;
+mod usage;
 mod users;
 mod writer;
 
