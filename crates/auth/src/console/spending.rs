@@ -1,22 +1,15 @@
 //! What the dashboard shows: credits spent per day and service over the last 30 days, the users
-//! active in them and the biggest spenders.
-//!
-//! Computed here from the ledger, account by account (each user's transactions of the period, as
-//! the account page reads its own), because the daily usage rollups (`UsageStore`, being finished
-//! beside this) have not landed yet. This is the one function to replace with two rollup queries
-//! (grouped by day and service, grouped by user) when they do; until then it reads at most
-//! [`MAX_USERS`] accounts and says so when it stopped.
+//! active in them and the biggest spenders, read from the usage rollups (`UsageStore`, kept in
+//! step with the ledger by the database), so the page costs a few indexed reads however big the
+//! ledger grows: one report grouped by service for each day, one grouped by user for the period.
 
 use chrono::{DateTime, Duration, Utc};
+use hub_ledger::usage::{MAX_ROWS, UsageFigures, UsageGrouping, UsageQuery};
 use hub_ledger::{Store, StoreError};
 use uuid::Uuid;
 
-use crate::web::chart::{self, DAYS, Usage};
+use crate::web::chart::{DAYS, Usage};
 
-/// The most accounts read for one dashboard.
-const MAX_USERS: usize = 5_000;
-/// Accounts read per page of the user list.
-const USER_PAGE: u32 = 200;
 /// How many of the biggest spenders the dashboard lists.
 pub(crate) const TOP: usize = 10;
 
@@ -35,8 +28,22 @@ pub(crate) struct Spending {
     pub active_users: u64,
     /// The biggest spenders, most first.
     pub top: Vec<Spender>,
-    /// Whether some accounts (or some of their transactions) were not read.
+    /// Whether the active users passed what one report lists (the figure is a lower bound).
     pub partial: bool,
+}
+
+/// What was spent, less what came back.
+fn net(figures: &UsageFigures) -> i64 {
+    figures.spent - figures.refunded
+}
+
+fn query(from: chrono::NaiveDate, to: chrono::NaiveDate, by: UsageGrouping) -> UsageQuery {
+    UsageQuery {
+        from,
+        to,
+        group_by: by,
+        limit: MAX_ROWS,
+    }
 }
 
 /// Reads the last [`DAYS`] days up to `now`.
@@ -44,46 +51,43 @@ pub(crate) async fn last_30_days(
     store: &dyn Store,
     now: DateTime<Utc>,
 ) -> Result<Spending, StoreError> {
-    let first_day = now.date_naive() - Duration::days(DAYS as i64 - 1);
-    let mut total = Usage::empty(first_day);
-    let mut spenders: Vec<Spender> = Vec::new();
-    let mut active_users = 0;
-    let mut read = 0;
-    let mut cursor = None;
-    loop {
-        let users = store.search_users("", cursor, USER_PAGE).await?;
-        for user in &users {
-            let usage = chart::usage(store, user.id, now).await?;
-            if usage.debits > 0 {
-                active_users += 1;
-            }
-            let spent = usage.total();
-            if spent > 0 {
-                spenders.push(Spender {
-                    id: user.id,
-                    email: user.email.clone(),
-                    spent,
-                });
-            }
-            total.merge(&usage);
-        }
-        read += users.len();
-        cursor = users.last().map(|u| u.id);
-        if users.len() < USER_PAGE as usize || read >= MAX_USERS {
-            let partial = users.len() == USER_PAGE as usize || total.truncated;
-            return Ok(Spending {
-                usage: total,
-                active_users,
-                top: biggest(spenders),
-                partial,
-            });
+    let last_day = now.date_naive();
+    let first_day = last_day - Duration::days(DAYS as i64 - 1);
+    let mut usage = Usage::empty(first_day);
+    for (index, cell) in usage.spent.iter_mut().enumerate() {
+        let day = first_day + Duration::days(index as i64);
+        let report = store
+            .usage(&query(day, day, UsageGrouping::Service))
+            .await?;
+        for row in report.rows.iter().filter(|r| net(&r.figures) != 0) {
+            let service = if row.key.is_empty() { "-" } else { &row.key };
+            cell.insert(service.to_owned(), net(&row.figures));
         }
     }
-}
-
-/// The [`TOP`] biggest spenders, most first (ties by id, so the order is stable).
-fn biggest(mut spenders: Vec<Spender>) -> Vec<Spender> {
-    spenders.sort_by(|a, b| b.spent.cmp(&a.spent).then_with(|| a.id.cmp(&b.id)));
-    spenders.truncate(TOP);
-    spenders
+    let users = store
+        .usage(&query(first_day, last_day, UsageGrouping::User))
+        .await?;
+    let active_users = users.rows.iter().filter(|r| r.figures.calls > 0).count() as u64;
+    let mut top = Vec::new();
+    for row in users.rows.iter().filter(|r| r.figures.spent > 0).take(TOP) {
+        let Ok(id) = row.key.parse::<Uuid>() else {
+            continue;
+        };
+        let email = store
+            .find_user(id)
+            .await?
+            .map(|u| u.email)
+            .unwrap_or_default();
+        top.push(Spender {
+            id,
+            email,
+            spent: row.figures.spent,
+        });
+    }
+    Ok(Spending {
+        usage,
+        active_users,
+        top,
+        partial: users.truncated,
+    })
 }

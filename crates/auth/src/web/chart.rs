@@ -35,8 +35,6 @@ pub(crate) struct Usage {
     pub spent: Vec<HashMap<String, i64>>,
     /// Whether the scan stopped before reaching the first day.
     pub truncated: bool,
-    /// How many debits were counted.
-    pub debits: u64,
 }
 
 /// Reads the user's transactions of the last [`DAYS`] days at `now`.
@@ -80,29 +78,12 @@ impl Usage {
             first_day,
             spent: vec![HashMap::new(); DAYS],
             truncated: false,
-            debits: 0,
         }
     }
 
     /// No usage yet, from `first_day`.
     pub(crate) fn empty(first_day: NaiveDate) -> Self {
         Self::new(first_day)
-    }
-
-    /// Adds another account's usage of the same days to this one.
-    pub(crate) fn merge(&mut self, other: &Usage) {
-        for (mine, theirs) in self.spent.iter_mut().zip(&other.spent) {
-            for (service, spent) in theirs {
-                *mine.entry(service.clone()).or_default() += spent;
-            }
-        }
-        self.truncated |= other.truncated;
-        self.debits += other.debits;
-    }
-
-    /// Everything spent (less refunds) over the days.
-    pub(crate) fn total(&self) -> i64 {
-        self.spent.iter().flat_map(|day| day.values()).sum()
     }
 
     /// Counts a debit (what it spent) or a refund (what came back) on its day.
@@ -122,9 +103,6 @@ impl Usage {
         };
         let service = transaction.service.clone().unwrap_or_else(|| "-".into());
         *cell.entry(service).or_default() -= transaction.amount;
-        if transaction.kind == TransactionKind::Debit {
-            self.debits += 1;
-        }
     }
 
     /// Services by what was spent on them, most first (ties by name).
