@@ -80,7 +80,7 @@ pub(crate) fn continue_allowed(path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']));
     (path.starts_with("/oauth/authorize?") || account || console)
         && !path.chars().any(|c| c.is_control() || c == '\\')
-        && path.len() <= 4096
+        && path.chars().count() <= 4096
 }
 
 /// The `Set-Cookie` that signs this browser out (its session is ended separately).

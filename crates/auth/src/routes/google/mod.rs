@@ -59,7 +59,7 @@ fn unavailable() -> Response {
     params(
         ("session" = String, Query, description = "An id of the chat or client, 1 to 128 of A-Z, a-z, 0-9, '.', '_', '-'.", min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._-]{1,128}$"),
         ("return_to" = Option<String>, Query, description = "Where the user returns, from the operator's allow-list (default `chatgpt`)."),
-        ("continue" = Option<String>, Query, description = "For the hub's own sign-in page: the authorization request (`/oauth/authorize?…`) the account page (`/account`) or an operator's page (`/console…`) to go back to, signed in, instead of the page with the code.", pattern = r"^(/oauth/authorize\?[^\r\n]{0,4000}|/account(\?[^\r\n]{0,4000})?|/console([/?][^\r\n]{0,4000})?)$"),
+        ("continue" = Option<String>, Query, description = "For the hub's own sign-in page: the authorization request (`/oauth/authorize?…`) the account page (`/account`) or an operator's page (`/console…`) to go back to, signed in, instead of the page with the code.", pattern = r"^(/oauth/authorize\?[^\x00-\x1F\x7F-\x9F\\]{0,4000}|/account(\?[^\x00-\x1F\x7F-\x9F\\]{0,4000})?|/console([/?][^\x00-\x1F\x7F-\x9F\\]{0,4000})?)$"),
     ),
     responses(
         (status = 302, description = "To Google's consent page."),
