@@ -3,6 +3,7 @@
 
 mod account;
 mod admin_keys;
+mod admin_permissions;
 mod admin_users;
 mod auth_google_oauth;
 mod auth_session_verification;
