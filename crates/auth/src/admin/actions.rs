@@ -36,27 +36,31 @@ fn request_id(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// Refuses an operator's action on their own account: it would lock them out of the console.
-fn not_oneself(caller: &Vouched, id: Uuid) -> Result<(), ApiError> {
-    if matches!(caller.0.principal, hub_http::caller::Principal::User(me) if me == id) {
+/// Carries out one of the account actions (`user.disable`, `user.enable`, `user.delete`,
+/// `user.sessions.end`) for the JSON API and the console alike. `operator` is the acting user, if
+/// a user acts: nobody disables or deletes their own account (it would lock them out). The
+/// account's change and its audit entry commit together; the user's sessions and tokens end
+/// right after (enabling ends nothing: the sessions ended when the account was disabled stay
+/// ended).
+pub(crate) async fn carry_out(
+    state: &AppState,
+    operator: Option<Uuid>,
+    actor: &str,
+    request_id: Option<&str>,
+    id: Uuid,
+    action: &'static str,
+) -> Result<AccountAction, ApiError> {
+    let audit = AuditEntry::on_user(actor, action, id).in_request(request_id);
+    if action == "user.sessions.end" {
+        return end_all(state, audit, id).await;
+    }
+    if action != "user.enable" && operator == Some(id) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "own_account",
             "Operators cannot disable or delete their own account.",
         ));
     }
-    Ok(())
-}
-
-/// Carries out one of the account actions, then ends the user's sessions and tokens.
-async fn act(
-    state: &AppState,
-    caller: &Vouched,
-    headers: &HeaderMap,
-    id: Uuid,
-    action: &'static str,
-) -> Result<Json<AccountAction>, ApiError> {
-    let audit = AuditEntry::on_user(&caller.0.actor(), action, id).in_request(request_id(headers));
     let change = match action {
         "user.disable" => state.users.set_disabled(id, true, &audit).await,
         "user.enable" => state.users.set_disabled(id, false, &audit).await,
@@ -75,18 +79,65 @@ async fn act(
             ));
         }
     };
-    // Enabling ends nothing: the sessions ended when the account was disabled stay ended.
     let sessions_ended = if action == "user.enable" {
         0
     } else {
         state.sessions.end_everything(id).await?
     };
-    Ok(Json(AccountAction {
+    Ok(AccountAction {
         user_id: id,
         action,
         changed,
         sessions_ended,
-    }))
+    })
+}
+
+/// Signs a user out everywhere, and records it (the sessions live in the session store, so the
+/// entry follows the change rather than sharing its transaction).
+async fn end_all(
+    state: &AppState,
+    mut audit: AuditEntry,
+    id: Uuid,
+) -> Result<AccountAction, ApiError> {
+    let exists = state
+        .users
+        .find_user(id)
+        .await
+        .map_err(|e| store_error(&e))?;
+    if exists.is_none() {
+        return Err(unknown_user());
+    }
+    let sessions_ended = state.sessions.end_everything(id).await?;
+    audit.after = Some(serde_json::json!({ "sessions_ended": sessions_ended }));
+    state
+        .users
+        .record_audit(&audit)
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(AccountAction {
+        user_id: id,
+        action: "user.sessions.end",
+        changed: true,
+        sessions_ended,
+    })
+}
+
+/// An API caller's account action.
+async fn act(
+    state: &AppState,
+    caller: &Vouched,
+    headers: &HeaderMap,
+    id: Uuid,
+    action: &'static str,
+) -> Result<Json<AccountAction>, ApiError> {
+    let operator = match caller.0.principal {
+        hub_http::caller::Principal::User(me) => Some(me),
+        _ => None,
+    };
+    let actor = caller.0.actor();
+    carry_out(state, operator, &actor, request_id(headers), id, action)
+        .await
+        .map(Json)
 }
 
 /// `POST /api/admin/users/{id}/disable`.
@@ -113,7 +164,6 @@ pub async fn disable(
     Path(id): Path<Uuid>,
 ) -> Result<Json<AccountAction>, ApiError> {
     caller.authorize(&state, Permission::UsersManage).await?;
-    not_oneself(&caller, id)?;
     act(&state, &caller, &headers, id, "user.disable").await
 }
 
@@ -168,7 +218,6 @@ pub async fn delete(
     Path(id): Path<Uuid>,
 ) -> Result<Json<AccountAction>, ApiError> {
     caller.authorize(&state, Permission::UsersManage).await?;
-    not_oneself(&caller, id)?;
     act(&state, &caller, &headers, id, "user.delete").await
 }
 
@@ -195,27 +244,5 @@ pub async fn end_sessions(
     Path(id): Path<Uuid>,
 ) -> Result<Json<AccountAction>, ApiError> {
     caller.authorize(&state, Permission::SessionsRevoke).await?;
-    let exists = state
-        .users
-        .find_user(id)
-        .await
-        .map_err(|e| store_error(&e))?;
-    if exists.is_none() {
-        return Err(unknown_user());
-    }
-    let sessions_ended = state.sessions.end_everything(id).await?;
-    let mut audit = AuditEntry::on_user(&caller.0.actor(), "user.sessions.end", id)
-        .in_request(request_id(&headers));
-    audit.after = Some(serde_json::json!({ "sessions_ended": sessions_ended }));
-    state
-        .users
-        .record_audit(&audit)
-        .await
-        .map_err(|e| store_error(&e))?;
-    Ok(Json(AccountAction {
-        user_id: id,
-        action: "user.sessions.end",
-        changed: true,
-        sessions_ended,
-    }))
+    act(&state, &caller, &headers, id, "user.sessions.end").await
 }

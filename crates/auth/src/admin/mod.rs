@@ -4,6 +4,8 @@
 //! named permission itself.
 
 mod actions;
+
+pub(crate) use actions::carry_out;
 mod users;
 
 use axum::extract::FromRequestParts;
