@@ -11,6 +11,7 @@
 //! - A request with an idempotency key is carried out once; repeats get the first outcome.
 
 pub mod admin;
+pub mod grants;
 mod holds;
 mod idempotency;
 pub mod oauth;
@@ -52,6 +53,8 @@ pub enum TransactionKind {
     Grant,
     /// An operator's correction.
     Adjustment,
+    /// What was left of a grant at its end date, taken off the balance.
+    Expire,
 }
 
 impl TransactionKind {
@@ -62,6 +65,7 @@ impl TransactionKind {
             Self::Refund => "refund",
             Self::Grant => "grant",
             Self::Adjustment => "adjustment",
+            Self::Expire => "expire",
         }
     }
 
@@ -72,6 +76,7 @@ impl TransactionKind {
             "refund" => Self::Refund,
             "grant" => Self::Grant,
             "adjustment" => Self::Adjustment,
+            "expire" => Self::Expire,
             _ => return None,
         })
     }

@@ -112,6 +112,8 @@ pub struct Grant {
     pub reason: String,
     /// The request that asked for it.
     pub request_id: Option<String>,
+    /// Its end date and priority; the default adds to the account's base credits.
+    pub terms: crate::grants::GrantTerms,
 }
 
 /// What became of a grant.
@@ -158,6 +160,15 @@ pub struct AuditReport {
     pub discrepancies: Vec<Discrepancy>,
     /// Accounts whose `held` is not the sum of their live holds. Never expected.
     pub hold_discrepancies: Vec<HoldDiscrepancy>,
+    /// Accounts whose `granted` is not the sum of their grant rows. Never expected.
+    pub grant_discrepancies: Vec<crate::grants::GrantDiscrepancy>,
+}
+
+impl AuditReport {
+    /// How many accounts break an invariant.
+    pub fn broken(&self) -> usize {
+        self.discrepancies.len() + self.hold_discrepancies.len() + self.grant_discrepancies.len()
+    }
 }
 
 /// An account whose held credits are not the sum of its live holds.

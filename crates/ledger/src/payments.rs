@@ -57,6 +57,7 @@ impl Payment {
                 self.checkout_session_id, self.amount_total, self.currency
             ),
             request_id: None,
+            terms: crate::grants::GrantTerms::default(),
         }
     }
 }

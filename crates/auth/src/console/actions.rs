@@ -198,6 +198,7 @@ async fn granted(
         amount,
         reason,
         request_id,
+        terms: hub_ledger::grants::GrantTerms::default(),
     };
     match fresh(
         state

@@ -111,6 +111,7 @@ async fn grants_add_credits_up_to_the_maximum() {
             amount,
             reason: "top-up".into(),
             request_id: None,
+            terms: hub_core::ledger::grants::GrantTerms::default(),
         };
         let Idempotent::Fresh(GrantOutcome::Granted { transaction }) =
             store.grant(&grant(alice, 50), None).await.unwrap()
@@ -151,6 +152,7 @@ async fn a_balance_never_passes_its_maximum() {
             amount: step,
             reason: "fill".into(),
             request_id: None,
+            terms: hub_core::ledger::grants::GrantTerms::default(),
         };
         for _ in 0..(MAX_BALANCE / step) {
             assert!(matches!(

@@ -72,6 +72,7 @@ async fn an_idempotency_key_carries_out_its_request_once() {
                     amount: 5000,
                     reason: "top-up".into(),
                     request_id: None,
+                    terms: hub_core::ledger::grants::GrantTerms::default(),
                 },
                 None,
             )

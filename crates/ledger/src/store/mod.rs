@@ -19,6 +19,7 @@ use super::{
     Refund, RefundOutcome, Reserve, ReserveOutcome, Settle, SettleOutcome, TransactionPage,
 };
 use crate::admin::AdminStore;
+use crate::grants::GrantStore;
 use crate::oauth::OAuthStore;
 use crate::payments::PaymentStore;
 use crate::service_keys::ServiceKeyStore;
@@ -120,7 +121,14 @@ pub trait LedgerStore: Send + Sync {
 
 /// Everything the hub stores in its database.
 pub trait Store:
-    LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore + PaymentStore + UsageStore
+    LedgerStore
+    + UserStore
+    + ServiceKeyStore
+    + OAuthStore
+    + AdminStore
+    + PaymentStore
+    + UsageStore
+    + GrantStore
 {
 }
 impl<T> Store for T where
@@ -131,15 +139,24 @@ impl<T> Store for T where
         + AdminStore
         + PaymentStore
         + UsageStore
+        + GrantStore
 {
 }
 
 /// The store for an open database.
 pub fn open(database: hub_storage::Database) -> Arc<dyn Store> {
+    open_with_clock(database, Arc::new(crate::grants::SystemClock))
+}
+
+/// The store for an open database, deciding grant expiry by `clock` (tests move it).
+pub fn open_with_clock(
+    database: hub_storage::Database,
+    clock: Arc<dyn crate::grants::Clock>,
+) -> Arc<dyn Store> {
     match database {
-        hub_storage::Database::Postgres(pool) => Arc::new(PgStore::new(pool)),
+        hub_storage::Database::Postgres(pool) => Arc::new(PgStore::new(pool).with_clock(clock)),
         hub_storage::Database::Sqlite { path, reader, .. } => {
-            Arc::new(SqliteStore::new(&path, reader))
+            Arc::new(SqliteStore::new(&path, reader).with_clock(clock))
         }
     }
 }

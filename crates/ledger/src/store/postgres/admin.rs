@@ -44,7 +44,16 @@ where
         conn: &mut PgConnection,
         key: Option<&str>,
     ) -> Result<Self::Outcome, StoreError> {
-        let outcome = self.operation.apply(&mut *conn, key).await?;
+        self.apply_at(conn, key, Utc::now()).await
+    }
+
+    async fn apply_at(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Self::Outcome, StoreError> {
+        let outcome = self.operation.apply_at(&mut *conn, key, now).await?;
         if outcome.changed() {
             let mut entry = self.audit.clone();
             entry.after = Some(serde_json::to_value(&outcome)?);
@@ -62,10 +71,21 @@ impl Operation for Adjust {
         conn: &mut PgConnection,
         key: Option<&str>,
     ) -> Result<AdjustOutcome, StoreError> {
+        self.apply_at(conn, key, Utc::now()).await
+    }
+
+    async fn apply_at(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<AdjustOutcome, StoreError> {
+        // Down on an account with grant rows: taken from them in spending order, as a debit is.
         let row = sqlx::query(&format!(
             "WITH adjusted AS (
                 UPDATE credit_accounts SET balance = balance + $2, updated_at = now()
                 WHERE user_id = $1 AND balance - held + $2 >= 0 AND balance + $2 <= $3
+                  AND ($2 >= 0 OR granted = 0)
                 RETURNING user_id, balance
             )
             INSERT INTO credit_transactions
@@ -86,6 +106,24 @@ impl Operation for Adjust {
         if let Some(row) = row {
             return Ok(AdjustOutcome::Adjusted {
                 transaction: transaction(&row)?,
+            });
+        }
+        if self.amount < 0 {
+            let take = Take {
+                user_id: self.user_id,
+                amount: -self.amount,
+                kind: TransactionKind::Adjustment,
+                service: None,
+                metadata: None,
+                reason: Some(&self.reason),
+                key,
+                request_id: self.request_id.as_deref(),
+                refuse_frozen: false,
+            };
+            return Ok(match take.run(conn, now).await? {
+                Taken::Done(transaction) => AdjustOutcome::Adjusted { transaction },
+                Taken::Short { available } => AdjustOutcome::Insufficient { available },
+                Taken::Frozen | Taken::UnknownUser => AdjustOutcome::UnknownUser,
             });
         }
         Ok(match available(&mut *conn, self.user_id).await? {
@@ -224,7 +262,7 @@ impl AdminStore for PgStore {
             operation: refund,
             audit,
         };
-        run_idempotent(&self.pool, &operation, claim).await
+        run_idempotent_at(&self.pool, &operation, claim, self.clock.now()).await
     }
 
     async fn adjust_audited(
@@ -237,7 +275,7 @@ impl AdminStore for PgStore {
             operation: adjust,
             audit,
         };
-        run_idempotent(&self.pool, &operation, claim).await
+        run_idempotent_at(&self.pool, &operation, claim, self.clock.now()).await
     }
 
     async fn insert_service_key_audited(

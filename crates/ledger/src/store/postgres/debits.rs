@@ -10,6 +10,17 @@ pub(super) trait Operation: Sync {
         conn: &mut PgConnection,
         key: Option<&str>,
     ) -> Result<Self::Outcome, StoreError>;
+
+    /// [`Operation::apply`] at the store clock's `now` (what decides grant expiry); the
+    /// operations that spend or give back credits take it.
+    async fn apply_at(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+        _now: DateTime<Utc>,
+    ) -> Result<Self::Outcome, StoreError> {
+        self.apply(conn, key).await
+    }
 }
 
 /// Runs an operation once per idempotency key: the key is claimed in the same database
@@ -18,6 +29,16 @@ pub(super) async fn run_idempotent<O: Operation>(
     pool: &PgPool,
     operation: &O,
     claim: Option<&IdempotencyClaim>,
+) -> Result<Idempotent<O::Outcome>, StoreError> {
+    run_idempotent_at(pool, operation, claim, Utc::now()).await
+}
+
+/// [`run_idempotent`] at `now` by the store's clock.
+pub(super) async fn run_idempotent_at<O: Operation>(
+    pool: &PgPool,
+    operation: &O,
+    claim: Option<&IdempotencyClaim>,
+    now: DateTime<Utc>,
 ) -> Result<Idempotent<O::Outcome>, StoreError> {
     let mut tx = pool.begin().await?;
     if let Some(claim) = claim {
@@ -46,7 +67,7 @@ pub(super) async fn run_idempotent<O: Operation>(
         }
     }
     let outcome = operation
-        .apply(&mut tx, claim.map(|c| c.key.as_str()))
+        .apply_at(&mut tx, claim.map(|c| c.key.as_str()), now)
         .await?;
     if let Some(claim) = claim {
         sqlx::query("UPDATE idempotency_keys SET outcome = $3 WHERE scope = $1 AND key = $2")
@@ -68,6 +89,15 @@ impl Operation for Debit {
         conn: &mut PgConnection,
         key: Option<&str>,
     ) -> Result<DebitOutcome, StoreError> {
+        self.apply_at(conn, key, Utc::now()).await
+    }
+
+    async fn apply_at(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<DebitOutcome, StoreError> {
         let tracked = match &self.app_grant {
             Some(grant) => match app_spend::charge(&mut *conn, grant, self.cost).await? {
                 Err(cap) => return Ok(DebitOutcome::AppCapReached(cap)),
@@ -75,7 +105,7 @@ impl Operation for Debit {
             },
             None => None,
         };
-        let outcome = self.debit(&mut *conn, key).await?;
+        let outcome = self.debit(&mut *conn, key, now).await?;
         if let (Some(grant), false) = (tracked, matches!(outcome, DebitOutcome::Debited { .. })) {
             app_spend::give_back_today(&mut *conn, grant, self.cost).await?;
         }
@@ -84,13 +114,16 @@ impl Operation for Debit {
 }
 
 impl Debit {
-    /// The debit itself: the one conditional statement, once more after freeing expired holds.
+    /// The debit itself: the one conditional statement, once more after freeing expired holds;
+    /// for an account with grant rows, the grant-aware path.
     async fn debit(
         &self,
         conn: &mut PgConnection,
         key: Option<&str>,
+        now: DateTime<Utc>,
     ) -> Result<DebitOutcome, StoreError> {
-        for attempt in 0..2 {
+        let mut retried = false;
+        loop {
             let row = sqlx::query(DEBIT_SQL)
                 .bind(self.user_id)
                 .bind(self.cost)
@@ -106,17 +139,54 @@ impl Debit {
                     transaction: transaction(&row)?,
                 });
             }
+            // The conditional update matched nothing: say why, from what the account holds now.
+            let state: Option<(i64, bool, bool)> = sqlx::query_as(
+                "SELECT balance - held, frozen, granted > 0 FROM credit_accounts WHERE user_id = $1",
+            )
+            .bind(self.user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some((balance, frozen, granted)) = state else {
+                return Ok(DebitOutcome::UnknownUser);
+            };
+            if frozen {
+                return Ok(DebitOutcome::AccountDisabled);
+            }
+            if granted {
+                return self.debit_grants(conn, key, now).await;
+            }
             // Short: holds that expired unswept may be what stands in the way. Free them and
             // try once more.
-            if attempt == 0 && !expire_user_holds(&mut *conn, self.user_id).await? {
-                break;
+            if retried || !expire_user_holds(&mut *conn, self.user_id).await? {
+                return Ok(DebitOutcome::Insufficient { balance });
             }
+            retried = true;
         }
-        // The conditional update matched nothing: say why, from what the account holds now.
-        Ok(match available(&mut *conn, self.user_id).await? {
-            Some((_, true)) => DebitOutcome::AccountDisabled,
-            Some((balance, false)) => DebitOutcome::Insufficient { balance },
-            None => DebitOutcome::UnknownUser,
+    }
+
+    /// The debit of an account with grant rows: taken from them in spending order.
+    async fn debit_grants(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<DebitOutcome, StoreError> {
+        let take = Take {
+            user_id: self.user_id,
+            amount: self.cost,
+            kind: TransactionKind::Debit,
+            service: Some(self.service.as_str()),
+            metadata: self.metadata.as_ref(),
+            reason: None,
+            key,
+            request_id: self.request_id.as_deref(),
+            refuse_frozen: true,
+        };
+        Ok(match take.run(conn, now).await? {
+            Taken::Done(transaction) => DebitOutcome::Debited { transaction },
+            Taken::Short { available } => DebitOutcome::Insufficient { balance: available },
+            Taken::Frozen => DebitOutcome::AccountDisabled,
+            Taken::UnknownUser => DebitOutcome::UnknownUser,
         })
     }
 }
@@ -142,9 +212,21 @@ impl Operation for Refund {
         conn: &mut PgConnection,
         key: Option<&str>,
     ) -> Result<RefundOutcome, StoreError> {
+        self.apply_at(conn, key, Utc::now()).await
+    }
+
+    async fn apply_at(
+        &self,
+        conn: &mut PgConnection,
+        key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<RefundOutcome, StoreError> {
         // The debit's row lock serialises refunds of one debit.
         let Some(debit) = sqlx::query(
-            "SELECT user_id, kind, service, refundable FROM credit_transactions WHERE id = $1 FOR UPDATE",
+            "SELECT user_id, kind, service, refundable,
+                    EXISTS (SELECT 1 FROM credit_grant_spends s
+                            WHERE s.transaction_id = credit_transactions.id) AS split
+             FROM credit_transactions WHERE id = $1 FOR UPDATE",
         )
         .bind(&self.transaction_id)
         .fetch_optional(&mut *conn)
@@ -161,10 +243,22 @@ impl Operation for Refund {
             Ok(amount) => amount,
             Err(outcome) => return Ok(outcome),
         };
+        // A debit taken from grants gives back to them (those still live), in reverse order.
+        let back = if debit.try_get("split")? {
+            plan_give_back(&mut *conn, &self.transaction_id, amount, now).await?
+        } else {
+            Vec::new()
+        };
+        let to_grants: i64 = back
+            .iter()
+            .filter(|(_, grant, _)| grant.is_some())
+            .map(|(_, _, amount)| amount)
+            .sum();
         // The account first, conditionally: a refund never takes a balance past its maximum.
         let row = sqlx::query(&format!(
             "WITH credited AS (
-                UPDATE credit_accounts SET balance = balance + $2, updated_at = now()
+                UPDATE credit_accounts SET balance = balance + $2, granted = granted + $10,
+                    updated_at = now()
                 WHERE user_id = $1 AND balance <= $9 - $2 RETURNING user_id, balance
             )
             INSERT INTO credit_transactions
@@ -182,11 +276,15 @@ impl Operation for Refund {
         .bind(key)
         .bind(self.request_id.as_deref())
         .bind(MAX_BALANCE)
+        .bind(to_grants)
         .fetch_optional(&mut *conn)
         .await?;
         let Some(row) = row else {
             return Ok(RefundOutcome::BalanceLimit);
         };
+        if !back.is_empty() {
+            write_give_back(&mut *conn, &self.transaction_id, &back).await?;
+        }
         sqlx::query("UPDATE credit_transactions SET refundable = refundable - $2 WHERE id = $1")
             .bind(&self.transaction_id)
             .bind(amount)
@@ -209,7 +307,8 @@ impl Operation for Grant {
     ) -> Result<GrantOutcome, StoreError> {
         let row = sqlx::query(&format!(
             "WITH credited AS (
-                UPDATE credit_accounts SET balance = balance + $2, updated_at = now()
+                UPDATE credit_accounts SET balance = balance + $2, granted = granted + $8,
+                    updated_at = now()
                 WHERE user_id = $1 AND balance <= $3 - $2 RETURNING user_id, balance
             )
             INSERT INTO credit_transactions
@@ -225,12 +324,15 @@ impl Operation for Grant {
         .bind(&self.reason)
         .bind(key)
         .bind(self.request_id.as_deref())
+        .bind(if self.terms.is_base() { 0 } else { self.amount })
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = row {
-            return Ok(GrantOutcome::Granted {
-                transaction: transaction(&row)?,
-            });
+            let transaction = transaction(&row)?;
+            if !self.terms.is_base() {
+                record_grant(&mut *conn, self, &transaction.id).await?;
+            }
+            return Ok(GrantOutcome::Granted { transaction });
         }
         let exists = sqlx::query("SELECT 1 FROM credit_accounts WHERE user_id = $1")
             .bind(self.user_id)

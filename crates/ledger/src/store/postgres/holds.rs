@@ -49,7 +49,7 @@ pub(super) async fn expire_user_holds(
 pub(super) const RESERVE_SQL: &str = "\
 WITH reserved AS (
     UPDATE credit_accounts SET held = held + $2, updated_at = now()
-    WHERE user_id = $1 AND balance - held >= $2 AND NOT frozen
+    WHERE user_id = $1 AND balance - held >= $2 AND NOT frozen AND (granted = 0 OR $10)
     RETURNING user_id, balance, held
 ), placed AS (
     INSERT INTO credit_holds (id, user_id, service, amount, metadata, request_id, expires_at,
@@ -68,7 +68,16 @@ impl Operation for Reserve {
     async fn apply(
         &self,
         conn: &mut PgConnection,
+        key: Option<&str>,
+    ) -> Result<ReserveOutcome, StoreError> {
+        self.apply_at(conn, key, Utc::now()).await
+    }
+
+    async fn apply_at(
+        &self,
+        conn: &mut PgConnection,
         _key: Option<&str>,
+        now: DateTime<Utc>,
     ) -> Result<ReserveOutcome, StoreError> {
         let tracked = match &self.app_grant {
             Some(grant) => match app_spend::charge(&mut *conn, grant, self.cost).await? {
@@ -77,7 +86,7 @@ impl Operation for Reserve {
             },
             None => None,
         };
-        let outcome = self.reserve(&mut *conn, tracked).await?;
+        let outcome = self.reserve(&mut *conn, tracked, now).await?;
         if let (Some(grant), false) = (tracked, matches!(outcome, ReserveOutcome::Held { .. })) {
             app_spend::give_back_today(&mut *conn, grant, self.cost).await?;
         }
@@ -87,12 +96,15 @@ impl Operation for Reserve {
 
 impl Reserve {
     /// The reservation itself (the hold marked with `grant` when it counts against an app's
-    /// cap), once more after freeing expired holds.
+    /// cap), once more after freeing expired holds and, for an account with grant rows, after
+    /// expiring what of them is due (until then such an account's reservation is refused).
     async fn reserve(
         &self,
         conn: &mut PgConnection,
         grant: Option<&str>,
+        now: DateTime<Utc>,
     ) -> Result<ReserveOutcome, StoreError> {
+        let mut grants_expired = false;
         for attempt in 0..2 {
             let row = sqlx::query(RESERVE_SQL)
                 .bind(self.user_id)
@@ -104,6 +116,7 @@ impl Reserve {
                 .bind(self.ttl_seconds as f64)
                 .bind(&self.placed_by)
                 .bind(grant)
+                .bind(grants_expired)
                 .fetch_optional(&mut *conn)
                 .await?;
             if let Some(row) = row {
@@ -112,7 +125,18 @@ impl Reserve {
                     available: row.try_get("available")?,
                 });
             }
-            if attempt == 0 && !expire_user_holds(&mut *conn, self.user_id).await? {
+            if attempt > 0 {
+                break;
+            }
+            let freed = expire_user_holds(&mut *conn, self.user_id).await?;
+            grants_expired = match lock_account(&mut *conn, self.user_id).await? {
+                Some(account) if account.granted > 0 => {
+                    expire_user_grants(&mut *conn, self.user_id, now).await?;
+                    true
+                }
+                _ => false,
+            };
+            if !freed && !grants_expired {
                 break;
             }
         }
@@ -180,19 +204,25 @@ pub(super) async fn settle(pool: &PgPool, settle: &Settle) -> Result<SettleOutco
             held: current.amount,
         });
     }
+    let mut debit_id = None;
     if captured > 0 {
-        // The account's row lock orders this capture and an operator's disabling of it.
-        let frozen: bool =
-            sqlx::query_scalar("SELECT frozen FROM credit_accounts WHERE user_id = $1 FOR UPDATE")
-                .bind(current.user_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if frozen {
+        // The account's row lock orders this capture, an operator's disabling of it, and every
+        // other change of its grants.
+        let account = lock_account(&mut tx, current.user_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a hold's account vanished".into()))?;
+        if account.frozen {
             return Ok(SettleOutcome::AccountDisabled);
         }
+        let id = new_transaction_id();
+        if account.granted > 0 {
+            // A capture is a debit: taken from the grants in spending order, as it is now.
+            take_from_grants(&mut tx, &account, current.user_id, captured, &id).await?;
+        }
+        debit_id = Some(id);
     }
     let (settled, transaction, balance, held) =
-        write_settlement(&mut tx, settle, &current, captured, &row).await?;
+        write_settlement(&mut tx, settle, &current, debit_id, &row).await?;
     tx.commit().await?;
     Ok(SettleOutcome::Settled {
         hold: settled,
@@ -209,9 +239,13 @@ async fn write_settlement(
     tx: &mut PgConnection,
     settle: &Settle,
     current: &Hold,
-    captured: i64,
+    debit: Option<String>,
     row: &PgRow,
 ) -> Result<(Hold, Option<Transaction>, i64, i64), StoreError> {
+    let captured = match settle.capture {
+        Some(amount) => amount.unwrap_or(current.amount),
+        None => 0,
+    };
     // What of the hold was not captured is not spent: the app's cap gets it back.
     app_spend::give_back_hold(&mut *tx, &current.id, current.amount - captured).await?;
     let account = sqlx::query(
@@ -225,7 +259,7 @@ async fn write_settlement(
     .await?;
     let balance: i64 = account.try_get("balance")?;
     let held: i64 = account.try_get("held")?;
-    let transaction = if captured > 0 {
+    let transaction = if let (true, Some(id)) = (captured > 0, debit) {
         let metadata: Option<Json<Value>> = row.try_get("metadata")?;
         let written = sqlx::query(&format!(
             "INSERT INTO credit_transactions
@@ -234,7 +268,7 @@ async fn write_settlement(
              VALUES ($1, $2, 'debit', $3, -$4, $5 + $4, $5, $4, $6, $7)
              RETURNING {COLUMNS}"
         ))
-        .bind(new_transaction_id())
+        .bind(id)
         .bind(current.user_id)
         .bind(&current.service)
         .bind(captured)

@@ -6,10 +6,14 @@ use super::*;
 impl LedgerStore for PgStore {
     async fn balance(&self, user_id: Uuid) -> Result<Option<i64>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT balance FROM credit_accounts WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?,
+            sqlx::query_scalar(&format!(
+                "SELECT a.balance - LEAST({DUE_SQL}, a.balance - a.held)
+                 FROM credit_accounts a WHERE a.user_id = $1"
+            ))
+            .bind(user_id)
+            .bind(self.clock.now())
+            .fetch_optional(&self.pool)
+            .await?,
         )
     }
 
@@ -21,9 +25,11 @@ impl LedgerStore for PgStore {
         if claim.is_none() && debit.app_grant.is_none() {
             // One statement is its own transaction: no BEGIN/COMMIT round trips.
             let mut conn = self.pool.acquire().await?;
-            return Ok(Idempotent::Fresh(debit.apply(&mut conn, None).await?));
+            return Ok(Idempotent::Fresh(
+                debit.apply_at(&mut conn, None, self.clock.now()).await?,
+            ));
         }
-        run_idempotent(&self.pool, debit, claim).await
+        run_idempotent_at(&self.pool, debit, claim, self.clock.now()).await
     }
 
     async fn refund(
@@ -31,7 +37,7 @@ impl LedgerStore for PgStore {
         refund: &Refund,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Idempotent<RefundOutcome>, StoreError> {
-        run_idempotent(&self.pool, refund, claim).await
+        run_idempotent_at(&self.pool, refund, claim, self.clock.now()).await
     }
 
     async fn grant(
@@ -71,12 +77,17 @@ impl LedgerStore for PgStore {
     }
 
     async fn holdings(&self, user_id: Uuid) -> Result<Option<Holdings>, StoreError> {
-        let row = sqlx::query(
-            "SELECT a.balance, a.frozen, COALESCE((SELECT sum(h.amount) FROM credit_holds h
-                 WHERE h.user_id = a.user_id AND h.status = 'held' AND h.expires_at > now()), 0)::bigint AS held
-             FROM credit_accounts a WHERE a.user_id = $1",
-        )
+        // Credits past their end date are not shown, swept or not (computed on read).
+        let row = sqlx::query(&format!(
+            "SELECT h.balance - LEAST(h.due, h.balance - h.held) AS balance, h.held, h.frozen
+             FROM (SELECT a.balance, a.frozen, {DUE_SQL} AS due,
+                          COALESCE((SELECT sum(h.amount) FROM credit_holds h
+                            WHERE h.user_id = a.user_id AND h.status = 'held'
+                              AND h.expires_at > now()), 0)::bigint AS held
+                   FROM credit_accounts a WHERE a.user_id = $1) h"
+        ))
         .bind(user_id)
+        .bind(self.clock.now())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
@@ -94,7 +105,7 @@ impl LedgerStore for PgStore {
         reserve: &Reserve,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Idempotent<ReserveOutcome>, StoreError> {
-        run_idempotent(&self.pool, reserve, claim).await
+        run_idempotent_at(&self.pool, reserve, claim, self.clock.now()).await
     }
 
     async fn settle(&self, operation: &Settle) -> Result<SettleOutcome, StoreError> {
@@ -163,6 +174,7 @@ impl LedgerStore for PgStore {
             accounts,
             discrepancies,
             hold_discrepancies,
+            grant_discrepancies: grant_discrepancies(&self.pool).await?,
         })
     }
 

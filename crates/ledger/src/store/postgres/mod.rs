@@ -1,11 +1,13 @@
 //! The ledger on PostgreSQL.
 //!
 //! A debit without an idempotency key is a single statement: a data-modifying CTE whose
-//! conditional `UPDATE` and transaction `INSERT` commit together, in one round trip.
+//! conditional `UPDATE` and transaction `INSERT` commit together, in one round trip. Accounts
+//! with grant rows (`granted > 0`) miss it and take the grant-aware path in `grants.rs`.
 
 mod admin;
 mod app_spend;
 mod debits;
+mod grants;
 mod holds;
 mod ledger;
 mod oauth;
@@ -27,13 +29,15 @@ use uuid::Uuid;
 use crate::service_keys::{NewServiceKey, ServiceKey, ServiceKeyStore};
 use crate::store::{LedgerStore, StoreError, parse_kind, replay};
 use crate::users::{CreatedUser, EmailVerification, NewUser, Role, User, UserStore};
+use crate::grants::Clock;
 use crate::{
     AuditReport, Debit, DebitOutcome, Discrepancy, Grant, GrantOutcome, Hold, HoldDiscrepancy,
     HoldStatus, Holdings, IdempotencyClaim, Idempotent, MAX_BALANCE, Refund, RefundOutcome,
-    Reserve, ReserveOutcome, Settle, SettleOutcome, Transaction, TransactionPage,
+    Reserve, ReserveOutcome, Settle, SettleOutcome, Transaction, TransactionKind, TransactionPage,
     new_reservation_id, new_transaction_id,
 };
 use debits::*;
+use grants::*;
 use holds::*;
 
 pub(super) const COLUMNS: &str = "id, user_id, kind, service, amount, balance_before, balance_after, \
@@ -43,7 +47,7 @@ pub(super) const COLUMNS: &str = "id, user_id, kind, service, amount, balance_be
 pub const DEBIT_SQL: &str = "\
 WITH debited AS (
     UPDATE credit_accounts SET balance = balance - $2, updated_at = now()
-    WHERE user_id = $1 AND balance - held >= $2 AND NOT frozen
+    WHERE user_id = $1 AND balance - held >= $2 AND NOT frozen AND granted = 0
     RETURNING user_id, balance
 )
 INSERT INTO credit_transactions
@@ -57,12 +61,22 @@ RETURNING id, user_id, kind, service, amount, balance_before, balance_after, ref
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl PgStore {
     /// Wraps a pool whose database is migrated.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            clock: std::sync::Arc::new(crate::grants::SystemClock),
+        }
+    }
+
+    /// Decides grant expiry by `clock` (tests move it).
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 }
 

@@ -47,6 +47,7 @@ impl UserStore for PgStore {
                 amount: new.initial_credits,
                 reason: "initial credits".to_owned(),
                 request_id: None,
+                terms: crate::grants::GrantTerms::default(),
             };
             match grant.apply(&mut tx, None).await? {
                 GrantOutcome::Granted { transaction } => Some(transaction),
@@ -143,6 +144,7 @@ impl UserStore for PgStore {
                 amount: credits,
                 reason: "new-user credits: email verified".to_owned(),
                 request_id: None,
+                terms: crate::grants::GrantTerms::default(),
             };
             match welcome.apply(&mut tx, None).await? {
                 GrantOutcome::Granted { transaction } => Some(transaction),

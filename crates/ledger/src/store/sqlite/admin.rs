@@ -47,11 +47,13 @@ fn apply_adjust(
     conn: &Connection,
     adjust: &Adjust,
     key: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<AdjustOutcome, StoreError> {
     let balance: Option<i64> = conn
         .prepare_cached(
             "UPDATE credit_accounts SET balance = balance + ?2, updated_at = ?4
              WHERE user_id = ?1 AND balance - held + ?2 >= 0 AND balance + ?2 <= ?3
+               AND (?2 >= 0 OR granted = 0)
              RETURNING balance",
         )?
         .query_row(
@@ -64,13 +66,6 @@ fn apply_adjust(
             |row| row.get(0),
         )
         .optional()?;
-    let Some(balance) = balance else {
-        return Ok(match available_balance(conn, adjust.user_id)? {
-            None => AdjustOutcome::UnknownUser,
-            Some((available, _)) if adjust.amount < 0 => AdjustOutcome::Insufficient { available },
-            Some(_) => AdjustOutcome::BalanceLimit,
-        });
-    };
     let entry = Entry {
         user_id: adjust.user_id,
         kind: TransactionKind::Adjustment,
@@ -81,6 +76,25 @@ fn apply_adjust(
         metadata: None,
         key,
         request_id: adjust.request_id.as_deref(),
+    };
+    // Down on an account with grant rows: taken from them in spending order, as a debit is.
+    if balance.is_none() && adjust.amount < 0 && has_grants(conn, adjust.user_id)? {
+        let take = Take {
+            entry,
+            refuse_frozen: false,
+        };
+        return Ok(match take.run(conn, now)? {
+            Taken::Done(transaction) => AdjustOutcome::Adjusted { transaction },
+            Taken::Short { available } => AdjustOutcome::Insufficient { available },
+            Taken::Frozen | Taken::UnknownUser => AdjustOutcome::UnknownUser,
+        });
+    }
+    let Some(balance) = balance else {
+        return Ok(match available_balance(conn, adjust.user_id)? {
+            None => AdjustOutcome::UnknownUser,
+            Some((available, _)) if adjust.amount < 0 => AdjustOutcome::Insufficient { available },
+            Some(_) => AdjustOutcome::BalanceLimit,
+        });
     };
     Ok(AdjustOutcome::Adjusted {
         transaction: super::debits::record(conn, entry, balance)?,
@@ -241,10 +255,12 @@ impl AdminStore for SqliteStore {
         audit: &AuditEntry,
     ) -> Result<Idempotent<RefundOutcome>, StoreError> {
         let (operation, claim, audit) = (refund.clone(), claim.cloned(), audit.clone());
+        let clock = self.clock.clone();
         self.writer
             .write(move |conn| {
                 run_idempotent(conn, claim.as_ref(), |conn, key| {
-                    audited(conn, &audit, super::debits::refund(conn, &operation, key)?)
+                    let outcome = super::debits::refund(conn, &operation, key, clock.now())?;
+                    audited(conn, &audit, outcome)
                 })
             })
             .await
@@ -257,10 +273,11 @@ impl AdminStore for SqliteStore {
         audit: &AuditEntry,
     ) -> Result<Idempotent<AdjustOutcome>, StoreError> {
         let (operation, claim, audit) = (adjust.clone(), claim.cloned(), audit.clone());
+        let clock = self.clock.clone();
         self.writer
             .write(move |conn| {
                 run_idempotent(conn, claim.as_ref(), |conn, key| {
-                    audited(conn, &audit, apply_adjust(conn, &operation, key)?)
+                    audited(conn, &audit, apply_adjust(conn, &operation, key, clock.now())?)
                 })
             })
             .await

@@ -76,6 +76,7 @@ pub(super) fn debit(
     conn: &Connection,
     debit: &Debit,
     key: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<DebitOutcome, StoreError> {
     let capped = match &debit.app_grant {
         Some(grant) => match app_spend::check(conn, grant, debit.cost)? {
@@ -88,7 +89,8 @@ pub(super) fn debit(
         Ok(conn
             .prepare_cached(
                 "UPDATE credit_accounts SET balance = balance - ?2, updated_at = ?3
-                 WHERE user_id = ?1 AND balance - held >= ?2 AND frozen = 0 RETURNING balance",
+                 WHERE user_id = ?1 AND balance - held >= ?2 AND frozen = 0 AND granted = 0
+                 RETURNING balance",
             )?
             .query_row(
                 params![debit.user_id.to_string(), debit.cost, timestamp(Utc::now())],
@@ -101,14 +103,6 @@ pub(super) fn debit(
     if balance.is_none() && expire_user_holds(conn, debit.user_id)? {
         balance = attempt()?;
     }
-    let Some(balance) = balance else {
-        // The conditional update matched nothing: say why, from what the account holds now.
-        return Ok(match available_balance(conn, debit.user_id)? {
-            Some((_, true)) => DebitOutcome::AccountDisabled,
-            Some((balance, false)) => DebitOutcome::Insufficient { balance },
-            None => DebitOutcome::UnknownUser,
-        });
-    };
     let entry = Entry {
         user_id: debit.user_id,
         kind: TransactionKind::Debit,
@@ -120,12 +114,36 @@ pub(super) fn debit(
         key,
         request_id: debit.request_id.as_deref(),
     };
+    let transaction = match balance {
+        Some(balance) => record(conn, entry, balance)?,
+        // An account with grant rows: taken from them in spending order.
+        None if has_grants(conn, debit.user_id)? => {
+            let take = Take {
+                entry,
+                refuse_frozen: true,
+            };
+            match take.run(conn, now)? {
+                Taken::Done(transaction) => transaction,
+                Taken::Short { available } => {
+                    return Ok(DebitOutcome::Insufficient { balance: available });
+                }
+                Taken::Frozen => return Ok(DebitOutcome::AccountDisabled),
+                Taken::UnknownUser => return Ok(DebitOutcome::UnknownUser),
+            }
+        }
+        // The conditional update matched nothing: say why, from what the account holds now.
+        None => {
+            return Ok(match available_balance(conn, debit.user_id)? {
+                Some((_, true)) => DebitOutcome::AccountDisabled,
+                Some((balance, false)) => DebitOutcome::Insufficient { balance },
+                None => DebitOutcome::UnknownUser,
+            });
+        }
+    };
     if let Some(grant) = capped {
         app_spend::add(conn, grant, debit.cost)?;
     }
-    Ok(DebitOutcome::Debited {
-        transaction: record(conn, entry, balance)?,
-    })
+    Ok(DebitOutcome::Debited { transaction })
 }
 
 pub(super) fn available_balance(
@@ -144,6 +162,7 @@ pub(super) fn refund(
     conn: &Connection,
     refund: &Refund,
     key: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<RefundOutcome, StoreError> {
     let found = conn
         .prepare_cached(
@@ -196,6 +215,9 @@ pub(super) fn refund(
             "refundable changed under the writer".into(),
         ));
     }
+    // A debit taken from grants gives back to them (those still live), in reverse order.
+    let back = plan_give_back(conn, &refund.transaction_id, amount, now)?;
+    write_give_back(conn, owner, &refund.transaction_id, &back)?;
     let entry = Entry {
         user_id: owner,
         kind: TransactionKind::Refund,
@@ -250,7 +272,9 @@ pub(super) fn grant(
         key,
         request_id: grant.request_id.as_deref(),
     };
-    Ok(GrantOutcome::Granted {
-        transaction: record(conn, entry, balance)?,
-    })
+    let transaction = record(conn, entry, balance)?;
+    if !grant.terms.is_base() {
+        record_grant(conn, grant, &transaction.id)?;
+    }
+    Ok(GrantOutcome::Granted { transaction })
 }

@@ -107,7 +107,11 @@ pub(super) fn expire_all_holds(conn: &Connection) -> Result<u64, StoreError> {
     Ok(by_user.len() as u64)
 }
 
-pub(super) fn reserve(conn: &Connection, reserve: &Reserve) -> Result<ReserveOutcome, StoreError> {
+pub(super) fn reserve(
+    conn: &Connection,
+    reserve: &Reserve,
+    now_by_clock: DateTime<Utc>,
+) -> Result<ReserveOutcome, StoreError> {
     let capped = match &reserve.app_grant {
         Some(grant) => match app_spend::check(conn, grant, reserve.cost)? {
             Err(cap) => return Ok(ReserveOutcome::AppCapReached(cap)),
@@ -132,6 +136,10 @@ pub(super) fn reserve(conn: &Connection, reserve: &Reserve) -> Result<ReserveOut
             )
             .optional()?)
     };
+    // An account with grant rows first expires what of them is due.
+    if has_grants(conn, reserve.user_id)? {
+        expire_user_grants(conn, reserve.user_id, now_by_clock)?;
+    }
     let mut reserved = attempt()?;
     if reserved.is_none() && expire_user_holds(conn, reserve.user_id)? {
         reserved = attempt()?;
@@ -224,10 +232,27 @@ pub(super) fn settle(conn: &Connection, settle: &Settle) -> Result<SettleOutcome
             held: current.amount,
         });
     }
-    if captured > 0 && available_balance(conn, current.user_id)?.is_some_and(|(_, frozen)| frozen) {
-        return Ok(SettleOutcome::AccountDisabled);
+    let mut taken = Vec::new();
+    if captured > 0 {
+        let account = read_account(conn, current.user_id)?
+            .ok_or_else(|| StoreError::Corrupt("a hold's account vanished".into()))?;
+        if account.frozen {
+            return Ok(SettleOutcome::AccountDisabled);
+        }
+        if account.granted > 0 {
+            // A capture is a debit: taken from the grants in spending order, as it is now.
+            taken = take_from_grants(conn, &account, current.user_id, captured)?;
+        }
     }
-    write_settlement(conn, settle, current, captured, metadata.as_deref(), at)
+    let outcome = write_settlement(conn, settle, current, captured, metadata.as_deref(), at)?;
+    if let SettleOutcome::Settled {
+        transaction: Some(debit),
+        ..
+    } = &outcome
+    {
+        record_spends(conn, &debit.id, debit.user_id, &taken)?;
+    }
+    Ok(outcome)
 }
 
 /// A settlement's writes, under the one writer: what of the hold the app's cap gets back, the

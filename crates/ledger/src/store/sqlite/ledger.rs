@@ -34,8 +34,15 @@ pub(super) async fn account_balance(
 #[async_trait]
 impl LedgerStore for SqliteStore {
     async fn balance(&self, user_id: Uuid) -> Result<Option<i64>, StoreError> {
-        let mut conn = self.reader.acquire().await?;
-        account_balance(&mut conn, user_id).await
+        // Credits past their end date are not shown, swept or not (computed on read).
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT a.balance - min({DUE_SQL}, a.balance - a.held)
+             FROM credit_accounts a WHERE a.user_id = ?1"
+        ))
+        .bind(user_id.to_string())
+        .bind(timestamp(self.clock.now()))
+        .fetch_optional(&self.reader)
+        .await?)
     }
 
     async fn debit(
@@ -44,10 +51,11 @@ impl LedgerStore for SqliteStore {
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Idempotent<DebitOutcome>, StoreError> {
         let (operation, claim) = (operation.clone(), claim.cloned());
+        let clock = self.clock.clone();
         self.writer
             .write(move |conn| {
                 run_idempotent(conn, claim.as_ref(), |conn, key| {
-                    debit(conn, &operation, key)
+                    debit(conn, &operation, key, clock.now())
                 })
             })
             .await
@@ -59,10 +67,11 @@ impl LedgerStore for SqliteStore {
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Idempotent<RefundOutcome>, StoreError> {
         let (operation, claim) = (operation.clone(), claim.cloned());
+        let clock = self.clock.clone();
         self.writer
             .write(move |conn| {
                 run_idempotent(conn, claim.as_ref(), |conn, key| {
-                    refund(conn, &operation, key)
+                    refund(conn, &operation, key, clock.now())
                 })
             })
             .await
@@ -113,12 +122,17 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn holdings(&self, user_id: Uuid) -> Result<Option<Holdings>, StoreError> {
-        let row = sqlx::query(
-            "SELECT a.balance, a.frozen, COALESCE((SELECT sum(h.amount) FROM credit_holds h
-                 WHERE h.user_id = a.user_id AND h.status = 'held' AND h.expires_at > ?2), 0) AS held
-             FROM credit_accounts a WHERE a.user_id = ?1",
-        )
+        // Credits past their end date are not shown, swept or not (computed on read).
+        let row = sqlx::query(&format!(
+            "SELECT h.balance - min(h.due, h.balance - h.held) AS balance, h.held, h.frozen
+             FROM (SELECT a.balance, a.frozen, {DUE_SQL} AS due,
+                          COALESCE((SELECT sum(h.amount) FROM credit_holds h
+                            WHERE h.user_id = a.user_id AND h.status = 'held'
+                              AND h.expires_at > ?3), 0) AS held
+                   FROM credit_accounts a WHERE a.user_id = ?1) h"
+        ))
         .bind(user_id.to_string())
+        .bind(timestamp(self.clock.now()))
         .bind(timestamp(Utc::now()))
         .fetch_optional(&self.reader)
         .await?;
@@ -138,9 +152,12 @@ impl LedgerStore for SqliteStore {
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Idempotent<ReserveOutcome>, StoreError> {
         let (operation, claim) = (operation.clone(), claim.cloned());
+        let clock = self.clock.clone();
         self.writer
             .write(move |conn| {
-                run_idempotent(conn, claim.as_ref(), |conn, _key| reserve(conn, &operation))
+                run_idempotent(conn, claim.as_ref(), |conn, _key| {
+                    reserve(conn, &operation, clock.now())
+                })
             })
             .await
     }
@@ -199,10 +216,12 @@ impl LedgerStore for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let grant_discrepancies = grant_discrepancies(&mut tx).await?;
         Ok(AuditReport {
             accounts,
             discrepancies,
             hold_discrepancies,
+            grant_discrepancies,
         })
     }
 

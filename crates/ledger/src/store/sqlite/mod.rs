@@ -10,6 +10,7 @@
 mod admin;
 mod app_spend;
 mod debits;
+mod grants;
 mod holds;
 mod ledger;
 mod oauth;
@@ -36,6 +37,7 @@ use uuid::Uuid;
 use crate::service_keys::{NewServiceKey, ServiceKey, ServiceKeyStore};
 use crate::store::{LedgerStore, StoreError, parse_kind, replay};
 use crate::users::{CreatedUser, EmailVerification, NewUser, Role, User, UserStore};
+use crate::grants::Clock;
 use crate::{
     AuditReport, Debit, DebitOutcome, Discrepancy, Grant, GrantOutcome, Hold, HoldDiscrepancy,
     HoldStatus, Holdings, IdempotencyClaim, Idempotent, MAX_BALANCE, Refund, RefundOutcome,
@@ -43,6 +45,7 @@ use crate::{
     new_reservation_id, new_transaction_id,
 };
 use debits::*;
+use grants::*;
 use holds::*;
 use writer::*;
 
@@ -57,6 +60,7 @@ pub(super) const MAX_GROUP: usize = 256;
 pub struct SqliteStore {
     writer: Writer,
     reader: SqlitePool,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl SqliteStore {
@@ -65,7 +69,14 @@ impl SqliteStore {
         Self {
             writer: Writer::start(path.to_owned()),
             reader,
+            clock: std::sync::Arc::new(crate::grants::SystemClock),
         }
+    }
+
+    /// Decides grant expiry by `clock` (tests move it).
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 }
 

@@ -40,6 +40,7 @@ pub(super) fn create_user(
             amount: new.initial_credits,
             reason: "initial credits".to_owned(),
             request_id: None,
+            terms: crate::grants::GrantTerms::default(),
         };
         match grant(conn, &initial, None)? {
             GrantOutcome::Granted { transaction } => Some(transaction),
@@ -90,6 +91,7 @@ pub(super) fn verify_email(
         amount: credits,
         reason: "new-user credits: email verified".to_owned(),
         request_id: None,
+        terms: crate::grants::GrantTerms::default(),
     };
     Ok(EmailVerification::Verified {
         grant: match grant(conn, &welcome, None)? {
