@@ -326,6 +326,7 @@ async fn deleting_a_user_forgets_the_person_and_keeps_the_ledger() {
                     amount: 40,
                     reason: "start".into(),
                     request_id: None,
+                    terms: Default::default(),
                 },
                 None,
             )

@@ -118,6 +118,7 @@ async fn google_user_with(hub: &SpawnedHub, credits: i64) -> String {
                 amount: credits,
                 reason: "test".into(),
                 request_id: None,
+                terms: Default::default(),
             },
             None,
         )

@@ -192,9 +192,9 @@ async fn sweep_idempotency_keys(store: Arc<dyn Store>) {
     }
 }
 
-/// Frees holds that expired unsettled, every 10 seconds. (Reads never count an expired hold,
-/// and a debit or reservation that finds one in its way frees it at once; this gives the rest
-/// back to `held` promptly.)
+/// Frees holds that expired unsettled, then expires grants past their end date, every 10
+/// seconds. (Reads never count an expired hold or grant, and a debit or reservation that finds
+/// one in its way settles it at once; this writes the rest down promptly.)
 async fn expire_holds(store: Arc<dyn Store>) {
     let mut every = tokio::time::interval(Duration::from_secs(10));
     loop {
@@ -203,6 +203,11 @@ async fn expire_holds(store: Arc<dyn Store>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(accounts = n, "freed expired credit holds"),
             Err(e) => tracing::warn!(error = %e, "could not free expired credit holds"),
+        }
+        match store.expire_grants().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(accounts = n, "expired credit grants past their end date"),
+            Err(e) => tracing::warn!(error = %e, "could not expire credit grants"),
         }
     }
 }

@@ -72,7 +72,9 @@ pub(crate) fn requirement(path: &str) -> Option<(Resource, &'static str)> {
     }
     let operation = path.strip_prefix("/api/mcp/v1/credits/")?;
     match operation {
-        "check" | "balance" | "transactions" => Some((Resource::Api, SCOPE_CREDITS_READ)),
+        "check" | "balance" | "transactions" | "grants" => {
+            Some((Resource::Api, SCOPE_CREDITS_READ))
+        }
         "deduct" | "reserve" => Some((Resource::Api, SCOPE_CREDITS_SPEND)),
         _ if operation.starts_with("reservations/") => Some((Resource::Api, SCOPE_CREDITS_SPEND)),
         _ => None,

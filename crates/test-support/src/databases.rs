@@ -177,6 +177,11 @@ impl TestDatabase {
     pub fn store(&self) -> Arc<dyn Store> {
         hub_core::ledger::store::open(self.database.clone())
     }
+
+    /// The store over this database, deciding grant expiry by `clock` (tests move it).
+    pub fn store_with_clock(&self, clock: Arc<dyn hub_core::ledger::grants::Clock>) -> Arc<dyn Store> {
+        hub_core::ledger::store::open_with_clock(self.database.clone(), clock)
+    }
 }
 
 impl Drop for TestDatabase {

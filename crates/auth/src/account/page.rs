@@ -209,8 +209,8 @@ fn link(filter: &Filter, cursor: Option<&str>) -> String {
 }
 
 fn kinds(w: &Words, filter: &Filter) -> Vec<Choice> {
-    use hub_ledger::TransactionKind::{Adjustment, Debit, Grant, Refund};
-    [Debit, Refund, Grant, Adjustment]
+    use hub_ledger::TransactionKind::{Adjustment, Debit, Expire, Grant, Refund};
+    [Debit, Refund, Grant, Adjustment, Expire]
         .into_iter()
         .map(|kind| Choice {
             value: kind.as_str().to_owned(),

@@ -53,7 +53,7 @@ pub(crate) struct Words {
     pub unknown_session: &'static str,
     pub unknown_app: &'static str,
     pub unavailable: &'static str,
-    kinds: [&'static str; 4],
+    kinds: [&'static str; 5],
 }
 
 const ENGLISH: Words = Words {
@@ -103,7 +103,13 @@ const ENGLISH: Words = Words {
     unknown_session: "You have no session with this id.",
     unknown_app: "You have no connected app with this id.",
     unavailable: "Your account is briefly unavailable; try again in a moment.",
-    kinds: ["Spent", "Refund", "Credits added", "Adjustment"],
+    kinds: [
+        "Spent",
+        "Refund",
+        "Credits added",
+        "Adjustment",
+        "Credits expired",
+    ],
 };
 
 const THAI: Words = Words {
@@ -153,7 +159,13 @@ const THAI: Words = Words {
     unknown_session: "ไม่พบเซสชันนี้ในบัญชีของคุณ",
     unknown_app: "ไม่พบแอปนี้ในบัญชีของคุณ",
     unavailable: "ระบบบัญชีขัดข้องชั่วคราว กรุณาลองใหม่อีกครั้ง",
-    kinds: ["ใช้เครดิต", "คืนเครดิต", "ได้รับเครดิต", "ปรับยอด"],
+    kinds: [
+        "ใช้เครดิต",
+        "คืนเครดิต",
+        "ได้รับเครดิต",
+        "ปรับยอด",
+        "เครดิตหมดอายุ",
+    ],
 };
 
 impl Words {
@@ -172,6 +184,7 @@ impl Words {
             TransactionKind::Refund => self.kinds[1],
             TransactionKind::Grant => self.kinds[2],
             TransactionKind::Adjustment => self.kinds[3],
+            TransactionKind::Expire => self.kinds[4],
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::caller::{Caller, Permissions, Scope};
 use crate::error::CoreError;
 use crate::ledger::admin::{Adjust, AdjustOutcome, AuditEntry, validate_adjustment};
+use crate::ledger::grants::GrantTerms;
 use crate::ledger::{Grant, GrantOutcome, IdempotencyClaim, validate_amount, validate_reason};
 
 /// A grant of credits.
@@ -32,6 +33,15 @@ pub struct GrantBody {
         pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
     )]
     reason: String,
+    /// When what is left of the grant expires (RFC 3339, in the future, at most 100 years
+    /// ahead); never when absent.
+    #[serde(default)]
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where it stands in the spending order: 0 to 100, lower spent first (default 50, as plain
+    /// grants and top-ups).
+    #[schema(minimum = 0, maximum = 100)]
+    #[serde(default)]
+    priority: Option<i64>,
 }
 
 /// `POST /api/admin/credits/grant`: for callers with `credits:grant`.
@@ -41,7 +51,7 @@ pub struct GrantBody {
     operation_id = "grantCredits",
     tag = "admin",
     summary = "Add credits to a user's balance",
-    description = "Adds credits to a user's balance (a purchase, a gift). For service keys with credits:grant and operators.",
+    description = "Adds credits to a user's balance (a purchase, a gift). With expires_at or priority, promotional credits: spent by priority (lower first), then earliest end date, then oldest; what is left expires. For credits:grant.",
     request_body = GrantBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; repeats within 24 hours replay the first answer.", min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]{1,255}$")),
     responses(
@@ -62,9 +72,13 @@ pub async fn grant(
     caller.authorize(&state, Scope::Grant).await?;
     let amount = validate_amount("amount", body.amount, 1)?;
     let reason = validate_reason(&body.reason)?;
+    let terms = GrantTerms::parse(body.expires_at, body.priority, chrono::Utc::now())?;
     let claim = key.map(|key| {
-        let input =
+        let mut input =
             serde_json::json!({ "user_id": body.user_id, "amount": amount, "reason": reason });
+        if !terms.is_base() {
+            input["terms"] = serde_json::json!(terms);
+        }
         IdempotencyClaim::new(caller.idempotency_scope(), key, "grant", &input)
     });
     let audit = AuditEntry::on_user(&caller.actor(), "credits.grant", body.user_id)
@@ -75,6 +89,7 @@ pub async fn grant(
         amount,
         reason,
         request_id,
+        terms,
     };
     respond(
         state

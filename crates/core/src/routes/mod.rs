@@ -4,6 +4,7 @@ mod admin;
 mod api;
 mod audit;
 mod credits;
+mod grants;
 mod health;
 mod holds;
 mod keys;
@@ -30,6 +31,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(credits::refund))
         .routes(routes!(statement::balance))
         .routes(routes!(statement::transactions))
+        .routes(routes!(grants::list))
         .routes(routes!(holds::reserve))
         .routes(routes!(holds::capture))
         .routes(routes!(holds::release))
