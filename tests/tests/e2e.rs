@@ -16,6 +16,7 @@ mod gateway_abuse;
 mod gateway_openapi;
 mod gateway_proxy;
 mod gateway_trust;
+mod grants;
 mod limits_named;
 mod mcp_results;
 mod mcp_tools;

@@ -87,7 +87,8 @@ impl GrantTerms {
             ));
         }
         Ok(Self {
-            expires_at,
+            // Both engines keep microseconds: what is stored is what a replay compares.
+            expires_at: expires_at.map(|at| chrono::SubsecRound::trunc_subsecs(at, 6)),
             priority,
         })
     }
@@ -329,7 +330,9 @@ mod tests {
         assert!(GrantTerms::parse(Some(now), None, now).is_err());
         assert!(GrantTerms::parse(None, Some(101), now).is_err());
         assert!(GrantTerms::parse(None, Some(-1), now).is_err());
-        let terms = GrantTerms::parse(Some(now + chrono::Duration::days(1)), Some(0), now);
-        assert!(!terms.unwrap().is_base());
+        let ends = now + chrono::Duration::days(1) + chrono::Duration::nanoseconds(1_999);
+        let terms = GrantTerms::parse(Some(ends), Some(0), now).unwrap();
+        assert!(!terms.is_base());
+        assert_eq!(terms.expires_at.unwrap().timestamp_subsec_nanos() % 1_000, 0);
     }
 }

@@ -39,7 +39,7 @@ pub(super) async fn lock_account(
 }
 
 /// Expires what is left of the account's grants past their end date, each as an `expire`
-/// transaction, never taking the balance below what live holds set aside. The caller holds the
+/// transaction, never taking the balance below what holds set aside. The caller holds the
 /// account's row lock. Whether anything expired.
 pub(super) async fn expire_user_grants(
     conn: &mut PgConnection,
@@ -57,7 +57,9 @@ pub(super) async fn expire_user_grants(
     if due.is_empty() {
         return Ok(false);
     }
-    expire_user_holds(&mut *conn, user_id).await?;
+    // `held` as stored: holds that expired unswept still count until the hold sweep (or the
+    // debit before this) frees them. Freeing them here would lock hold rows after the account
+    // row, the reverse of a settlement's order.
     let Some(account) = lock_account(&mut *conn, user_id).await? else {
         return Ok(false);
     };
