@@ -366,7 +366,9 @@ mod tests {
 
     fn grant(extra: &[&str]) -> Result<Cli, clap::Error> {
         let user = Uuid::new_v4().to_string();
-        let mut args = vec!["hub", "credits", "grant", "--user", &user, "--amount", "100"];
+        let mut args = vec![
+            "hub", "credits", "grant", "--user", &user, "--amount", "100",
+        ];
         args.extend(["--reason", "launch promo"]);
         args.extend(extra);
         Cli::try_parse_from(args)

@@ -68,9 +68,7 @@ impl GrantTerms {
     ) -> Result<Self, InvalidInput> {
         let priority = match priority {
             None => DEFAULT_PRIORITY,
-            Some(p) if (i64::from(MIN_PRIORITY)..=i64::from(MAX_PRIORITY)).contains(&p) => {
-                p as i32
-            }
+            Some(p) if (i64::from(MIN_PRIORITY)..=i64::from(MAX_PRIORITY)).contains(&p) => p as i32,
             Some(_) => {
                 return Err(InvalidInput::new(
                     "invalid_priority",
@@ -333,6 +331,9 @@ mod tests {
         let ends = now + chrono::Duration::days(1) + chrono::Duration::nanoseconds(1_999);
         let terms = GrantTerms::parse(Some(ends), Some(0), now).unwrap();
         assert!(!terms.is_base());
-        assert_eq!(terms.expires_at.unwrap().timestamp_subsec_nanos() % 1_000, 0);
+        assert_eq!(
+            terms.expires_at.unwrap().timestamp_subsec_nanos() % 1_000,
+            0
+        );
     }
 }

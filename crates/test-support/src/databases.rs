@@ -179,7 +179,10 @@ impl TestDatabase {
     }
 
     /// The store over this database, deciding grant expiry by `clock` (tests move it).
-    pub fn store_with_clock(&self, clock: Arc<dyn hub_core::ledger::grants::Clock>) -> Arc<dyn Store> {
+    pub fn store_with_clock(
+        &self,
+        clock: Arc<dyn hub_core::ledger::grants::Clock>,
+    ) -> Arc<dyn Store> {
         hub_core::ledger::store::open_with_clock(self.database.clone(), clock)
     }
 }

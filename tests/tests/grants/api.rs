@@ -63,7 +63,11 @@ async fn a_bad_end_date_or_priority_is_refused_and_grants_nothing() {
         for (field, value, code) in [
             ("expires_at", json!(past), Some("invalid_expires_at")),
             ("expires_at", json!("next tuesday"), None),
-            ("expires_at", json!("9999-12-31T00:00:00Z"), Some("invalid_expires_at")),
+            (
+                "expires_at",
+                json!("9999-12-31T00:00:00Z"),
+                Some("invalid_expires_at"),
+            ),
             ("priority", json!(101), Some("invalid_priority")),
             ("priority", json!(-1), Some("invalid_priority")),
             ("priority", json!(2.5), None),

@@ -23,12 +23,7 @@ async fn a_500_way_race_over_mixed_grants_spends_exactly_what_there_was() {
         .await;
         let spent: i64 = outcomes
             .iter()
-            .filter(|(_, o)| {
-                matches!(
-                    o,
-                    Idempotent::Fresh(DebitOutcome::Debited { .. })
-                )
-            })
+            .filter(|(_, o)| matches!(o, Idempotent::Fresh(DebitOutcome::Debited { .. })))
             .map(|(cost, _)| cost)
             .sum();
         let refused = outcomes

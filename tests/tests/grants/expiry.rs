@@ -32,7 +32,12 @@ async fn a_hold_over_promotional_credits_keeps_them_until_it_settles() {
         let ledger = Ledger::new(engine).await;
         let user = ledger.user(0).await;
         ledger.grant(user, 100, Some(1), 10).await;
-        let hold = match ledger.store.reserve(&reserve(user, 60), None).await.unwrap() {
+        let hold = match ledger
+            .store
+            .reserve(&reserve(user, 60), None)
+            .await
+            .unwrap()
+        {
             Idempotent::Fresh(ReserveOutcome::Held { hold, .. }) => hold,
             other => panic!("held, got {other:?}"),
         };
@@ -80,7 +85,11 @@ async fn nothing_past_its_end_date_is_spent_or_held_before_the_sweep() {
             "{engine:?}"
         );
         assert_eq!(expired(&ledger.history(user).await), [-90]);
-        let refused = ledger.store.reserve(&reserve(user, 11), None).await.unwrap();
+        let refused = ledger
+            .store
+            .reserve(&reserve(user, 11), None)
+            .await
+            .unwrap();
         assert!(matches!(
             refused,
             Idempotent::Fresh(ReserveOutcome::Insufficient { available: 10 })

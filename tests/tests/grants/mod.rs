@@ -52,7 +52,13 @@ impl Ledger {
     }
 
     /// Grants `amount` ending in `days` (never when `None`) at `priority`.
-    async fn grant(&self, user: Uuid, amount: i64, days: Option<i64>, priority: i32) -> Transaction {
+    async fn grant(
+        &self,
+        user: Uuid,
+        amount: i64,
+        days: Option<i64>,
+        priority: i32,
+    ) -> Transaction {
         let grant = Grant {
             user_id: user,
             amount,
@@ -108,7 +114,11 @@ impl Ledger {
 
     /// What is left of each listed grant, in spending order.
     async fn remaining(&self, user: Uuid) -> Vec<i64> {
-        self.grants(user).await.iter().map(|g| g.remaining).collect()
+        self.grants(user)
+            .await
+            .iter()
+            .map(|g| g.remaining)
+            .collect()
     }
 
     async fn history(&self, user: Uuid) -> Vec<Transaction> {

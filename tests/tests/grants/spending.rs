@@ -11,7 +11,11 @@ async fn promotional_credits_are_spent_first_and_the_rest_expires() {
         assert_eq!(ledger.balance(user).await, 150);
 
         ledger.spend(user, 30).await;
-        assert_eq!(ledger.remaining(user).await, [20], "{engine:?}: promo first");
+        assert_eq!(
+            ledger.remaining(user).await,
+            [20],
+            "{engine:?}: promo first"
+        );
         assert_eq!(ledger.balance(user).await, 120);
 
         ledger.pass_days(8);
@@ -67,7 +71,11 @@ async fn priority_beats_end_date_beats_age_and_base_sits_at_the_default() {
             assert!(!left.contains(&spent.id), "{engine:?}: {spent:?} spent");
         }
         ledger.spend(user, 5).await;
-        assert_eq!(ledger.remaining(user).await, [5], "{engine:?}: base before 80");
+        assert_eq!(
+            ledger.remaining(user).await,
+            [5],
+            "{engine:?}: base before 80"
+        );
         ledger.spend(user, 5).await;
         assert!(ledger.grants(user).await.is_empty());
         assert_eq!(ledger.balance(user).await, 0);

@@ -113,7 +113,8 @@ pub(super) async fn take_from_grants(
     amount: i64,
     transaction_id: &str,
 ) -> Result<(), StoreError> {
-    let rows: Vec<(String, i32, Option<DateTime<Utc>>, i64, i64)> = sqlx::query_as(
+    type Row = (String, i32, Option<DateTime<Utc>>, i64, i64);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, priority, expires_at, seq, remaining FROM credit_grants
          WHERE user_id = $1 AND remaining > 0",
     )
@@ -135,7 +136,10 @@ pub(super) async fn take_from_grants(
     if taken.iter().all(|(grant, _)| grant.is_none()) {
         return Ok(());
     }
-    let ids: Vec<String> = taken.iter().map(|(g, _)| g.clone().unwrap_or_default()).collect();
+    let ids: Vec<String> = taken
+        .iter()
+        .map(|(g, _)| g.clone().unwrap_or_default())
+        .collect();
     let amounts: Vec<i64> = taken.iter().map(|(_, a)| *a).collect();
     sqlx::query(
         "WITH parts AS (SELECT * FROM unnest($2::text[], $3::bigint[]) AS p(grant_id, amount)),
@@ -289,7 +293,10 @@ pub(super) async fn write_give_back(
     back: &[(i32, Option<String>, i64)],
 ) -> Result<(), StoreError> {
     let ordinals: Vec<i32> = back.iter().map(|(o, _, _)| *o).collect();
-    let ids: Vec<String> = back.iter().map(|(_, g, _)| g.clone().unwrap_or_default()).collect();
+    let ids: Vec<String> = back
+        .iter()
+        .map(|(_, g, _)| g.clone().unwrap_or_default())
+        .collect();
     let amounts: Vec<i64> = back.iter().map(|(_, _, a)| *a).collect();
     sqlx::query(
         "WITH parts AS (SELECT * FROM unnest($2::int[], $3::text[], $4::bigint[])
@@ -332,7 +339,9 @@ pub(super) async fn record_grant(
 }
 
 /// Accounts whose `granted` is not the sum of their grant rows.
-pub(super) async fn grant_discrepancies(pool: &PgPool) -> Result<Vec<GrantDiscrepancy>, StoreError> {
+pub(super) async fn grant_discrepancies(
+    pool: &PgPool,
+) -> Result<Vec<GrantDiscrepancy>, StoreError> {
     let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
         "SELECT a.user_id, a.granted, COALESCE(SUM(g.remaining), 0)::bigint
          FROM credit_accounts a LEFT JOIN credit_grants g ON g.user_id = a.user_id

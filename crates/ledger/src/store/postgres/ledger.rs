@@ -5,16 +5,14 @@ use super::*;
 #[async_trait]
 impl LedgerStore for PgStore {
     async fn balance(&self, user_id: Uuid) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar(&format!(
-                "SELECT a.balance - LEAST({DUE_SQL}, a.balance - a.held)
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT a.balance - LEAST({DUE_SQL}, a.balance - a.held)
                  FROM credit_accounts a WHERE a.user_id = $1"
-            ))
-            .bind(user_id)
-            .bind(self.clock.now())
-            .fetch_optional(&self.pool)
-            .await?,
-        )
+        ))
+        .bind(user_id)
+        .bind(self.clock.now())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn debit(

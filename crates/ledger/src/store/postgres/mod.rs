@@ -26,10 +26,10 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::grants::Clock;
 use crate::service_keys::{NewServiceKey, ServiceKey, ServiceKeyStore};
 use crate::store::{LedgerStore, StoreError, parse_kind, replay};
 use crate::users::{CreatedUser, EmailVerification, NewUser, Role, User, UserStore};
-use crate::grants::Clock;
 use crate::{
     AuditReport, Debit, DebitOutcome, Discrepancy, Grant, GrantOutcome, Hold, HoldDiscrepancy,
     HoldStatus, Holdings, IdempotencyClaim, Idempotent, MAX_BALANCE, Refund, RefundOutcome,

@@ -277,7 +277,11 @@ impl AdminStore for SqliteStore {
         self.writer
             .write(move |conn| {
                 run_idempotent(conn, claim.as_ref(), |conn, key| {
-                    audited(conn, &audit, apply_adjust(conn, &operation, key, clock.now())?)
+                    audited(
+                        conn,
+                        &audit,
+                        apply_adjust(conn, &operation, key, clock.now())?,
+                    )
                 })
             })
             .await

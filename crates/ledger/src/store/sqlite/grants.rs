@@ -14,7 +14,10 @@ pub(super) struct Account {
     pub(super) frozen: bool,
 }
 
-pub(super) fn read_account(conn: &Connection, user_id: Uuid) -> Result<Option<Account>, StoreError> {
+pub(super) fn read_account(
+    conn: &Connection,
+    user_id: Uuid,
+) -> Result<Option<Account>, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT balance, held, granted, frozen FROM credit_accounts WHERE user_id = ?1",
@@ -134,14 +137,18 @@ pub(super) fn take_from_grants(
     let mut from_grants = 0;
     for (grant_id, part) in &taken {
         if let Some(grant_id) = grant_id {
-            conn.prepare_cached("UPDATE credit_grants SET remaining = remaining - ?2 WHERE id = ?1")?
-                .execute(params![grant_id, part])?;
+            conn.prepare_cached(
+                "UPDATE credit_grants SET remaining = remaining - ?2 WHERE id = ?1",
+            )?
+            .execute(params![grant_id, part])?;
             from_grants += part;
         }
     }
     if from_grants > 0 {
-        conn.prepare_cached("UPDATE credit_accounts SET granted = granted - ?2 WHERE user_id = ?1")?
-            .execute(params![user_id.to_string(), from_grants])?;
+        conn.prepare_cached(
+            "UPDATE credit_accounts SET granted = granted - ?2 WHERE user_id = ?1",
+        )?
+        .execute(params![user_id.to_string(), from_grants])?;
     }
     Ok(taken)
 }
@@ -278,8 +285,10 @@ pub(super) fn write_give_back(
         }
     }
     if to_grants > 0 {
-        conn.prepare_cached("UPDATE credit_accounts SET granted = granted + ?2 WHERE user_id = ?1")?
-            .execute(params![user_id.to_string(), to_grants])?;
+        conn.prepare_cached(
+            "UPDATE credit_accounts SET granted = granted + ?2 WHERE user_id = ?1",
+        )?
+        .execute(params![user_id.to_string(), to_grants])?;
     }
     Ok(())
 }
@@ -361,7 +370,10 @@ fn expire_all_grants(conn: &Connection, now: DateTime<Utc>) -> Result<u64, Store
 impl GrantStore for SqliteStore {
     async fn grants(&self, user_id: Uuid) -> Result<Option<Vec<CreditGrant>>, StoreError> {
         let mut conn = self.reader.acquire().await?;
-        if super::ledger::account_balance(&mut conn, user_id).await?.is_none() {
+        if super::ledger::account_balance(&mut conn, user_id)
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
         let rows = sqlx::query(

@@ -34,10 +34,10 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::grants::Clock;
 use crate::service_keys::{NewServiceKey, ServiceKey, ServiceKeyStore};
 use crate::store::{LedgerStore, StoreError, parse_kind, replay};
 use crate::users::{CreatedUser, EmailVerification, NewUser, Role, User, UserStore};
-use crate::grants::Clock;
 use crate::{
     AuditReport, Debit, DebitOutcome, Discrepancy, Grant, GrantOutcome, Hold, HoldDiscrepancy,
     HoldStatus, Holdings, IdempotencyClaim, Idempotent, MAX_BALANCE, Refund, RefundOutcome,
