@@ -9,6 +9,8 @@
 //! - A refund reverses all or part of one debit; the refunds of a debit never add up to more
 //!   than it.
 //! - A request with an idempotency key is carried out once; repeats get the first outcome.
+//! - Promotional grants (an end date, a priority) are spent first by their order and expire as
+//!   `expire` transactions; accounts without them keep the one-statement debit ([`grants`]).
 
 pub mod admin;
 pub mod grants;

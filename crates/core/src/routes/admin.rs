@@ -58,7 +58,7 @@ pub struct GrantBody {
         (status = 200, description = "The grant's transaction.", body = crate::ledger::Transaction),
         (status = 404, description = "No such user.", body = super::api::ErrorBody),
         (status = 409, description = "The balance would pass its maximum of 10^15 credits.", body = super::api::ErrorBody),
-        (status = 422, description = "A field is not valid, or the Idempotency-Key was used with another request.", body = super::api::ErrorBody),
+        (status = 422, description = "A field is not valid (invalid_expires_at: not in the future or over 100 years ahead), or the Idempotency-Key was used with another request.", body = super::api::ErrorBody),
     ),
     security(("serviceKey" = []), ("bearerJwt" = []))
 )]

@@ -5,9 +5,7 @@
 //! every other change of that account's grants.
 
 use super::*;
-use crate::grants::{
-    CreditGrant, GrantDiscrepancy, GrantStore, Source, Spent, allocate, give_back, new_grant_id,
-};
+use crate::grants::{Source, Spent, allocate, give_back, new_grant_id};
 
 /// The account, locked for the rest of the database transaction.
 pub(super) struct Account {
@@ -336,88 +334,4 @@ pub(super) async fn record_grant(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// Accounts whose `granted` is not the sum of their grant rows.
-pub(super) async fn grant_discrepancies(
-    pool: &PgPool,
-) -> Result<Vec<GrantDiscrepancy>, StoreError> {
-    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
-        "SELECT a.user_id, a.granted, COALESCE(SUM(g.remaining), 0)::bigint
-         FROM credit_accounts a LEFT JOIN credit_grants g ON g.user_id = a.user_id
-         GROUP BY a.user_id, a.granted HAVING a.granted <> COALESCE(SUM(g.remaining), 0)",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(user_id, granted, sum_of_remaining)| GrantDiscrepancy {
-            user_id,
-            granted,
-            sum_of_remaining,
-        })
-        .collect())
-}
-
-/// What of an account's balance is past its end date and free of holds, as a read shows it
-/// (computed on read: the sweep may not have come yet). `$1` is the account alias's user id
-/// column, `$now` the clock's reading.
-pub(super) const DUE_SQL: &str = "CASE WHEN a.granted > 0 THEN COALESCE((SELECT sum(g.remaining)
-     FROM credit_grants g WHERE g.user_id = a.user_id AND g.remaining > 0 AND g.expires_at <= $2),
-     0)::bigint ELSE 0 END";
-
-#[async_trait]
-impl GrantStore for PgStore {
-    async fn grants(&self, user_id: Uuid) -> Result<Option<Vec<CreditGrant>>, StoreError> {
-        if self.balance(user_id).await?.is_none() {
-            return Ok(None);
-        }
-        let rows = sqlx::query(
-            "SELECT id, transaction_id, amount, remaining, priority, expires_at, created_at
-             FROM credit_grants
-             WHERE user_id = $1 AND remaining > 0 AND (expires_at IS NULL OR expires_at > $2)
-             ORDER BY priority, expires_at NULLS LAST, seq",
-        )
-        .bind(user_id)
-        .bind(self.clock.now())
-        .fetch_all(&self.pool)
-        .await?;
-        let grants = rows
-            .iter()
-            .map(|row| {
-                Ok(CreditGrant {
-                    id: row.try_get("id")?,
-                    transaction_id: row.try_get("transaction_id")?,
-                    amount: row.try_get("amount")?,
-                    remaining: row.try_get("remaining")?,
-                    priority: row.try_get("priority")?,
-                    expires_at: row.try_get("expires_at")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(Some(grants))
-    }
-
-    async fn expire_grants(&self) -> Result<u64, StoreError> {
-        let now = self.clock.now();
-        let users: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT DISTINCT user_id FROM credit_grants
-             WHERE remaining > 0 AND expires_at <= $1 LIMIT 1000",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut accounts = 0;
-        for user_id in users {
-            let mut tx = self.pool.begin().await?;
-            if lock_account(&mut tx, user_id).await?.is_some()
-                && expire_user_grants(&mut tx, user_id, now).await?
-            {
-                accounts += 1;
-            }
-            tx.commit().await?;
-        }
-        Ok(accounts)
-    }
 }

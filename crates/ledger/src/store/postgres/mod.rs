@@ -7,6 +7,7 @@
 mod admin;
 mod app_spend;
 mod debits;
+mod grant_reads;
 mod grants;
 mod holds;
 mod ledger;
@@ -37,6 +38,7 @@ use crate::{
     new_reservation_id, new_transaction_id,
 };
 use debits::*;
+use grant_reads::*;
 use grants::*;
 use holds::*;
 

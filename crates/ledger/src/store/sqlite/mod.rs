@@ -10,6 +10,7 @@
 mod admin;
 mod app_spend;
 mod debits;
+mod grant_reads;
 mod grants;
 mod holds;
 mod ledger;
@@ -45,6 +46,7 @@ use crate::{
     new_reservation_id, new_transaction_id,
 };
 use debits::*;
+use grant_reads::*;
 use grants::*;
 use holds::*;
 use writer::*;
