@@ -10,9 +10,9 @@ use hub_test_support::{SpawnedHub, engines};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const WEBHOOK_SECRET: &str = "whsec_test_payments";
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_payments";
 
-fn payments(stripe: &FakeStripe) -> PaymentsConfig {
+pub(crate) fn payments(stripe: &FakeStripe) -> PaymentsConfig {
     PaymentsConfig {
         packs: parse_packs("100:4.99:usd,500:19.99:usd").unwrap(),
         secret_key: Some("sk_test_hub".to_owned().into()),
@@ -23,7 +23,14 @@ fn payments(stripe: &FakeStripe) -> PaymentsConfig {
     }
 }
 
-fn completed(event: &str, session: &str, user: &str, pack: &str, amount: i64, paid: &str) -> Value {
+pub(crate) fn completed(
+    event: &str,
+    session: &str,
+    user: &str,
+    pack: &str,
+    amount: i64,
+    paid: &str,
+) -> Value {
     json!({
         "id": event,
         "object": "event",
@@ -37,7 +44,7 @@ fn completed(event: &str, session: &str, user: &str, pack: &str, amount: i64, pa
     })
 }
 
-async fn deliver(
+pub(crate) async fn deliver(
     hub: &SpawnedHub,
     event: &Value,
     timestamp: i64,
@@ -57,7 +64,7 @@ async fn deliver(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 

@@ -112,6 +112,9 @@ pub struct Config {
     pub public_base_url: String,
     /// `SMTP_URL`, `MAIL_FROM`, and the outbox under `HUB_DATA_DIR` without SMTP.
     pub mail: mail::MailConfig,
+    /// The credit packs and Stripe, for the account page's "buy credits" (`CREDIT_PACKS`,
+    /// `STRIPE_SECRET_KEY`, …; the same variables as the core service's).
+    pub payments: hub_payments::PaymentsConfig,
     /// The authorization server's settings (`OAUTH_*`).
     pub oauth: oauth::OAuthConfig,
     /// `HUB_INTERNAL_TOKEN`: the gateway's credential, beside which the operators' endpoints
@@ -162,6 +165,7 @@ impl Config {
             internal_token,
             public_base_url: env.public_base_url()?,
             mail: mail::MailConfig::from_env(env)?,
+            payments: hub_payments::PaymentsConfig::from_env(env)?,
             oauth: oauth::OAuthConfig::from_env(env)?,
             jwt_key_path: env.raw("JWT_PRIVATE_KEY_PATH").map_or_else(
                 || env.data_dir().join("jwt-ed25519.pem"),
@@ -219,6 +223,8 @@ pub struct AppState {
     pub mailer: Arc<dyn mail::Mailer>,
     /// Client ID Metadata Documents fetched lately.
     pub oauth_metadata: Arc<oauth::MetadataCache>,
+    /// Credit packs and Stripe Checkout, for the account page.
+    pub payments: hub_payments::Payments,
     /// SHA-256 of the internal credential, when there is one (see [`Config::internal_token`]).
     pub credential: Option<[u8; 32]>,
 }
@@ -297,6 +303,7 @@ impl App {
         )?);
         let state = AppState {
             mailer: mail::open(&config.mail)?,
+            payments: hub_payments::Payments::new(config.payments.clone()),
             jwt,
             sessions,
             users,

@@ -201,6 +201,7 @@ pub(crate) fn auth_config(
             issuer_url: g.issuer.clone(),
         }),
         oauth: hub_auth::oauth::OAuthConfig::default(),
+        payments: Default::default(),
         internal_token: None,
     }
 }

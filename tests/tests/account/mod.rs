@@ -4,6 +4,7 @@
 //! `Person` is a browser at the page (cookies kept, redirects looked at, not followed).
 
 mod journey;
+mod purchases;
 mod refusals;
 
 use hub_test_support::fake_google::FakeAccount;

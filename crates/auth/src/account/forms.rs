@@ -23,11 +23,14 @@ pub(crate) struct AccountForm {
     #[serde(default)]
     csrf_token: String,
     #[serde(default)]
-    id: String,
+    pub(super) id: String,
+    /// The credit pack to buy, by its credits (`/account/buy`).
+    #[serde(default)]
+    pub(super) pack: String,
 }
 
 /// The browser's session, if it is signed in and the form carries its token; else the answer.
-async fn authorized(
+pub(super) async fn authorized(
     state: &AppState,
     headers: &HeaderMap,
     form: &AccountForm,
@@ -44,7 +47,7 @@ async fn authorized(
     }
 }
 
-fn refused(lang: Lang, status: StatusCode, message: &str) -> Response {
+pub(super) fn refused(lang: Lang, status: StatusCode, message: &str) -> Response {
     let words = Words::of(lang);
     crate::pages::error(status, words.error_title, message, "", None)
 }

@@ -1,10 +1,12 @@
 //! The end user's account page, `/account`: balance and held credits, history with filters, a
-//! usage chart, live sessions and connected apps, with forms to sign sessions out and to
-//! disconnect apps. Signing in is the hub's own browser sign-in (the `hub_browser` cookie of
-//! [`crate::oauth`]: Google, or email and password), which comes back here.
+//! usage chart, live sessions and connected apps, credit packs to buy and the payments made, with
+//! forms to sign sessions out, to disconnect apps and to buy credits. Signing in is the hub's own
+//! browser sign-in (the `hub_browser` cookie of [`crate::oauth`]: Google, or email and password),
+//! which comes back here.
 //!
 //! HTML pages, kept out of the OpenAPI document: the routes are a plain router.
 
+mod buy;
 mod forms;
 mod history;
 mod page;
@@ -29,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/sessions/end-all", post(forms::end_everything))
         .route("/account/apps/disconnect", post(forms::disconnect_app))
         .route("/account/sign-out", post(forms::sign_out))
+        .route("/account/buy", post(buy::buy))
 }
 
 /// A store did not answer: a page that says to try again.

@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hub_ledger::Holdings;
 use hub_ledger::oauth::OAuthGrant;
+use hub_ledger::payments::PaymentRecord;
+use hub_payments::Pack;
 use hub_sessions::SessionRecord;
 
 use super::history::{self, Filter, HistoryPage};
@@ -19,6 +21,9 @@ use crate::oauth::pages::Lang;
 use crate::web::chart::{self, Chart};
 use crate::web::csrf;
 use crate::web::{self, NotSignedIn};
+
+/// How many of the user's payments the page lists, newest first.
+const PAYMENTS_SHOWN: u32 = 20;
 
 /// An option of a filter's list.
 struct Choice {
@@ -44,6 +49,19 @@ struct SessionRow {
     this_browser: bool,
     started: String,
     ends: String,
+}
+
+/// A credit pack on sale.
+struct PackRow {
+    credits: i64,
+    price: String,
+}
+
+/// A payment that granted.
+struct PaymentRow {
+    when: String,
+    credits: i64,
+    price: String,
 }
 
 /// A connected app.
@@ -79,6 +97,9 @@ struct AccountPage<'a> {
     newest_link: Option<String>,
     sessions: Vec<SessionRow>,
     apps: Vec<AppRow>,
+    packs: Vec<PackRow>,
+    payments: Vec<PaymentRow>,
+    paid: bool,
 }
 
 /// What the page shows, read from the stores.
@@ -88,6 +109,7 @@ struct Found {
     usage: chart::Usage,
     sessions: Vec<SessionRecord>,
     grants: Vec<OAuthGrant>,
+    payments: Vec<PaymentRecord>,
 }
 
 /// `GET /account`.
@@ -108,7 +130,10 @@ pub(crate) async fn show(
     );
     let cursor = history::cursor_param(query.get("cursor").map(String::as_str));
     match find(&state, &session, &filter, cursor).await {
-        Ok(Some(found)) => render(&state, lang, &session, &filter, cursor, found),
+        Ok(Some(found)) => {
+            let paid = query.contains_key("paid");
+            render(&state, lang, &session, (&filter, cursor, paid), found)
+        }
         // The user is gone (deleted): there is nothing to show but the sign-in.
         Ok(None) => web::sign_in_page(&state, &headers, PATH),
         Err(e) => unavailable(lang, &e),
@@ -124,12 +149,13 @@ async fn find(
     let user = session.user_id;
     let store = &*state.users;
     let now = state.sessions.clock().now();
-    let (holdings, history, usage, sessions, grants) = tokio::join!(
+    let (holdings, history, usage, sessions, grants, payments) = tokio::join!(
         store.holdings(user),
         history::page(store, user, filter, cursor),
         chart::usage(store, user, now),
         state.sessions.list(user),
         store.list_grants(user),
+        store.payments_of(user, PAYMENTS_SHOWN),
     );
     let (Some(holdings), Some(history)) = (holdings?, history?) else {
         return Ok(None);
@@ -140,6 +166,7 @@ async fn find(
         usage: usage?,
         sessions: sessions?,
         grants: grants?,
+        payments: payments?,
     }))
 }
 
@@ -147,8 +174,7 @@ fn render(
     state: &AppState,
     lang: Lang,
     session: &SessionRecord,
-    filter: &Filter,
-    cursor: Option<&str>,
+    (filter, cursor, paid): (&Filter, Option<&str>, bool),
     found: Found,
 ) -> Response {
     let w = Words::of(lang);
@@ -179,14 +205,57 @@ fn render(
         newest_link: cursor.map(|_| link(filter, None)),
         sessions: sessions(w, &found.sessions, &session.id),
         apps: apps(lang, &found.grants),
+        packs: packs(state),
+        payments: payments(&found.payments),
+        paid,
+    };
+    // A "buy" form is answered with a redirect to Stripe's payment page, which the browser
+    // follows only if the form may go there.
+    let form_action = if page.packs.is_empty() {
+        "'self'"
+    } else {
+        "'self' https://checkout.stripe.com"
     };
     match page.render() {
-        Ok(html) => crate::pages::secure(StatusCode::OK, html, None, &style_nonce, "'self'"),
+        Ok(html) => crate::pages::secure(StatusCode::OK, html, None, &style_nonce, form_action),
         Err(e) => {
             tracing::error!(error = %e, "rendering the account page");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// The packs on sale: none when purchases are not set up.
+fn packs(state: &AppState) -> Vec<PackRow> {
+    if !state.payments.on_sale() {
+        return Vec::new();
+    }
+    state
+        .payments
+        .config
+        .packs
+        .iter()
+        .map(|p| PackRow {
+            credits: p.credits,
+            price: p.price(),
+        })
+        .collect()
+}
+
+fn payments(payments: &[PaymentRecord]) -> Vec<PaymentRow> {
+    payments
+        .iter()
+        .map(|p| PaymentRow {
+            when: day(p.created_at),
+            credits: p.credits,
+            price: Pack {
+                credits: p.credits,
+                amount: p.amount_total,
+                currency: p.currency.clone(),
+            }
+            .price(),
+        })
+        .collect()
 }
 
 fn day(at: DateTime<Utc>) -> String {

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::stripe::{self, CheckoutRequest, SignatureError};
+use super::CheckoutRefusal;
+use super::stripe::{self, SignatureError};
 use crate::AppState;
 use crate::caller::{Caller, Permissions, Scope};
 use crate::error::CoreError;
@@ -79,55 +80,41 @@ pub async fn checkout(
     ApiJson(body): ApiJson<CheckoutBody>,
 ) -> Result<Response, CoreError> {
     let user_id = caller.acting_user(Scope::Check)?;
-    let payments = &state.payments;
-    let Some(checkout) = &payments.checkout else {
-        return Ok(not_configured("STRIPE_SECRET_KEY").into_response());
-    };
-    let Some(pack) = payments.config.pack(&body.pack) else {
-        let offered: Vec<String> = payments
-            .config
-            .packs
-            .iter()
-            .map(|p| p.credits.to_string())
-            .collect();
-        return Ok(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_pack",
-            format!(
-                "There is no pack of {} credits; the packs are: {}.",
-                body.pack,
-                offered.join(", ")
-            ),
-        )
-        .into_response());
-    };
-    let request = CheckoutRequest {
-        user_id,
-        pack: pack.credits.to_string(),
-        unit_amount: pack.amount,
-        currency: pack.currency.clone(),
-        success_url: payments.config.success_url.clone(),
-        cancel_url: payments.config.cancel_url.clone(),
-    };
-    match checkout.create(&request).await {
-        Ok(session) => Ok(Json(CheckoutOk {
-            checkout_url: session.url,
-            session_id: session.id,
-            credits: pack.credits,
-            amount: pack.amount,
-            currency: pack.currency.clone(),
-        })
-        .into_response()),
-        Err(why) => {
-            tracing::warn!(error = %why, "Stripe did not make a Checkout Session");
-            Ok(ApiError::new(
+    let started = match state.payments.start_checkout(user_id, &body.pack).await {
+        Ok(started) => started,
+        Err(CheckoutRefusal::NotConfigured) => {
+            return Ok(not_configured("STRIPE_SECRET_KEY").into_response());
+        }
+        Err(CheckoutRefusal::UnknownPack(offered)) => {
+            let offered: Vec<String> = offered.iter().map(i64::to_string).collect();
+            return Ok(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_pack",
+                format!(
+                    "There is no pack of {} credits; the packs are: {}.",
+                    body.pack,
+                    offered.join(", ")
+                ),
+            )
+            .into_response());
+        }
+        Err(CheckoutRefusal::Provider) => {
+            return Ok(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "payment_provider_error",
                 "The payment provider did not start the checkout; try again shortly.",
             )
-            .into_response())
+            .into_response());
         }
-    }
+    };
+    Ok(Json(CheckoutOk {
+        checkout_url: started.session.url,
+        session_id: started.session.id,
+        credits: started.pack.credits,
+        amount: started.pack.amount,
+        currency: started.pack.currency,
+    })
+    .into_response())
 }
 
 /// The parts of a Stripe event the hub reads.

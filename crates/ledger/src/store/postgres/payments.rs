@@ -2,7 +2,7 @@
 //! (the checkout session) makes a second delivery wait for the first, then roll back.
 
 use super::*;
-use crate::payments::{Payment, PaymentOutcome, PaymentStore};
+use crate::payments::{Payment, PaymentOutcome, PaymentRecord, PaymentStore, RECORD_COLUMNS};
 
 #[async_trait]
 impl PaymentStore for PgStore {
@@ -35,5 +35,32 @@ impl PaymentStore for PgStore {
         }
         tx.commit().await?;
         Ok(PaymentOutcome::Granted { transaction })
+    }
+
+    async fn payments_of(
+        &self,
+        user_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM payments WHERE user_id = $1
+             ORDER BY created_at DESC, checkout_session_id LIMIT $2"
+        ))
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PaymentRecord {
+                    checkout_session_id: row.try_get("checkout_session_id")?,
+                    credits: row.try_get("credits")?,
+                    amount_total: row.try_get("amount_total")?,
+                    currency: row.try_get("currency")?,
+                    transaction_id: row.try_get("transaction_id")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 }

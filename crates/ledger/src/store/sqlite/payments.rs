@@ -2,7 +2,7 @@
 //! grant and the payment's row in one savepoint.
 
 use super::*;
-use crate::payments::{Payment, PaymentOutcome, PaymentStore};
+use crate::payments::{Payment, PaymentOutcome, PaymentRecord, PaymentStore, RECORD_COLUMNS};
 
 fn grant_for_payment(conn: &Connection, payment: &Payment) -> Result<PaymentOutcome, StoreError> {
     let seen = conn
@@ -46,5 +46,32 @@ impl PaymentStore for SqliteStore {
         self.writer
             .write(move |conn| grant_for_payment(conn, &payment))
             .await
+    }
+
+    async fn payments_of(
+        &self,
+        user_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM payments WHERE user_id = ?1
+             ORDER BY created_at DESC, checkout_session_id LIMIT ?2"
+        ))
+        .bind(user_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PaymentRecord {
+                    checkout_session_id: row.try_get("checkout_session_id")?,
+                    credits: row.try_get("credits")?,
+                    amount_total: row.try_get("amount_total")?,
+                    currency: row.try_get("currency")?,
+                    transaction_id: row.try_get("transaction_id")?,
+                    created_at: parse_time(row.try_get("created_at")?)?,
+                })
+            })
+            .collect()
     }
 }

@@ -89,7 +89,7 @@ pub struct CheckoutRequest {
 }
 
 /// A Checkout Session made.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CheckoutSession {
     /// `cs_…`.
     pub id: String,
@@ -222,6 +222,6 @@ mod tests {
     }
 
     fn expected_for_empty_object() -> &'static str {
-        include_str!("../../tests/fixtures/stripe_empty_object_signature.txt").trim()
+        include_str!("../tests/fixtures/stripe_empty_object_signature.txt").trim()
     }
 }
