@@ -4,6 +4,7 @@
 //! `Person` is a browser at the page (cookies kept, redirects looked at, not followed).
 
 mod journey;
+mod promotions;
 mod purchases;
 mod refusals;
 

@@ -1,8 +1,8 @@
-//! The end user's account page, `/account`: balance and held credits, history with filters, a
-//! usage chart, live sessions and connected apps, credit packs to buy and the payments made, with
-//! forms to sign sessions out, to disconnect apps and to buy credits. Signing in is the hub's own
-//! browser sign-in (the `hub_browser` cookie of [`crate::oauth`]: Google, or email and password),
-//! which comes back here.
+//! The end user's account page, `/account`: balance and held credits, promotional grants with
+//! their end dates, history with filters, a usage chart, live sessions and connected apps, credit
+//! packs to buy and the payments made, with forms to sign sessions out, to disconnect apps and to
+//! buy credits. Signing in is the hub's own browser sign-in (the `hub_browser` cookie of
+//! [`crate::oauth`]: Google, or email and password), which comes back here.
 //!
 //! HTML pages, kept out of the OpenAPI document: the routes are a plain router.
 
@@ -10,6 +10,7 @@ mod buy;
 mod forms;
 mod history;
 mod page;
+mod promotions;
 mod words;
 
 use axum::Router;

@@ -8,12 +8,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hub_ledger::Holdings;
+use hub_ledger::grants::CreditGrant;
 use hub_ledger::oauth::OAuthGrant;
 use hub_ledger::payments::PaymentRecord;
 use hub_payments::Pack;
 use hub_sessions::SessionRecord;
 
 use super::history::{self, Filter, HistoryPage};
+use super::promotions;
 use super::words::Words;
 use super::{PATH, unavailable};
 use crate::AppState;
@@ -85,6 +87,8 @@ struct AccountPage<'a> {
     email: &'a str,
     holdings: Holdings,
     available: i64,
+    promotions: Vec<promotions::GrantRow>,
+    gw: &'static promotions::GrantWords,
     chart: Chart,
     chart_width: i64,
     chart_height: i64,
@@ -105,6 +109,7 @@ struct AccountPage<'a> {
 /// What the page shows, read from the stores.
 struct Found {
     holdings: Holdings,
+    promotions: Vec<CreditGrant>,
     history: HistoryPage,
     usage: chart::Usage,
     sessions: Vec<SessionRecord>,
@@ -160,8 +165,10 @@ async fn find(
     let (Some(holdings), Some(history)) = (holdings?, history?) else {
         return Ok(None);
     };
+    let promotions = store.grants(user).await?.unwrap_or_default();
     Ok(Some(Found {
         holdings,
+        promotions,
         history,
         usage: usage?,
         sessions: sessions?,
@@ -189,6 +196,8 @@ fn render(
         email: &session.email,
         available: found.holdings.available(),
         holdings: found.holdings,
+        promotions: promotions::rows(&found.promotions),
+        gw: promotions::GrantWords::of(lang),
         chart: chart::chart(&found.usage, w.other),
         chart_width: chart::WIDTH,
         chart_height: chart::HEIGHT,
