@@ -98,3 +98,24 @@ async fn nothing_past_its_end_date_is_spent_or_held_before_the_sweep() {
         ledger.assert_audit().await;
     }
 }
+
+#[tokio::test]
+async fn a_hold_that_expired_unswept_does_not_stand_in_the_way_of_a_debit() {
+    for engine in engines() {
+        let ledger = Ledger::new(engine).await;
+        let user = ledger.user(0).await;
+        ledger.grant(user, 100, Some(30), 10).await;
+        let mut short = reserve(user, 100);
+        short.ttl_seconds = 1;
+        let placed = ledger.store.reserve(&short, None).await.unwrap();
+        assert!(matches!(
+            placed,
+            Idempotent::Fresh(ReserveOutcome::Held { .. })
+        ));
+        // Holds expire by the database's clock, not the ledger's: wait that second out.
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        ledger.spend(user, 100).await;
+        assert!(ledger.grants(user).await.is_empty(), "{engine:?}");
+        ledger.assert_audit().await;
+    }
+}
