@@ -69,7 +69,9 @@ pub async fn run(env: &Env, command: WebhookCommand) -> anyhow::Result<()> {
                     limit: limit.clamp(1, hub_ledger::webhooks::MAX_DELIVERY_PAGE),
                     ..Default::default()
                 };
-                super::print(&serde_json::to_value(store.list_deliveries(&filter).await?)?);
+                super::print(&serde_json::to_value(
+                    store.list_deliveries(&filter).await?,
+                )?);
             }
             WebhookCommand::Disable { id } | WebhookCommand::Enable { id }
                 if !id.starts_with("ep_") =>

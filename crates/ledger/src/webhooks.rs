@@ -72,7 +72,10 @@ pub fn new_endpoint(url: &str, events: &[String]) -> Result<NewEndpoint, Invalid
         if !EVENT_TYPES.contains(&event) {
             return Err(InvalidInput::new(
                 "invalid_events",
-                format!("unknown event type {event:?}; known: {}", EVENT_TYPES.join(", ")),
+                format!(
+                    "unknown event type {event:?}; known: {}",
+                    EVENT_TYPES.join(", ")
+                ),
             ));
         }
         if !chosen.iter().any(|c| c == event) {
@@ -347,13 +350,19 @@ mod tests {
     fn endpoints_are_checked_and_get_a_secret_of_32_bytes() {
         let made = new_endpoint(
             "https://example.com/hook",
-            &["credits.low".into(), "credits.low".into(), " payment.succeeded".into()],
+            &[
+                "credits.low".into(),
+                "credits.low".into(),
+                " payment.succeeded".into(),
+            ],
         )
         .unwrap();
         assert!(made.endpoint.id.starts_with("ep_"));
         assert_eq!(made.endpoint.events, ["credits.low", "payment.succeeded"]);
         let raw = made.secret.strip_prefix(SECRET_PREFIX).unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(raw).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .unwrap();
         assert_eq!(bytes.len(), 32);
         assert!(new_endpoint("ftp://example.com", &["credits.low".into()]).is_err());
         assert!(new_endpoint("https://example.com", &["credits.lost".into()]).is_err());

@@ -27,7 +27,7 @@ pub(crate) struct AccountForm {
 }
 
 /// The browser's session, if it is signed in and the form carries its token; else the answer.
-async fn authorized(
+pub(super) async fn authorized(
     state: &AppState,
     headers: &HeaderMap,
     form: &AccountForm,
@@ -44,13 +44,13 @@ async fn authorized(
     }
 }
 
-fn refused(lang: Lang, status: StatusCode, message: &str) -> Response {
+pub(super) fn refused(lang: Lang, status: StatusCode, message: &str) -> Response {
     let words = Words::of(lang);
     crate::pages::error(status, words.error_title, message, "", None)
 }
 
 /// Back to the page; signed out in this browser too when `sign_out`.
-fn back(state: &AppState, sign_out: bool) -> Response {
+pub(super) fn back(state: &AppState, sign_out: bool) -> Response {
     let mut response = Redirect::to(PATH).into_response();
     if sign_out {
         response

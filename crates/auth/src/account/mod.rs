@@ -5,6 +5,7 @@
 //!
 //! HTML pages, kept out of the OpenAPI document: the routes are a plain router.
 
+mod alerts;
 mod forms;
 mod history;
 mod page;
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/sessions/end-all", post(forms::end_everything))
         .route("/account/apps/disconnect", post(forms::disconnect_app))
         .route("/account/sign-out", post(forms::sign_out))
+        .route("/account/alerts", post(alerts::save))
 }
 
 /// A store did not answer: a page that says to try again.

@@ -79,6 +79,7 @@ struct AccountPage<'a> {
     newest_link: Option<String>,
     sessions: Vec<SessionRow>,
     apps: Vec<AppRow>,
+    alert: super::alerts::AlertView,
 }
 
 /// What the page shows, read from the stores.
@@ -108,7 +109,16 @@ pub(crate) async fn show(
     );
     let cursor = history::cursor_param(query.get("cursor").map(String::as_str));
     match find(&state, &session, &filter, cursor).await {
-        Ok(Some(found)) => render(&state, lang, &session, &filter, cursor, found),
+        Ok(Some(found)) => {
+            let alert = state
+                .users
+                .alert_setting(session.user_id)
+                .await
+                .ok()
+                .flatten();
+            let alert = super::alerts::AlertView::new(lang, alert);
+            render(&state, lang, &session, (&filter, cursor), found, alert)
+        }
         // The user is gone (deleted): there is nothing to show but the sign-in.
         Ok(None) => web::sign_in_page(&state, &headers, PATH),
         Err(e) => unavailable(lang, &e),
@@ -147,9 +157,9 @@ fn render(
     state: &AppState,
     lang: Lang,
     session: &SessionRecord,
-    filter: &Filter,
-    cursor: Option<&str>,
+    (filter, cursor): (&Filter, Option<&str>),
     found: Found,
+    alert: super::alerts::AlertView,
 ) -> Response {
     let w = Words::of(lang);
     let style_nonce = crate::pages::nonce();
@@ -179,6 +189,7 @@ fn render(
         newest_link: cursor.map(|_| link(filter, None)),
         sessions: sessions(w, &found.sessions, &session.id),
         apps: apps(lang, &found.grants),
+        alert,
     };
     match page.render() {
         Ok(html) => crate::pages::secure(StatusCode::OK, html, None, &style_nonce, "'self'"),

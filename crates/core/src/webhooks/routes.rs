@@ -91,10 +91,15 @@ pub async fn deliveries(
     let endpoint_ok = query.endpoint_id.as_deref().is_none_or(|id| {
         id.len() <= 64
             && id.strip_prefix("ep_").is_some_and(|hex| {
-                !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                !hex.is_empty()
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             })
     });
-    if !(1..=MAX_DELIVERY_PAGE).contains(&limit) || query.before.is_some_and(|b| b < 1) || !endpoint_ok
+    if !(1..=MAX_DELIVERY_PAGE).contains(&limit)
+        || query.before.is_some_and(|b| b < 1)
+        || !endpoint_ok
     {
         return Err(InvalidInput {
             code: "invalid_query",

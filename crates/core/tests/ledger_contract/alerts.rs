@@ -56,7 +56,11 @@ async fn nothing_is_written_when_nobody_listens() {
         listen(&store, &["payment.succeeded"]).await;
         grant(&store, alice, 10).await;
         fresh_debit(&store, alice, 10).await;
-        assert_eq!(store.fan_out(100).await.unwrap(), 0, "{engine:?}: none asked");
+        assert_eq!(
+            store.fan_out(100).await.unwrap(),
+            0,
+            "{engine:?}: none asked"
+        );
     }
 }
 
@@ -239,6 +243,9 @@ async fn a_users_email_alert_uses_their_threshold_and_goes_to_their_address() {
             threshold: Threshold::Percent(50),
         };
         store.set_alert_setting(dave, &percent).await.unwrap();
-        assert_eq!(store.alert_setting(dave).await.unwrap().unwrap().low_at, 500);
+        assert_eq!(
+            store.alert_setting(dave).await.unwrap().unwrap().low_at,
+            500
+        );
     }
 }

@@ -22,7 +22,12 @@ struct Receiver {
 impl Receiver {
     fn start(port: u16, secret: &str, fail_first: bool) -> Self {
         let mut child = Command::new("python3")
-            .args([RECEIVER, &port.to_string(), secret, if fail_first { "1" } else { "0" }])
+            .args([
+                RECEIVER,
+                &port.to_string(),
+                secret,
+                if fail_first { "1" } else { "0" },
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 with standardwebhooks (pip install standardwebhooks)");
@@ -117,7 +122,10 @@ async fn a_receiver_verifies_every_delivery_and_gets_the_retry_after_a_500() {
         );
         assert_eq!(seen.len(), 2, "{engine:?}: one 500, one retry: {seen:#?}");
         assert_eq!(seen[0]["id"], seen[1]["id"], "the same webhook-id");
-        assert_eq!((seen[0]["status"].clone(), seen[1]["attempt"].clone()), (json!(500), json!(2)));
+        assert_eq!(
+            (seen[0]["status"].clone(), seen[1]["attempt"].clone()),
+            (json!(500), json!(2))
+        );
         let payload = &seen[1]["payload"];
         assert_eq!(payload["type"], "credits.granted", "{engine:?}");
         assert_eq!(payload["data"]["user_id"], user.as_str());
@@ -160,7 +168,10 @@ async fn killed_between_the_debit_and_its_delivery_the_event_is_delivered_after_
         assert_eq!(payload["type"], "credits.low", "{engine:?}");
         assert_eq!(payload["data"]["user_id"], user.as_str());
         assert_eq!(
-            (payload["data"]["available"].clone(), payload["data"]["threshold"].clone()),
+            (
+                payload["data"]["available"].clone(),
+                payload["data"]["threshold"].clone()
+            ),
             (json!(10), json!(20))
         );
         hub.kill().expect("stop");

@@ -84,7 +84,9 @@ fn fan_out(conn: &Connection, limit: u32) -> Result<u64, StoreError> {
         .prepare_cached(
             "SELECT id, type, email FROM webhook_events WHERE fanned_out = 0 ORDER BY seq LIMIT ?1",
         )?
-        .query_map(params![limit], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .query_map(params![limit], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
         .collect::<Result<_, _>>()?;
     let at = timestamp(now());
     for (id, kind, email) in &due {
@@ -337,8 +339,10 @@ impl WebhookStore for SqliteStore {
     async fn set_default_low_percent(&self, percent: u8) -> Result<(), StoreError> {
         self.writer
             .write(move |conn| {
-                conn.prepare_cached("UPDATE alert_defaults SET low_balance_percent = ?1 WHERE id = 1")?
-                    .execute(params![percent])?;
+                conn.prepare_cached(
+                    "UPDATE alert_defaults SET low_balance_percent = ?1 WHERE id = 1",
+                )?
+                .execute(params![percent])?;
                 Ok(())
             })
             .await
