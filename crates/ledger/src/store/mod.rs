@@ -24,6 +24,7 @@ use crate::payments::PaymentStore;
 use crate::service_keys::ServiceKeyStore;
 use crate::usage::UsageStore;
 use crate::users::UserStore;
+use crate::webhooks::WebhookStore;
 
 /// The engine failed, or returned something the ledger cannot read.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +121,14 @@ pub trait LedgerStore: Send + Sync {
 
 /// Everything the hub stores in its database.
 pub trait Store:
-    LedgerStore + UserStore + ServiceKeyStore + OAuthStore + AdminStore + PaymentStore + UsageStore
+    LedgerStore
+    + UserStore
+    + ServiceKeyStore
+    + OAuthStore
+    + AdminStore
+    + PaymentStore
+    + UsageStore
+    + WebhookStore
 {
 }
 impl<T> Store for T where
@@ -131,6 +139,7 @@ impl<T> Store for T where
         + AdminStore
         + PaymentStore
         + UsageStore
+        + WebhookStore
 {
 }
 

@@ -113,6 +113,7 @@ impl Debit {
             }
         }
         // The conditional update matched nothing: say why, from what the account holds now.
+        super::webhooks::refused(&mut *conn, self.user_id).await?;
         Ok(match available(&mut *conn, self.user_id).await? {
             Some((_, true)) => DebitOutcome::AccountDisabled,
             Some((balance, false)) => DebitOutcome::Insufficient { balance },

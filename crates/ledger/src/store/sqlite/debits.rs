@@ -103,6 +103,7 @@ pub(super) fn debit(
     }
     let Some(balance) = balance else {
         // The conditional update matched nothing: say why, from what the account holds now.
+        super::webhooks::refused(conn, debit.user_id)?;
         return Ok(match available_balance(conn, debit.user_id)? {
             Some((_, true)) => DebitOutcome::AccountDisabled,
             Some((balance, false)) => DebitOutcome::Insufficient { balance },
