@@ -48,6 +48,7 @@ async fn replica(
         database: database.clone(),
         internal_token: SecretString::from(token.to_owned()),
         payments: Default::default(),
+        webhooks: Default::default(),
     };
     let deps = hub_core::Deps::open(&core_config)
         .await

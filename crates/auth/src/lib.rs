@@ -7,6 +7,7 @@
 
 pub mod account;
 mod admin;
+pub mod alerts;
 pub mod console;
 pub mod google;
 pub mod links;
@@ -335,14 +336,21 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let alerts = tokio::spawn(alerts::send_alerts(
+            self.state.users.clone(),
+            self.state.mailer.clone(),
+            format!("{}/account", self.state.config.public_base_url),
+        ));
+        let served = axum::serve(
             axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
                 let _ = tcp.set_nodelay(true);
             }),
             router(self.state).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        alerts.abort();
+        served
     }
 }
 

@@ -10,6 +10,7 @@ pub mod caller;
 pub mod error;
 pub mod payments;
 pub mod routes;
+pub mod webhooks;
 
 pub use hub_ledger as ledger;
 pub use hub_ledger::{service_keys, users};
@@ -36,6 +37,8 @@ pub struct Config {
     pub internal_token: SecretString,
     /// Paid top-ups (`CREDIT_PACKS`, `STRIPE_*`, `CHECKOUT_*_URL`); none by default.
     pub payments: payments::PaymentsConfig,
+    /// Webhook delivery and low-balance alerts (`LOW_BALANCE_PERCENT`, `WEBHOOK_*`).
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 /// The default listen address.
@@ -63,6 +66,7 @@ impl Config {
             database: hub_storage::database_config(env)?,
             internal_token,
             payments: payments::PaymentsConfig::from_env(env)?,
+            webhooks: webhooks::WebhookConfig::from_env(env)?,
         })
     }
 }
@@ -99,6 +103,7 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     database: Database,
+    webhooks: webhooks::WebhookConfig,
 }
 
 /// What the core runs on besides its configuration: what `hub up` shares between its services.
@@ -140,6 +145,7 @@ impl App {
                 ..AppState::new(deps.store, &config.internal_token)
             },
             database: deps.database,
+            webhooks: config.webhooks,
         })
     }
 
@@ -162,6 +168,7 @@ impl App {
     ) -> std::io::Result<()> {
         let sweeper = tokio::spawn(sweep_idempotency_keys(self.state.store.clone()));
         let holds = tokio::spawn(expire_holds(self.state.store.clone()));
+        let hooks = tokio::spawn(webhooks::dispatch(self.state.store.clone(), self.webhooks));
         let result = axum::serve(
             axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
                 let _ = tcp.set_nodelay(true);
@@ -172,6 +179,7 @@ impl App {
         .await;
         sweeper.abort();
         holds.abort();
+        hooks.abort();
         self.database.close().await;
         result
     }

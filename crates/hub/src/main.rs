@@ -8,6 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod oauth_client;
 mod user;
+mod webhook;
 
 use std::path::Path;
 use std::time::Instant;
@@ -57,6 +58,11 @@ enum Command {
     OauthClient {
         #[command(subcommand)]
         command: oauth_client::OAuthClientCommand,
+    },
+    /// Endpoints that receive the hub's events, signed (Standard Webhooks).
+    Webhook {
+        #[command(subcommand)]
+        command: webhook::WebhookCommand,
     },
 }
 
@@ -151,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Credits { command } => credits(&env, command).await,
         Command::ServiceKey { command } => service_key(&env, command).await,
         Command::OauthClient { command } => oauth_client::run(&env, command).await,
+        Command::Webhook { command } => webhook::run(&env, command).await,
     }
 }
 

@@ -23,6 +23,7 @@ pub mod service_keys;
 pub mod store;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

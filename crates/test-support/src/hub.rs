@@ -180,6 +180,7 @@ impl<'a> HubBuilder<'a> {
             database: db.config.clone(),
             internal_token: SecretString::from(token.clone()),
             payments: Default::default(),
+            webhooks: Default::default(),
         };
         (self.core)(&mut core);
         let mut auth = auth_config(

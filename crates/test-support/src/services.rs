@@ -41,6 +41,7 @@ pub async fn spawn_core(engine: Engine) -> SpawnedCore {
         database: db.config.clone(),
         internal_token: SecretString::from(token.clone()),
         payments: Default::default(),
+        webhooks: Default::default(),
     };
     let deps = hub_core::Deps {
         database: db.database.clone(),

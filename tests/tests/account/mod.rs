@@ -3,6 +3,7 @@
 //! sessions out with the page's CSRF token (and the refusals without it), connected apps, Thai.
 //! `Person` is a browser at the page (cookies kept, redirects looked at, not followed).
 
+mod alerts;
 mod journey;
 mod promotions;
 mod purchases;

@@ -6,6 +6,7 @@
 
 mod operations;
 mod permissions;
+mod webhooks;
 
 use hub_test_support::{OPERATOR_PASSWORD, SpawnedHub};
 use reqwest::StatusCode;

@@ -24,16 +24,17 @@ fn grants(role: Role) -> &'static [&'static str] {
     }
 }
 
-const PAGES: [(&str, &str); 5] = [
+const PAGES: [(&str, &str); 6] = [
     ("/console/dashboard", "usage:read"),
     ("/console/users?q=example", "users:read"),
     ("/console/keys", "keys:manage"),
+    ("/console/webhooks", "keys:manage"),
     ("/console/audit", "audit:read"),
     ("/console/audit.csv", "audit:read"),
 ];
 
 /// Each form, and the permission it needs; `{user}` is the target's id.
-const POSTS: [(&str, &str); 9] = [
+const POSTS: [(&str, &str); 11] = [
     ("/console/users/{user}/grant", "credits:grant"),
     ("/console/users/{user}/adjust", "credits:grant"),
     ("/console/users/{user}/refund", "credits:refund"),
@@ -43,6 +44,8 @@ const POSTS: [(&str, &str); 9] = [
     ("/console/users/{user}/sign-out", "sessions:revoke"),
     ("/console/keys", "keys:manage"),
     ("/console/keys/revoke", "keys:manage"),
+    ("/console/webhooks", "keys:manage"),
+    ("/console/webhooks/delete", "keys:manage"),
 ];
 
 #[tokio::test]

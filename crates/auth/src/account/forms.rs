@@ -53,7 +53,7 @@ pub(super) fn refused(lang: Lang, status: StatusCode, message: &str) -> Response
 }
 
 /// Back to the page; signed out in this browser too when `sign_out`.
-fn back(state: &AppState, sign_out: bool) -> Response {
+pub(super) fn back(state: &AppState, sign_out: bool) -> Response {
     let mut response = Redirect::to(PATH).into_response();
     if sign_out {
         response

@@ -6,6 +6,7 @@
 //!
 //! HTML pages, kept out of the OpenAPI document: the routes are a plain router.
 
+mod alerts;
 mod buy;
 mod forms;
 mod history;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/apps/disconnect", post(forms::disconnect_app))
         .route("/account/sign-out", post(forms::sign_out))
         .route("/account/buy", post(buy::buy))
+        .route("/account/alerts", post(alerts::save))
 }
 
 /// A store did not answer: a page that says to try again.

@@ -104,6 +104,7 @@ struct AccountPage<'a> {
     packs: Vec<PackRow>,
     payments: Vec<PaymentRow>,
     paid: bool,
+    alert: super::alerts::AlertView,
 }
 
 /// What the page shows, read from the stores.
@@ -137,7 +138,21 @@ pub(crate) async fn show(
     match find(&state, &session, &filter, cursor).await {
         Ok(Some(found)) => {
             let paid = query.contains_key("paid");
-            render(&state, lang, &session, (&filter, cursor, paid), found)
+            let alert = state
+                .users
+                .alert_setting(session.user_id)
+                .await
+                .ok()
+                .flatten();
+            let alert = super::alerts::AlertView::new(lang, alert);
+            render(
+                &state,
+                lang,
+                &session,
+                (&filter, cursor, paid),
+                found,
+                alert,
+            )
         }
         // The user is gone (deleted): there is nothing to show but the sign-in.
         Ok(None) => web::sign_in_page(&state, &headers, PATH),
@@ -183,6 +198,7 @@ fn render(
     session: &SessionRecord,
     (filter, cursor, paid): (&Filter, Option<&str>, bool),
     found: Found,
+    alert: super::alerts::AlertView,
 ) -> Response {
     let w = Words::of(lang);
     let style_nonce = crate::pages::nonce();
@@ -217,6 +233,7 @@ fn render(
         packs: packs(state),
         payments: payments(&found.payments),
         paid,
+        alert,
     };
     // A "buy" form is answered with a redirect to Stripe's payment page, which the browser
     // follows only if the form may go there.

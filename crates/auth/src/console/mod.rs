@@ -16,6 +16,7 @@ mod spending;
 mod standing;
 mod users;
 mod view;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::State;
@@ -46,6 +47,11 @@ pub fn router() -> Router<AppState> {
         .route("/console/users/{id}/sign-out", post(standing::end_sessions))
         .route("/console/keys", get(keys::list).post(keys::create))
         .route("/console/keys/revoke", post(keys::revoke))
+        .route(
+            "/console/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route("/console/webhooks/delete", post(webhooks::delete))
         .route("/console/audit", get(audit::show))
         .route("/console/audit.csv", get(audit::csv))
         .route("/console/sign-out", post(operator::sign_out))

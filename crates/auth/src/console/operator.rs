@@ -15,10 +15,11 @@ use crate::oauth::{signed_in, signed_out_cookie};
 use crate::web::{self, NotSignedIn, csrf};
 
 /// The console's pages, each with the permission that opens it.
-const PAGES: [(&str, &str, Permission); 4] = [
+const PAGES: [(&str, &str, Permission); 5] = [
     ("Dashboard", "/console/dashboard", Permission::UsageRead),
     ("Users", "/console/users", Permission::UsersRead),
     ("Service keys", "/console/keys", Permission::KeysManage),
+    ("Webhooks", "/console/webhooks", Permission::KeysManage),
     ("Audit log", "/console/audit", Permission::AuditRead),
 ];
 

@@ -43,6 +43,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(usage::report))
+        .routes(routes!(crate::webhooks::routes::deliveries))
 }
 
 /// Every route of the core service; `GET /openapi.json` answers the paths and schemas of its public

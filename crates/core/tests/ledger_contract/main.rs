@@ -2,6 +2,7 @@
 //! `HUB_TEST_DATABASE_URL` is set).
 
 mod accounts;
+mod alerts;
 mod balances;
 mod refunds;
 mod requests;

@@ -5,6 +5,7 @@
 
 mod killed;
 mod outages;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

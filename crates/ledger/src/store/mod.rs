@@ -25,6 +25,7 @@ use crate::payments::PaymentStore;
 use crate::service_keys::ServiceKeyStore;
 use crate::usage::UsageStore;
 use crate::users::UserStore;
+use crate::webhooks::WebhookStore;
 
 /// The engine failed, or returned something the ledger cannot read.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +130,7 @@ pub trait Store:
     + PaymentStore
     + UsageStore
     + GrantStore
+    + WebhookStore
 {
 }
 impl<T> Store for T where
@@ -140,6 +142,7 @@ impl<T> Store for T where
         + PaymentStore
         + UsageStore
         + GrantStore
+        + WebhookStore
 {
 }
 

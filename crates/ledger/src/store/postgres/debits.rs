@@ -163,6 +163,7 @@ impl Debit {
             // Short: holds that expired unswept may be what stands in the way. Free them and
             // try once more.
             if retried || !expire_user_holds(&mut *conn, self.user_id).await? {
+                super::webhooks::refused(&mut *conn, self.user_id).await?;
                 return Ok(DebitOutcome::Insufficient { balance });
             }
             retried = true;
@@ -189,7 +190,10 @@ impl Debit {
         };
         Ok(match take.run(conn, now).await? {
             Taken::Done(transaction) => DebitOutcome::Debited { transaction },
-            Taken::Short { available } => DebitOutcome::Insufficient { balance: available },
+            Taken::Short { available } => {
+                super::webhooks::refused(&mut *conn, self.user_id).await?;
+                DebitOutcome::Insufficient { balance: available }
+            }
             Taken::Frozen => DebitOutcome::AccountDisabled,
             Taken::UnknownUser => DebitOutcome::UnknownUser,
         })

@@ -140,6 +140,7 @@ impl Reserve {
                 break;
             }
         }
+        super::webhooks::refused(&mut *conn, self.user_id).await?;
         Ok(match available(&mut *conn, self.user_id).await? {
             Some((_, true)) => ReserveOutcome::AccountDisabled,
             Some((available, false)) => ReserveOutcome::Insufficient { available },

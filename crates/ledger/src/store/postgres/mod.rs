@@ -16,6 +16,7 @@ mod payments;
 mod service_keys;
 mod usage;
 mod users;
+mod webhooks;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

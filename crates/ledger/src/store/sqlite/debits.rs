@@ -125,6 +125,7 @@ pub(super) fn debit(
             match take.run(conn, now)? {
                 Taken::Done(transaction) => transaction,
                 Taken::Short { available } => {
+                    super::webhooks::refused(conn, debit.user_id)?;
                     return Ok(DebitOutcome::Insufficient { balance: available });
                 }
                 Taken::Frozen => return Ok(DebitOutcome::AccountDisabled),
@@ -133,6 +134,7 @@ pub(super) fn debit(
         }
         // The conditional update matched nothing: say why, from what the account holds now.
         None => {
+            super::webhooks::refused(conn, debit.user_id)?;
             return Ok(match available_balance(conn, debit.user_id)? {
                 Some((_, true)) => DebitOutcome::AccountDisabled,
                 Some((balance, false)) => DebitOutcome::Insufficient { balance },

@@ -145,6 +145,7 @@ pub(super) fn reserve(
         reserved = attempt()?;
     }
     let Some((balance, held)) = reserved else {
+        super::webhooks::refused(conn, reserve.user_id)?;
         return Ok(match available_balance(conn, reserve.user_id)? {
             Some((_, true)) => ReserveOutcome::AccountDisabled,
             Some((available, false)) => ReserveOutcome::Insufficient { available },

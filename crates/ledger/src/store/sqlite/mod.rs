@@ -19,6 +19,7 @@ mod payments;
 mod service_keys;
 mod usage;
 mod users;
+mod webhooks;
 mod writer;
 
 use std::path::Path;

@@ -1,0 +1,464 @@
+//! Outbound webhooks and low-balance alerts: operators' endpoints, the outbox of events that the
+//! ledger's own triggers write in the same database transaction as the change that causes them
+//! (migration 0014), their deliveries with retries, and each user's alert setting.
+//!
+//! The signature (Standard Webhooks) and the HTTP calls are the dispatcher's, in the core service;
+//! the email alerts are sent by the auth service, which has the mail sender.
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{InvalidInput, StoreError};
+
+/// Every event type an endpoint may subscribe to.
+pub const EVENT_TYPES: [&str; 5] = [
+    "credits.low",
+    "credits.depleted",
+    "credits.granted",
+    "credits.refunded",
+    "payment.succeeded",
+];
+
+/// The prefix of an endpoint's signing secret (Standard Webhooks).
+pub const SECRET_PREFIX: &str = "whsec_";
+
+/// The most deliveries one page lists.
+pub const MAX_DELIVERY_PAGE: u32 = 500;
+
+/// An operator's endpoint (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Endpoint {
+    /// Public id (`ep_…`).
+    pub id: String,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// The event types it receives.
+    pub events: Vec<String>,
+    /// Whether deliveries go out.
+    pub enabled: bool,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An endpoint just made: the only time its secret is shown.
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    /// The stored part.
+    pub endpoint: Endpoint,
+    /// `whsec_` and the base64 of 32 random bytes.
+    pub secret: String,
+}
+
+/// Checks an endpoint's URL (http or https, at most 2000 characters) and event types, and makes
+/// its id and secret.
+pub fn new_endpoint(url: &str, events: &[String]) -> Result<NewEndpoint, InvalidInput> {
+    let url = url.trim();
+    let parsed_ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() <= 2000
+        && url.len() > "https://".len()
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !parsed_ok {
+        return Err(InvalidInput::new(
+            "invalid_url",
+            "url must be an http:// or https:// address of at most 2000 characters",
+        ));
+    }
+    let mut chosen: Vec<String> = Vec::new();
+    for event in events.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        if !EVENT_TYPES.contains(&event) {
+            return Err(InvalidInput::new(
+                "invalid_events",
+                format!(
+                    "unknown event type {event:?}; known: {}",
+                    EVENT_TYPES.join(", ")
+                ),
+            ));
+        }
+        if !chosen.iter().any(|c| c == event) {
+            chosen.push(event.to_owned());
+        }
+    }
+    if chosen.is_empty() {
+        return Err(InvalidInput::new(
+            "invalid_events",
+            format!("name at least one event type: {}", EVENT_TYPES.join(", ")),
+        ));
+    }
+    let mut secret = [0u8; 32];
+    let mut id = [0u8; 12];
+    getrandom::fill(&mut secret)
+        .and_then(|()| getrandom::fill(&mut id))
+        .map_err(|_| InvalidInput::new("no_randomness", "the system's random source failed"))?;
+    Ok(NewEndpoint {
+        endpoint: Endpoint {
+            id: format!("ep_{}", hex::encode(id)),
+            url: url.to_owned(),
+            events: chosen,
+            enabled: true,
+            created_at: now_micros(),
+        },
+        secret: format!(
+            "{SECRET_PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode(secret)
+        ),
+    })
+}
+
+/// Now, to the microsecond (what both engines keep).
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// The stored form of an endpoint's event types: `,a,b,` (so `LIKE '%,a,%'` finds one).
+pub fn events_column(events: &[String]) -> String {
+    format!(",{},", events.join(","))
+}
+
+/// The event types of the stored form.
+pub fn parse_events_column(column: &str) -> Vec<String> {
+    column
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Who a delivery goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// An operator's endpoint.
+    Webhook,
+    /// The user's mailbox (their low-balance email alert).
+    Email,
+}
+
+impl Channel {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// A delivery claimed for one attempt.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// The delivery's id.
+    pub id: i64,
+    /// The event's id (`msg_…`): the `webhook-id` header, the same on every attempt.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The event's data.
+    pub data: Value,
+    /// When the event happened.
+    pub created_at: DateTime<Utc>,
+    /// Which attempt this is (1 for the first).
+    pub attempt: u32,
+    /// The endpoint's URL (webhooks) or the user's address (email).
+    pub target: String,
+    /// The endpoint's secret (webhooks; empty for email).
+    pub secret: String,
+}
+
+impl ClaimedDelivery {
+    /// The body sent: `{"type", "timestamp", "data"}` (the Standard Webhooks payload shape).
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::json!({
+            "type": self.event_type,
+            "timestamp": self.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "data": self.data,
+        })
+        .to_string()
+        .into_bytes()
+    }
+}
+
+/// What an attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The HTTP status the endpoint answered, if it answered.
+    pub status: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// `None`: delivered. `Some(Some(t))`: try again at `t`. `Some(None)`: given up (failed).
+    pub retry: Option<Option<DateTime<Utc>>>,
+}
+
+/// A delivery and its outcome, as operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Delivery {
+    /// The delivery's id.
+    pub id: i64,
+    /// The event's id (`msg_…`, the `webhook-id` header).
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The user it is about.
+    pub user_id: Option<Uuid>,
+    /// `webhook` or `email`.
+    pub channel: String,
+    /// The endpoint (webhooks).
+    pub endpoint_id: Option<String>,
+    /// The endpoint's URL (webhooks).
+    pub url: Option<String>,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    /// Attempts made so far.
+    pub attempts: i32,
+    /// The HTTP status of the last attempt, if the endpoint answered.
+    pub last_status: Option<i32>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the last attempt was made.
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// When the next attempt is due (pending deliveries).
+    pub next_attempt_at: DateTime<Utc>,
+    /// When the event happened.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this endpoint.
+    pub endpoint_id: Option<String>,
+    /// Only ids below this (the next page).
+    pub before: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// A user's low-balance threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Threshold {
+    /// The operator's default percent of the last grant or top-up (`LOW_BALANCE_PERCENT`).
+    Default,
+    /// This percent (1–100) of the last grant or top-up.
+    Percent(i64),
+    /// This many credits.
+    Credits(i64),
+}
+
+/// A user's low-balance alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AlertSetting {
+    /// Whether to send an email when the balance runs low or out.
+    pub email: bool,
+    /// The threshold (also the one credits.low webhooks use for this user).
+    pub threshold: Threshold,
+}
+
+/// A user's alert setting with the threshold it comes to now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AlertState {
+    /// What the user chose.
+    pub setting: AlertSetting,
+    /// The threshold in credits now in force.
+    pub low_at: i64,
+}
+
+/// Checks a threshold: a percent of 1 to 100, or 0 to 10^12 credits.
+pub fn validate_threshold(threshold: Threshold) -> Result<Threshold, InvalidInput> {
+    match threshold {
+        Threshold::Percent(p) if !(1..=100).contains(&p) => Err(InvalidInput::new(
+            "invalid_threshold",
+            "a percent threshold is 1 to 100",
+        )),
+        Threshold::Credits(c) if !(0..=crate::MAX_AMOUNT).contains(&c) => Err(InvalidInput::new(
+            "invalid_threshold",
+            format!("a threshold in credits is 0 to {}", crate::MAX_AMOUNT),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Storage of endpoints, the outbox and its deliveries, and alert settings.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new endpoint with its secret.
+    async fn insert_endpoint(&self, endpoint: &NewEndpoint) -> Result<(), StoreError>;
+    /// Every endpoint, newest first.
+    async fn list_endpoints(&self) -> Result<Vec<Endpoint>, StoreError>;
+    /// Turns deliveries to an endpoint on or off; whether it exists.
+    async fn set_endpoint_enabled(&self, id: &str, enabled: bool) -> Result<bool, StoreError>;
+    /// Deletes an endpoint and its deliveries; whether it existed.
+    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError>;
+    /// Turns up to `limit` new events into deliveries (one per subscribed, enabled endpoint, and
+    /// one email when the user asked for it); how many events.
+    async fn fan_out(&self, limit: u32) -> Result<u64, StoreError>;
+    /// Claims up to `limit` due deliveries of a channel for one attempt each: their next attempt
+    /// moves `lease` ahead, so a claimant that dies leaves them due again, and no other claimant
+    /// takes them meanwhile.
+    async fn claim_deliveries(
+        &self,
+        channel: Channel,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    /// Records what an attempt came to.
+    async fn record_attempt(&self, id: i64, attempt: &Attempt) -> Result<(), StoreError>;
+    /// Deliveries, newest first.
+    async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
+    /// A user's alert setting; `None` for an unknown user.
+    async fn alert_setting(&self, user_id: Uuid) -> Result<Option<AlertState>, StoreError>;
+    /// Sets a user's alert setting (the threshold is recomputed; nothing fires); whether the
+    /// user exists.
+    async fn set_alert_setting(
+        &self,
+        user_id: Uuid,
+        setting: &AlertSetting,
+    ) -> Result<bool, StoreError>;
+    /// Records `LOW_BALANCE_PERCENT`, which grants from now on use.
+    async fn set_default_low_percent(&self, percent: u8) -> Result<(), StoreError>;
+}
+
+impl Threshold {
+    /// The stored columns: (alert_credits, alert_percent).
+    pub fn columns(self) -> (Option<i64>, Option<i64>) {
+        match self {
+            Self::Default => (None, None),
+            Self::Percent(p) => (None, Some(p)),
+            Self::Credits(c) => (Some(c), None),
+        }
+    }
+
+    /// From the stored columns.
+    pub fn from_columns(credits: Option<i64>, percent: Option<i64>) -> Self {
+        match (credits, percent) {
+            (Some(c), _) => Self::Credits(c),
+            (None, Some(p)) => Self::Percent(p),
+            (None, None) => Self::Default,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_checked_and_get_a_secret_of_32_bytes() {
+        let made = new_endpoint(
+            "https://example.com/hook",
+            &[
+                "credits.low".into(),
+                "credits.low".into(),
+                " payment.succeeded".into(),
+            ],
+        )
+        .unwrap();
+        assert!(made.endpoint.id.starts_with("ep_"));
+        assert_eq!(made.endpoint.events, ["credits.low", "payment.succeeded"]);
+        let raw = made.secret.strip_prefix(SECRET_PREFIX).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .unwrap();
+        assert_eq!(bytes.len(), 32);
+        assert!(new_endpoint("ftp://example.com", &["credits.low".into()]).is_err());
+        assert!(new_endpoint("https://example.com", &["credits.lost".into()]).is_err());
+        assert!(new_endpoint("https://example.com", &[]).is_err());
+        assert_eq!(
+            parse_events_column(&events_column(&made.endpoint.events)),
+            made.endpoint.events
+        );
+    }
+
+    #[test]
+    fn thresholds_are_bounded() {
+        assert!(validate_threshold(Threshold::Percent(0)).is_err());
+        assert!(validate_threshold(Threshold::Percent(101)).is_err());
+        assert!(validate_threshold(Threshold::Credits(-1)).is_err());
+        assert!(validate_threshold(Threshold::Credits(50)).is_ok());
+        assert_eq!(
+            Threshold::from_columns(None, Some(30)),
+            Threshold::Percent(30)
+        );
+    }
+}
+
+/// The retry schedule, in multiples of the first delay (5 s by default): 5 s, 5 min, 30 min,
+/// 2 h, 5 h, then every 10 h (after Svix's), each with ±10 % jitter, until three days (as many
+/// first delays as three days are to 5 s) after the event; then the delivery has failed.
+pub const RETRY_STEPS: [u32; 6] = [1, 60, 360, 1440, 3600, 7200];
+
+/// How many first delays the retries go on for: three days of 5 s.
+pub const RETRY_WINDOW_STEPS: u32 = 3 * 24 * 3600 / 5;
+
+/// When to try again after failed attempt number `attempt` (1 for the first), or `None` when
+/// that would pass the window (three days at the default `base` of 5 s). `jitter` is in
+/// `[-1, 1]`; the delay moves by a tenth of that.
+pub fn next_attempt(
+    attempt: u32,
+    event_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    base: std::time::Duration,
+    jitter: f64,
+) -> Option<DateTime<Utc>> {
+    let index = (attempt.max(1) as usize - 1).min(RETRY_STEPS.len() - 1);
+    let step = base.as_secs_f64() * f64::from(RETRY_STEPS[index]);
+    let delay = step * (1.0 + 0.1 * jitter.clamp(-1.0, 1.0));
+    let at = now + chrono::Duration::milliseconds((delay * 1000.0) as i64);
+    let window = base.as_secs_f64() * f64::from(RETRY_WINDOW_STEPS);
+    let deadline = event_at + chrono::Duration::milliseconds((window * 1000.0) as i64);
+    (at <= deadline).then_some(at)
+}
+
+/// A jitter in `[-1, 1]` from the system's random source (0 if it fails).
+pub fn random_jitter() -> f64 {
+    let mut bytes = [0u8; 4];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX) * 2.0 - 1.0,
+        Err(_) => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod schedule {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_schedule_is_svixs_and_ends_after_three_days() {
+        let start = Utc::now();
+        let base = Duration::from_secs(5);
+        let mut now = start;
+        let mut delays = Vec::new();
+        let mut attempt = 1;
+        while let Some(at) = next_attempt(attempt, start, now, base, 0.0) {
+            delays.push((at - now).num_seconds());
+            now = at;
+            attempt += 1;
+        }
+        assert_eq!(
+            &delays[..7],
+            &[5, 300, 1800, 7200, 18000, 36000, 36000],
+            "5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h"
+        );
+        assert!(now - start <= chrono::Duration::days(3));
+        assert!(now - start > chrono::Duration::days(3) - chrono::Duration::hours(10));
+        assert_eq!(attempt, 12, "eleven retries after the first attempt");
+    }
+
+    #[test]
+    fn jitter_moves_a_delay_by_at_most_a_tenth_and_the_base_scales_it_all() {
+        let start = Utc::now();
+        for jitter in [-1.0, -0.3, 0.0, 0.7, 1.0, 5.0] {
+            let at = next_attempt(2, start, start, Duration::from_secs(5), jitter).unwrap();
+            let secs = (at - start).num_milliseconds() as f64 / 1000.0;
+            assert!((270.0..=330.0).contains(&secs), "{jitter}: {secs}");
+        }
+        let at = next_attempt(1, start, start, Duration::from_millis(100), 0.0).unwrap();
+        assert_eq!((at - start).num_milliseconds(), 100);
+        assert!(random_jitter().abs() <= 1.0);
+    }
+}
