@@ -25,9 +25,9 @@ pub(super) async fn grant_discrepancies(
         .collect())
 }
 
-/// What of an account's balance is past its end date and free of holds, as a read shows it
-/// (computed on read: the sweep may not have come yet). `$1` is the account alias's user id
-/// column, `$now` the clock's reading.
+/// What of an account's grants is past its end date, as a read leaves it out (computed on read:
+/// the sweep may not have come yet; the reader caps it at `balance - held`). `a` is the account
+/// row, `$2` the clock's reading.
 pub(super) const DUE_SQL: &str = "CASE WHEN a.granted > 0 THEN COALESCE((SELECT sum(g.remaining)
      FROM credit_grants g WHERE g.user_id = a.user_id AND g.remaining > 0 AND g.expires_at <= $2),
      0)::bigint ELSE 0 END";
