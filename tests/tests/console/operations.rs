@@ -51,6 +51,7 @@ async fn an_admin_grants_once_disables_a_user_and_reads_it_in_the_audit_log() {
             "{detail}"
         );
         refuses_with_the_limit(&person, &user, &token).await;
+        grants_promotional_credits(&hub, &person, &user, &token).await;
 
         let own = format!("/console/users/{admin}/disable");
         let refused = person
@@ -96,6 +97,60 @@ async fn grants_once(hub: &SpawnedHub, person: &Person<'_>, user: &str, token: &
     let refused = person.post(&path, &other).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(balance(hub, user).await, 31);
+}
+
+/// A grant with an end date (as a `datetime-local` field sends it) and a priority is a
+/// promotional grant; a past end date or a priority out of range is refused and grants nothing.
+async fn grants_promotional_credits(
+    hub: &SpawnedHub,
+    person: &Person<'_>,
+    user: &str,
+    token: &str,
+) {
+    let path = format!("/console/users/{user}/grant");
+    let ends = (chrono::Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let form = |key: &'static str, ends: &str, priority: &'static str| {
+        [
+            ("csrf_token", token.to_owned()),
+            ("idempotency_key", key.to_owned()),
+            ("amount", "7".to_owned()),
+            ("reason", "launch promotion".to_owned()),
+            ("expires_at", ends.to_owned()),
+            ("priority", priority.to_owned()),
+        ]
+    };
+    let path = path.as_str();
+    let send = |form: [(&'static str, String); 6]| async move {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        person.post(path, &form).await.status()
+    };
+    let before = balance(hub, user).await;
+    assert_eq!(
+        send(form("promo-past", "2020-01-01T00:00", "10")).await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        send(form("promo-prio", &ends, "101")).await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        send(form("promo-date", "next week", "")).await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(balance(hub, user).await, before, "nothing granted");
+    assert_eq!(
+        send(form("promo", &ends, "10")).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(balance(hub, user).await, before + 7);
+    let id: uuid::Uuid = user.parse().unwrap();
+    let grants = hub.store.grants(id).await.unwrap().expect("the user");
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!((grants[0].amount, grants[0].priority), (7, 10));
+    let expires = grants[0].expires_at.expect("an end date");
+    assert_eq!(expires.format("%Y-%m-%dT%H:%M").to_string(), ends);
 }
 
 async fn refuses_with_the_limit(person: &Person<'_>, user: &str, token: &str) {
@@ -149,8 +204,8 @@ async fn reads_the_audit_log(person: &Person<'_>, admin: &str, user: &str) {
     let page = person.page("/console/audit").await;
     assert_eq!(
         count(&page, "class=\"entry\""),
-        4,
-        "grant, disable, key made and revoked: {page}"
+        5,
+        "two grants, disable, key made and revoked: {page}"
     );
     let table = &page[page.find("id=\"audit\"").unwrap()..];
     let newest = table.find("key.revoke").unwrap();

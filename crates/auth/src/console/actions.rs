@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use hub_ledger::admin::{Adjust, AdjustOutcome, AuditEntry, validate_adjustment};
+use hub_ledger::grants::GrantTerms;
 use hub_ledger::users::Permission;
 use hub_ledger::{
     Grant, GrantOutcome, IdempotencyClaim, Idempotent, InvalidInput, Refund, RefundOutcome,
@@ -39,6 +40,13 @@ pub(crate) struct ActionForm {
     transaction_id: String,
     #[serde(default)]
     confirm: String,
+    /// A grant's end date (`2026-12-31T23:59`, UTC, as a `datetime-local` field sends it, or
+    /// RFC 3339); empty: never.
+    #[serde(default)]
+    expires_at: String,
+    /// A grant's priority (lower is spent first); empty: the default.
+    #[serde(default)]
+    priority: String,
 }
 
 /// A refusal to show on the operator's page.
@@ -187,7 +195,11 @@ async fn granted(
 ) -> Result<(), Refusal> {
     let amount = validate_amount("amount", whole("amount", &form.amount)?, 1)?;
     let reason = validate_reason(&form.reason)?;
-    let input = json!({ "user_id": user_id, "amount": amount, "reason": reason });
+    let terms = grant_terms(form)?;
+    let input = json!({
+        "user_id": user_id, "amount": amount, "reason": reason,
+        "expires_at": terms.expires_at, "priority": terms.priority,
+    });
     let claim = claim(operator, form, "grant", &input)?;
     let request_id = request_id(headers);
     let audit = AuditEntry::on_user(&operator.actor(), "credits.grant", user_id)
@@ -198,7 +210,7 @@ async fn granted(
         amount,
         reason,
         request_id,
-        terms: hub_ledger::grants::GrantTerms::default(),
+        terms,
     };
     match fresh(
         state
@@ -210,6 +222,37 @@ async fn granted(
         GrantOutcome::UnknownUser => Err(refusal(StatusCode::NOT_FOUND, "No user has this id.")),
         GrantOutcome::BalanceLimit => Err(balance_limit()),
     }
+}
+
+/// The grant form's end date and priority, checked as the admin API checks them.
+fn grant_terms(form: &ActionForm) -> Result<GrantTerms, Refusal> {
+    let expires_at = match form.expires_at.trim() {
+        "" => None,
+        given => Some(
+            chrono::DateTime::parse_from_rfc3339(given)
+                .map(|at| at.with_timezone(&chrono::Utc))
+                .or_else(|_| {
+                    chrono::NaiveDateTime::parse_from_str(given, "%Y-%m-%dT%H:%M")
+                        .map(|at| at.and_utc())
+                })
+                .map_err(|_| {
+                    refusal(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "The end date must be a date and time (UTC), e.g. 2026-12-31T23:59.",
+                    )
+                })?,
+        ),
+    };
+    let priority = match form.priority.trim() {
+        "" => None,
+        given => Some(given.parse::<i64>().map_err(|_| {
+            refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "The priority must be a whole number.",
+            )
+        })?),
+    };
+    Ok(GrantTerms::parse(expires_at, priority, chrono::Utc::now())?)
 }
 
 fn balance_limit() -> Refusal {
