@@ -10,12 +10,15 @@ use std::time::Duration;
 use hub_ledger::Store;
 use hub_ledger::webhooks::{Attempt, Channel, ClaimedDelivery, next_attempt, random_jitter};
 
-use crate::mail::{Mail, Mailer};
+use crate::mail::{Mail, Mailer, SMTP_TIMEOUT};
 
 /// The first retry's delay (the schedule's unit).
 const RETRY_BASE: Duration = Duration::from_secs(5);
-/// How long a claimed mail is kept from other claimants (the SMTP timeout and a margin).
-const LEASE: Duration = Duration::from_secs(30);
+/// How many mails one claim takes; they are sent one after another.
+const BATCH: u32 = 4;
+/// How long claimed mails are kept from other claimants: every mail of the batch may take the
+/// SMTP timeout, and a margin; a replica never re-claims a mail still being sent here.
+const LEASE: Duration = Duration::from_secs(SMTP_TIMEOUT.as_secs() * BATCH as u64 + 15);
 
 /// Sends the due alert mails every second, until the task is dropped.
 pub async fn send_alerts(store: Arc<dyn Store>, mailer: Arc<dyn Mailer>, account_url: String) {
@@ -23,7 +26,7 @@ pub async fn send_alerts(store: Arc<dyn Store>, mailer: Arc<dyn Mailer>, account
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let due = match store.claim_deliveries(Channel::Email, 16, LEASE).await {
+        let due = match store.claim_deliveries(Channel::Email, BATCH, LEASE).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim alert mails");

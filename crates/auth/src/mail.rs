@@ -18,7 +18,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 /// The sender when `MAIL_FROM` is unset.
 pub const DEFAULT_FROM: &str = "Smart AI Hub <no-reply@localhost>";
 /// How long one SMTP conversation may take.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where mail goes.
 #[derive(Debug, Clone)]

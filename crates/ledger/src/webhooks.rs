@@ -67,6 +67,17 @@ pub fn new_endpoint(url: &str, events: &[String]) -> Result<NewEndpoint, Invalid
             "url must be an http:// or https:// address of at most 2000 characters",
         ));
     }
+    // No `user:password@` in the address: it would be kept in the endpoint list and the audit
+    // log, which other operators read. Receivers authenticate deliveries by their signature.
+    let authority = url.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    if authority.is_empty() || authority.contains('@') {
+        return Err(InvalidInput::new(
+            "invalid_url",
+            "url must name a host, without a user name or password (deliveries are signed)",
+        ));
+    }
     let mut chosen: Vec<String> = Vec::new();
     for event in events.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
         if !EVENT_TYPES.contains(&event) {
@@ -365,6 +376,25 @@ mod tests {
             .unwrap();
         assert_eq!(bytes.len(), 32);
         assert!(new_endpoint("ftp://example.com", &["credits.low".into()]).is_err());
+        let low = || vec!["credits.low".to_owned()];
+        for with_credentials in [
+            "https://user:secret@example.com/hook",
+            "https://token@example.com",
+            "http://a@b@example.com/x",
+            "https:///no-host",
+        ] {
+            assert!(
+                new_endpoint(with_credentials, &low()).is_err(),
+                "{with_credentials}"
+            );
+        }
+        for fine in [
+            "https://example.com/hook?to=a@b.example",
+            "http://127.0.0.1:8099/hook#x",
+            "https://example.com:8443",
+        ] {
+            assert!(new_endpoint(fine, &low()).is_ok(), "{fine}");
+        }
         assert!(new_endpoint("https://example.com", &["credits.lost".into()]).is_err());
         assert!(new_endpoint("https://example.com", &[]).is_err());
         assert_eq!(

@@ -176,6 +176,50 @@ async fn concurrent_debits_fire_each_level_exactly_once() {
     }
 }
 
+/// A refused debit fires credits.depleted while credits are left; saving the alert setting again
+/// (or another threshold) must not re-arm it, or each save and refusal would fire it once more.
+#[tokio::test]
+async fn saving_the_alert_setting_does_not_fire_depleted_again() {
+    for engine in engines() {
+        let db = TestDatabase::new(engine).await;
+        let store = db.store();
+        listen(&store, &["credits.depleted", "credits.low"]).await;
+        let erin = user(&store, 100).await;
+        fresh_debit(&store, erin, 500).await; // refused, 100 left: depleted
+        assert_eq!(
+            fired(&store, erin).await,
+            ["credits.depleted"],
+            "{engine:?}"
+        );
+        for threshold in [
+            Threshold::Credits(5),
+            Threshold::Percent(50),
+            Threshold::Credits(5),
+        ] {
+            let setting = AlertSetting {
+                email: false,
+                threshold,
+            };
+            assert!(store.set_alert_setting(erin, &setting).await.unwrap());
+            fresh_debit(&store, erin, 500).await; // refused again
+        }
+        assert_eq!(
+            fired(&store, erin).await,
+            ["credits.depleted"],
+            "{engine:?}: saves re-arm nothing"
+        );
+        // Credits coming back re-arm it, as ever.
+        grant(&store, erin, 10).await;
+        fresh_debit(&store, erin, 500).await;
+        assert_eq!(
+            fired(&store, erin).await,
+            ["credits.depleted", "credits.depleted"],
+            "{engine:?}"
+        );
+        assert_invariant(&store).await;
+    }
+}
+
 #[tokio::test]
 async fn a_users_email_alert_uses_their_threshold_and_goes_to_their_address() {
     for engine in engines() {

@@ -247,13 +247,15 @@ impl WebhookStore for PgStore {
         setting: &AlertSetting,
     ) -> Result<bool, StoreError> {
         let (credits, percent) = setting.threshold.columns();
-        // The level is set to where the balance stands: a new threshold is not a crossing.
+        // The level is set to where the balance stands: a new threshold is not a crossing. A
+        // fired credits.depleted stays fired (only credits coming back re-arm it), so saving the
+        // form cannot make a refused debit fire it again.
         let low_at = "coalesce($3, last_grant * coalesce($4::bigint,
             (SELECT low_balance_percent FROM alert_defaults WHERE id = 1), 20) / 100)";
         Ok(sqlx::query(&format!(
             "UPDATE credit_accounts SET alert_email = $2, alert_credits = $3,
                  alert_percent = $4::smallint, low_at = {low_at},
-                 alert_state = CASE WHEN balance - held <= 0 THEN 2
+                 alert_state = CASE WHEN balance - held <= 0 OR alert_state = 2 THEN 2
                                     WHEN balance - held <= {low_at} THEN 1 ELSE 0 END
              WHERE user_id = $1"
         ))

@@ -321,12 +321,13 @@ impl WebhookStore for SqliteStore {
         let email = setting.email;
         self.writer
             .write(move |conn| {
-                // The level is set to where the balance stands: a new threshold is no crossing.
+                // The level is set to where the balance stands: a new threshold is no crossing. A
+                // fired credits.depleted stays fired (only credits coming back re-arm it).
                 Ok(conn
                     .prepare_cached(&format!(
                         "UPDATE credit_accounts SET alert_email = ?2, alert_credits = ?3,
                              alert_percent = ?4, low_at = {LOW_AT},
-                             alert_state = CASE WHEN balance - held <= 0 THEN 2
+                             alert_state = CASE WHEN balance - held <= 0 OR alert_state = 2 THEN 2
                                                 WHEN balance - held <= {LOW_AT} THEN 1 ELSE 0 END
                          WHERE user_id = ?1"
                     ))?
