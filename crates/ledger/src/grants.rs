@@ -12,8 +12,12 @@
 //! - A refund gives credits back to the grants they came from, in the reverse order they were
 //!   spent; what came from a grant that has reached its end date comes back as base credits.
 //! - At its end date what is left of a grant leaves the balance as an `expire` transaction,
-//!   except what live holds set aside (the balance never drops below `held`): that part stays
-//!   until the holds settle, and expires at the next sweep or debit after.
+//!   except what live holds set aside. Live holds are backed by credits past their end date
+//!   first: of the due grants, `max(0, due - held)` expires (taken in spending order), and the
+//!   rest stays until the holds settle, then expires at the next sweep or debit after. A capture
+//!   spends credits past their end date first, then in spending order; a debit never spends
+//!   them (they are the holds'), so a hold can neither make paid credits expire in a
+//!   promotion's place nor keep a promotion alive for anything but itself.
 //! - `credit_accounts.granted` is the sum of the account's grant rows' `remaining`, never more
 //!   than the balance; the audit checks it.
 
@@ -144,11 +148,49 @@ impl Source {
     }
 }
 
-/// What to take from each source for `amount`, in spending order: (grant or base, credits).
-/// Sources past their end date are spent in their place too (what live holds kept from expiry).
-/// Takes at most what the sources have.
-pub fn allocate(mut sources: Vec<Source>, amount: i64) -> Vec<(Option<String>, i64)> {
+/// Who takes credits, which decides what of the credits past their end date it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taker {
+    /// A debit or a downward adjustment: never what is past its end date (that is kept only for
+    /// live holds, and what is not expires).
+    Debit,
+    /// A hold's capture: what is past its end date first (live holds are backed by it first),
+    /// then the spending order.
+    Capture,
+}
+
+/// What `taker` takes from each source for `amount` at `now`: (grant or base, credits), in the
+/// order taken. Takes at most what the sources it may take from have.
+pub fn allocate(
+    sources: Vec<Source>,
+    amount: i64,
+    now: DateTime<Utc>,
+    taker: Taker,
+) -> Vec<(Option<String>, i64)> {
+    let ended = |s: &Source| s.expires_at.is_some_and(|at| at <= now);
+    let mut sources = in_spending_order(sources);
+    match taker {
+        Taker::Debit => sources.retain(|s| !ended(s)),
+        // Stable: each part keeps the spending order inside it.
+        Taker::Capture => sources.sort_by_key(|s| !ended(s)),
+    }
+    take_in_order(sources, amount)
+}
+
+/// What of the grants past their end date (`due`) expires now: all but what live holds set
+/// aside (`held`), taken from them in spending order, so the holds keep the ones spent last.
+pub fn to_expire(due: Vec<Source>, held: i64) -> Vec<(Option<String>, i64)> {
+    let total: i64 = due.iter().map(|s| s.remaining).sum();
+    take_in_order(in_spending_order(due), (total - held).max(0))
+}
+
+/// Priority, then the earliest end date (none last), then the oldest; stable.
+fn in_spending_order(mut sources: Vec<Source>) -> Vec<Source> {
     sources.sort_by_key(|s| (s.priority, s.expires_at.is_none(), s.expires_at, s.seq));
+    sources
+}
+
+fn take_in_order(sources: Vec<Source>, amount: i64) -> Vec<(Option<String>, i64)> {
     let mut left = amount;
     let mut taken = Vec::new();
     for source in sources {
@@ -267,12 +309,15 @@ pub trait GrantStore: Send + Sync {
 mod tests {
     use super::*;
 
+    fn epoch() -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+    }
+
     fn grant(id: &str, priority: i32, days: Option<i64>, seq: i64, remaining: i64) -> Source {
-        let epoch = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
         Source {
             grant_id: Some(id.into()),
             priority,
-            expires_at: days.map(|d| epoch + chrono::Duration::days(d)),
+            expires_at: days.map(|d| epoch() + chrono::Duration::days(d)),
             seq,
             remaining,
         }
@@ -288,7 +333,7 @@ mod tests {
             grant("later", 50, Some(9), 3, 10),
             grant("first", 10, Some(30), 5, 10),
         ];
-        let order: Vec<_> = allocate(sources, 1_000)
+        let order: Vec<_> = allocate(sources, 1_000, epoch(), Taker::Debit)
             .into_iter()
             .map(|(id, _)| id.unwrap_or_else(|| "base".into()))
             .collect();
@@ -297,8 +342,54 @@ mod tests {
 
     #[test]
     fn allocation_takes_exactly_the_amount() {
-        let taken = allocate(vec![Source::base(5), grant("promo", 10, Some(1), 1, 3)], 6);
+        let sources = vec![Source::base(5), grant("promo", 10, Some(1), 1, 3)];
+        let taken = allocate(sources, 6, epoch(), Taker::Debit);
         assert_eq!(taken, vec![(Some("promo".into()), 3), (None, 3)]);
+    }
+
+    #[test]
+    fn a_capture_takes_what_is_past_its_end_date_first_and_a_debit_never() {
+        let sources = || {
+            vec![
+                Source::base(50),
+                grant("early", 5, None, 1, 10),
+                grant("ended", 10, Some(-1), 2, 30),
+                grant("ended_late", 60, Some(0), 3, 20),
+            ]
+        };
+        let ids = |taken: Vec<(Option<String>, i64)>| -> Vec<(String, i64)> {
+            taken
+                .into_iter()
+                .map(|(id, n)| (id.unwrap_or_else(|| "base".into()), n))
+                .collect()
+        };
+        assert_eq!(
+            ids(allocate(sources(), 70, epoch(), Taker::Capture)),
+            [
+                ("ended".into(), 30),
+                ("ended_late".into(), 20),
+                ("early".into(), 10),
+                ("base".into(), 10)
+            ]
+        );
+        assert_eq!(
+            ids(allocate(sources(), 70, epoch(), Taker::Debit)),
+            [("early".into(), 10), ("base".into(), 50)]
+        );
+    }
+
+    #[test]
+    fn what_holds_set_aside_is_kept_from_the_grants_spent_last() {
+        let due = vec![
+            grant("b", 10, Some(0), 2, 30),
+            grant("a", 10, Some(-1), 1, 40),
+        ];
+        assert_eq!(to_expire(due.clone(), 50), [(Some("a".into()), 20)]);
+        assert_eq!(to_expire(due.clone(), 80), []);
+        assert_eq!(
+            to_expire(due, 0),
+            [(Some("a".into()), 40), (Some("b".into()), 30)]
+        );
     }
 
     #[test]

@@ -26,6 +26,40 @@ fn capture(id: &str, amount: i64) -> Settle {
     }
 }
 
+fn release(id: &str) -> Settle {
+    Settle {
+        capture: None,
+        ..capture(id, 0)
+    }
+}
+
+impl Ledger {
+    async fn hold(&self, user: Uuid, cost: i64) -> String {
+        match self
+            .store
+            .reserve(&reserve(user, cost), None)
+            .await
+            .unwrap()
+        {
+            Idempotent::Fresh(ReserveOutcome::Held { hold, .. }) => hold.id,
+            other => panic!("held {cost}, got {other:?}"),
+        }
+    }
+
+    async fn settle(&self, settle: &Settle) -> i64 {
+        match self.store.settle(settle).await.unwrap() {
+            SettleOutcome::Settled { balance, .. } => balance,
+            other => panic!("settled, got {other:?}"),
+        }
+    }
+
+    /// The account's balance and `held` as stored (a read shows the same once swept).
+    async fn holdings(&self, user: Uuid) -> (i64, i64) {
+        let holdings = self.store.holdings(user).await.unwrap().unwrap();
+        (holdings.balance, holdings.held)
+    }
+}
+
 #[tokio::test]
 async fn a_hold_over_promotional_credits_keeps_them_until_it_settles() {
     for engine in engines() {
@@ -116,6 +150,121 @@ async fn a_hold_that_expired_unswept_does_not_stand_in_the_way_of_a_debit() {
         tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
         ledger.spend(user, 100).await;
         assert!(ledger.grants(user).await.is_empty(), "{engine:?}");
+        ledger.assert_audit().await;
+    }
+}
+
+/// 50 paid credits and a promotion of 100 spent first, ending tomorrow.
+async fn paid_and_promoted(ledger: &Ledger) -> Uuid {
+    let user = ledger.user(50).await;
+    ledger.grant(user, 100, Some(1), 10).await;
+    user
+}
+
+#[tokio::test]
+async fn a_hold_over_a_whole_promotion_keeps_it_and_the_capture_spends_it_not_the_paid_credits() {
+    for engine in engines() {
+        let ledger = Ledger::new(engine).await;
+        let user = paid_and_promoted(&ledger).await;
+        let hold = ledger.hold(user, 100).await;
+
+        ledger.pass_days(2);
+        // All of the promotion sits under the hold: nothing expires, the paid 50 stay free.
+        assert_eq!(ledger.store.expire_grants().await.unwrap(), 0, "{engine:?}");
+        assert_eq!(expired(&ledger.history(user).await), [0; 0], "{engine:?}");
+        assert_eq!(ledger.holdings(user).await, (150, 100), "{engine:?}");
+        ledger.assert_audit().await;
+
+        assert_eq!(ledger.settle(&capture(&hold, 100)).await, 50, "{engine:?}");
+        assert_eq!(ledger.store.expire_grants().await.unwrap(), 0, "{engine:?}");
+        assert_eq!(ledger.balance(user).await, 50, "{engine:?}");
+        assert!(matches!(
+            ledger.debit(user, 51).await,
+            DebitOutcome::Insufficient { balance: 50 }
+        ));
+        ledger.spend(user, 50).await;
+        ledger.assert_audit().await;
+    }
+}
+
+#[tokio::test]
+async fn a_hold_over_part_of_a_promotion_lets_the_rest_expire_and_the_capture_spends_what_it_kept()
+{
+    for engine in engines() {
+        let ledger = Ledger::new(engine).await;
+        let user = paid_and_promoted(&ledger).await;
+        let hold = ledger.hold(user, 60).await;
+
+        ledger.pass_days(2);
+        assert_eq!(ledger.store.expire_grants().await.unwrap(), 1, "{engine:?}");
+        assert_eq!(expired(&ledger.history(user).await), [-40], "{engine:?}");
+        assert_eq!(ledger.holdings(user).await, (110, 60), "{engine:?}");
+        ledger.assert_audit().await;
+
+        assert_eq!(ledger.settle(&capture(&hold, 60)).await, 50, "{engine:?}");
+        assert_eq!(ledger.store.expire_grants().await.unwrap(), 0, "{engine:?}");
+        assert_eq!(expired(&ledger.history(user).await), [-40], "{engine:?}");
+        assert_eq!(ledger.holdings(user).await, (50, 0), "{engine:?}");
+        ledger.assert_audit().await;
+    }
+}
+
+#[tokio::test]
+async fn a_hold_released_after_the_end_date_lets_the_next_sweep_expire_the_rest() {
+    for engine in engines() {
+        let ledger = Ledger::new(engine).await;
+        let user = paid_and_promoted(&ledger).await;
+        let hold = ledger.hold(user, 100).await;
+
+        ledger.pass_days(2);
+        assert_eq!(ledger.store.expire_grants().await.unwrap(), 0, "{engine:?}");
+        assert_eq!(ledger.settle(&release(&hold)).await, 150, "{engine:?}");
+        assert_eq!(ledger.balance(user).await, 50, "{engine:?}: not shown");
+        assert_eq!(ledger.store.expire_grants().await.unwrap(), 1, "{engine:?}");
+        assert_eq!(expired(&ledger.history(user).await), [-100], "{engine:?}");
+        assert_eq!(ledger.holdings(user).await, (50, 0), "{engine:?}");
+        ledger.assert_audit().await;
+    }
+}
+
+#[tokio::test]
+async fn a_debit_beside_a_hold_never_spends_what_the_hold_kept_from_expiry() {
+    for engine in engines() {
+        let ledger = Ledger::new(engine).await;
+        let user = paid_and_promoted(&ledger).await;
+        let hold = ledger.hold(user, 100).await;
+
+        ledger.pass_days(2);
+        // The free 50 are the paid credits; the promotion is only the hold's to spend.
+        ledger.spend(user, 50).await;
+        assert_eq!(ledger.holdings(user).await, (100, 100), "{engine:?}");
+        ledger.settle(&release(&hold)).await;
+        assert_eq!(ledger.store.expire_grants().await.unwrap(), 1, "{engine:?}");
+        assert_eq!(expired(&ledger.history(user).await), [-100], "{engine:?}");
+        assert_eq!(ledger.holdings(user).await, (0, 0), "{engine:?}");
+        ledger.assert_audit().await;
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_frees_holds_that_expired_unswept_before_it_counts_what_they_keep() {
+    for engine in engines() {
+        let ledger = Ledger::new(engine).await;
+        let user = paid_and_promoted(&ledger).await;
+        let mut short = reserve(user, 100);
+        short.ttl_seconds = 1;
+        let placed = ledger.store.reserve(&short, None).await.unwrap();
+        assert!(matches!(
+            placed,
+            Idempotent::Fresh(ReserveOutcome::Held { .. })
+        ));
+        // Holds expire by the database's clock, not the ledger's: wait that second out.
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        ledger.pass_days(2);
+        // No hold sweep has run: the grant sweep frees the hold first, on every engine.
+        assert_eq!(ledger.store.expire_grants().await.unwrap(), 1, "{engine:?}");
+        assert_eq!(expired(&ledger.history(user).await), [-100], "{engine:?}");
+        assert_eq!(ledger.holdings(user).await, (50, 0), "{engine:?}");
         ledger.assert_audit().await;
     }
 }

@@ -153,11 +153,7 @@ impl Debit {
                 return Ok(DebitOutcome::AccountDisabled);
             }
             if granted {
-                // Holds that expired unswept are freed first (hold rows before the account row,
-                // as everywhere), so that they do not stand in the way.
-                if balance < self.cost {
-                    expire_user_holds(&mut *conn, self.user_id).await?;
-                }
+                // It frees holds that expired unswept itself, before it locks the account.
                 return self.debit_grants(conn, key, now).await;
             }
             // Short: holds that expired unswept may be what stands in the way. Free them and

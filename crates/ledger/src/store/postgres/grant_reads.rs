@@ -25,9 +25,9 @@ pub(super) async fn grant_discrepancies(
         .collect())
 }
 
-/// What of an account's grants is past its end date, as a read leaves it out (computed on read:
-/// the sweep may not have come yet; the reader caps it at `balance - held`). `a` is the account
-/// row, `$2` the clock's reading.
+/// What of an account's grants is past its end date (computed on read: the sweep may not have
+/// come yet); a read leaves out what of it live holds do not set aside, `GREATEST(due - held,
+/// 0)`, as the sweep expires it. `a` is the account row, `$2` the clock's reading.
 pub(super) const DUE_SQL: &str = "CASE WHEN a.granted > 0 THEN COALESCE((SELECT sum(g.remaining)
      FROM credit_grants g WHERE g.user_id = a.user_id AND g.remaining > 0 AND g.expires_at <= $2),
      0)::bigint ELSE 0 END";
@@ -77,6 +77,8 @@ impl GrantStore for PgStore {
         let mut accounts = 0;
         for user_id in users {
             let mut tx = self.pool.begin().await?;
+            // Hold rows before the account row, as everywhere: expired holds keep nothing.
+            expire_user_holds(&mut tx, user_id).await?;
             if lock_account(&mut tx, user_id).await?.is_some()
                 && expire_user_grants(&mut tx, user_id, now).await?
             {

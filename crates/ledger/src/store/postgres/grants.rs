@@ -2,10 +2,12 @@
 //!
 //! Accounts without grant rows (`granted = 0`) never come here: their debit is [`DEBIT_SQL`].
 //! Everything here runs with the account's row locked (`FOR UPDATE`), which orders it against
-//! every other change of that account's grants.
+//! every other change of that account's grants. Locks are taken hold rows, then the account
+//! row, then grant rows, as everywhere: whoever expires grants frees the account's expired holds
+//! before it locks the account.
 
 use super::*;
-use crate::grants::{Source, Spent, allocate, give_back, new_grant_id};
+use crate::grants::{Source, Spent, Taker, allocate, give_back, new_grant_id, to_expire};
 
 /// The account, locked for the rest of the database transaction.
 pub(super) struct Account {
@@ -36,44 +38,30 @@ pub(super) async fn lock_account(
     .transpose()
 }
 
-/// Expires what is left of the account's grants past their end date, each as an `expire`
-/// transaction, never taking the balance below what holds set aside. The caller holds the
-/// account's row lock. Whether anything expired.
+/// Expires what is left of the account's grants past their end date, each part as an `expire`
+/// transaction, except what live holds set aside ([`to_expire`]). The caller has freed the
+/// account's expired holds ([`expire_user_holds`]) before it took the account's row lock, so
+/// `held` counts live holds only, as on SQLite. Whether anything expired.
 pub(super) async fn expire_user_grants(
     conn: &mut PgConnection,
     user_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let due: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT id, remaining FROM credit_grants
-         WHERE user_id = $1 AND remaining > 0 AND expires_at <= $2 ORDER BY expires_at, seq",
-    )
-    .bind(user_id)
-    .bind(now)
-    .fetch_all(&mut *conn)
-    .await?;
+    let due = grant_sources(&mut *conn, user_id, Some(now)).await?;
     if due.is_empty() {
         return Ok(false);
     }
-    // `held` as stored: holds that expired unswept still count until the hold sweep (or the
-    // debit before this) frees them. Freeing them here would lock hold rows after the account
-    // row, the reverse of a settlement's order.
     let Some(account) = lock_account(&mut *conn, user_id).await? else {
         return Ok(false);
     };
-    let mut free = account.balance - account.held;
-    let mut expired = false;
-    for (grant_id, remaining) in due {
-        let amount = remaining.min(free);
-        if amount <= 0 {
-            break;
-        }
+    let parts = to_expire(due, account.held);
+    for (grant_id, amount) in &parts {
         sqlx::query(
             "UPDATE credit_grants SET remaining = remaining - $2,
                  expired_at = CASE WHEN remaining = $2 THEN $3 END
              WHERE id = $1",
         )
-        .bind(&grant_id)
+        .bind(grant_id)
         .bind(amount)
         .bind(now)
         .execute(&mut *conn)
@@ -94,32 +82,27 @@ pub(super) async fn expire_user_grants(
         .bind(Json(serde_json::json!({ "grant_id": grant_id })))
         .execute(&mut *conn)
         .await?;
-        free -= amount;
-        expired = true;
     }
-    Ok(expired)
+    Ok(!parts.is_empty())
 }
 
-/// Takes `amount` from the account's grant rows and base in spending order, for the ledger row
-/// `transaction_id`: the grant rows, `granted` and the record of what came from where. The
-/// caller holds the account's row lock, has checked the balance covers it, and takes the
-/// balance down after this.
-pub(super) async fn take_from_grants(
+/// The account's grant rows with credits left, as sources; only those past their end date at
+/// `due_at` when it is given.
+async fn grant_sources(
     conn: &mut PgConnection,
-    account: &Account,
     user_id: Uuid,
-    amount: i64,
-    transaction_id: &str,
-) -> Result<(), StoreError> {
+    due_at: Option<DateTime<Utc>>,
+) -> Result<Vec<Source>, StoreError> {
     type Row = (String, i32, Option<DateTime<Utc>>, i64, i64);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, priority, expires_at, seq, remaining FROM credit_grants
-         WHERE user_id = $1 AND remaining > 0",
+         WHERE user_id = $1 AND remaining > 0 AND ($2::timestamptz IS NULL OR expires_at <= $2)",
     )
     .bind(user_id)
+    .bind(due_at)
     .fetch_all(&mut *conn)
     .await?;
-    let mut sources: Vec<Source> = rows
+    Ok(rows
         .into_iter()
         .map(|(id, priority, expires_at, seq, remaining)| Source {
             grant_id: Some(id),
@@ -128,9 +111,28 @@ pub(super) async fn take_from_grants(
             seq,
             remaining,
         })
-        .collect();
+        .collect())
+}
+
+/// Takes `amount` from the account's grant rows and base as `taker` takes at `now`
+/// ([`allocate`]), for the ledger row `transaction_id`: the grant rows, `granted` and the record
+/// of what came from where. The caller holds the account's row lock, has checked the balance
+/// covers it, and takes the balance down after this.
+pub(super) async fn take_from_grants(
+    conn: &mut PgConnection,
+    account: &Account,
+    spend: Spend<'_>,
+) -> Result<(), StoreError> {
+    let Spend {
+        user_id,
+        amount,
+        transaction_id,
+        taker,
+        now,
+    } = spend;
+    let mut sources = grant_sources(&mut *conn, user_id, None).await?;
     sources.push(Source::base(account.balance - account.granted));
-    let taken = allocate(sources, amount);
+    let taken = allocate(sources, amount, now, taker);
     if taken.iter().all(|(grant, _)| grant.is_none()) {
         return Ok(());
     }
@@ -166,6 +168,17 @@ pub(super) async fn take_from_grants(
     Ok(())
 }
 
+/// One spending of an account's credits, for [`take_from_grants`].
+pub(super) struct Spend<'a> {
+    pub(super) user_id: Uuid,
+    pub(super) amount: i64,
+    /// The ledger row it is recorded for.
+    pub(super) transaction_id: &'a str,
+    pub(super) taker: Taker,
+    /// The store clock's reading: what decides which grants are past their end date.
+    pub(super) now: DateTime<Utc>,
+}
+
 /// Taking credits off an account that has grant rows: a debit, or an operator's downward
 /// adjustment.
 pub(super) struct Take<'a> {
@@ -190,17 +203,20 @@ pub(super) enum Taken {
 }
 
 impl Take<'_> {
-    /// In its own database transaction (a savepoint inside the caller's): lock the account,
-    /// expire what is due, check, take from the grants in order, then the balance and the row.
-    /// A debit of an account with grants and nothing due costs, beside the missed [`DEBIT_SQL`]
-    /// and the account read that sent it here: BEGIN, the lock, the due grants, the live grants,
-    /// their update, the record of the parts, the balance with its row, COMMIT.
+    /// In its own database transaction (a savepoint inside the caller's): free expired holds,
+    /// lock the account, expire what is due, check, take from the grants in order, then the
+    /// balance and the row. A debit of an account with grants and nothing due costs, beside the
+    /// missed [`DEBIT_SQL`] and the account read that sent it here: BEGIN, the expired holds,
+    /// the lock, the due grants, the grants, their update, the record of the parts, the balance
+    /// with its row, COMMIT.
     pub(super) async fn run(
         &self,
         conn: &mut PgConnection,
         now: DateTime<Utc>,
     ) -> Result<Taken, StoreError> {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // Hold rows before the account row, as everywhere.
+        expire_user_holds(&mut tx, self.user_id).await?;
         let Some(mut account) = lock_account(&mut tx, self.user_id).await? else {
             return Ok(Taken::UnknownUser);
         };
@@ -219,7 +235,14 @@ impl Take<'_> {
             return Ok(Taken::Short { available });
         }
         let id = new_transaction_id();
-        take_from_grants(&mut tx, &account, self.user_id, self.amount, &id).await?;
+        let spend = Spend {
+            user_id: self.user_id,
+            amount: self.amount,
+            transaction_id: &id,
+            taker: Taker::Debit,
+            now,
+        };
+        take_from_grants(&mut tx, &account, spend).await?;
         let refundable = if self.kind == TransactionKind::Debit {
             self.amount
         } else {

@@ -1,6 +1,7 @@
 //! Credit holds: reserve, capture and release, and freeing the expired.
 
 use super::*;
+use crate::grants::Taker;
 
 pub(super) const HOLD_COLUMNS: &str = "id, user_id, service, amount, status, captured, transaction_id, \
                             created_at, expires_at, settled_at";
@@ -149,8 +150,13 @@ impl Reserve {
     }
 }
 
-/// Settles a hold in one database transaction; the hold's row lock makes it once only.
-pub(super) async fn settle(pool: &PgPool, settle: &Settle) -> Result<SettleOutcome, StoreError> {
+/// Settles a hold in one database transaction; the hold's row lock makes it once only. `now` is
+/// the store clock's reading (what decides which grants are past their end date).
+pub(super) async fn settle(
+    pool: &PgPool,
+    settle: &Settle,
+    now: DateTime<Utc>,
+) -> Result<SettleOutcome, StoreError> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(&format!(
         "SELECT {HOLD_COLUMNS}, metadata, placed_by, expires_at <= now() AS lapsed
@@ -217,8 +223,15 @@ pub(super) async fn settle(pool: &PgPool, settle: &Settle) -> Result<SettleOutco
         }
         let id = new_transaction_id();
         if account.granted > 0 {
-            // A capture is a debit: taken from the grants in spending order, as it is now.
-            take_from_grants(&mut tx, &account, current.user_id, captured, &id).await?;
+            // What live holds kept from expiry first, then the spending order.
+            let spend = Spend {
+                user_id: current.user_id,
+                amount: captured,
+                transaction_id: &id,
+                taker: Taker::Capture,
+                now,
+            };
+            take_from_grants(&mut tx, &account, spend).await?;
         }
         debit_id = Some(id);
     }

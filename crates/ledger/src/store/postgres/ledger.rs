@@ -6,7 +6,7 @@ use super::*;
 impl LedgerStore for PgStore {
     async fn balance(&self, user_id: Uuid) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(&format!(
-            "SELECT a.balance - LEAST({DUE_SQL}, a.balance - a.held)
+            "SELECT a.balance - GREATEST({DUE_SQL} - a.held, 0)
                  FROM credit_accounts a WHERE a.user_id = $1"
         ))
         .bind(user_id)
@@ -77,7 +77,7 @@ impl LedgerStore for PgStore {
     async fn holdings(&self, user_id: Uuid) -> Result<Option<Holdings>, StoreError> {
         // Credits past their end date are not shown, swept or not (computed on read).
         let row = sqlx::query(&format!(
-            "SELECT h.balance - LEAST(h.due, h.balance - h.held) AS balance, h.held, h.frozen
+            "SELECT h.balance - GREATEST(h.due - h.held, 0) AS balance, h.held, h.frozen
              FROM (SELECT a.balance, a.frozen, {DUE_SQL} AS due,
                           COALESCE((SELECT sum(h.amount) FROM credit_holds h
                             WHERE h.user_id = a.user_id AND h.status = 'held'
@@ -107,7 +107,7 @@ impl LedgerStore for PgStore {
     }
 
     async fn settle(&self, operation: &Settle) -> Result<SettleOutcome, StoreError> {
-        settle(&self.pool, operation).await
+        settle(&self.pool, operation, self.clock.now()).await
     }
 
     async fn expire_holds(&self) -> Result<u64, StoreError> {

@@ -26,8 +26,9 @@ pub(super) async fn grant_discrepancies(
         .collect()
 }
 
-/// What of an account's balance is past its end date, as a read shows it (computed on read: the
-/// sweep may not have come yet). `?2` is the clock's reading.
+/// What of an account's grants is past its end date (computed on read: the sweep may not have
+/// come yet); a read leaves out what of it live holds do not set aside, `max(due - held, 0)`, as
+/// the sweep expires it. `?2` is the clock's reading.
 pub(super) const DUE_SQL: &str = "CASE WHEN a.granted > 0 THEN COALESCE((SELECT sum(g.remaining)
      FROM credit_grants g WHERE g.user_id = a.user_id AND g.remaining > 0 AND g.expires_at <= ?2),
      0) ELSE 0 END";

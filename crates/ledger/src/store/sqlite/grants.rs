@@ -2,7 +2,7 @@
 //! writer orders everything here; accounts without grant rows (`granted = 0`) never come here.
 
 use super::*;
-use crate::grants::{Source, Spent, allocate, give_back, new_grant_id};
+use crate::grants::{Source, Spent, Taker, allocate, give_back, new_grant_id, to_expire};
 
 /// An account as the writer sees it.
 pub(super) struct Account {
@@ -31,24 +31,16 @@ pub(super) fn read_account(
         .optional()?)
 }
 
-/// Expires what is left of the account's grants past their end date, each as an `expire`
-/// transaction, never taking the balance below what live holds set aside. Whether anything
-/// expired.
+/// Expires what is left of the account's grants past their end date, each part as an `expire`
+/// transaction, except what live holds set aside ([`to_expire`]); holds that expired unswept
+/// are freed first, so they keep nothing. Whether anything expired.
 pub(super) fn expire_user_grants(
     conn: &Connection,
     user_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let at = timestamp(now);
-    let due: Vec<(String, i64)> = conn
-        .prepare_cached(
-            "SELECT id, remaining FROM credit_grants
-             WHERE user_id = ?1 AND remaining > 0 AND expires_at <= ?2 ORDER BY expires_at, seq",
-        )?
-        .query_map(params![user_id.to_string(), at], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let due = grant_sources(conn, user_id, Some(now))?;
     if due.is_empty() {
         return Ok(false);
     }
@@ -56,13 +48,8 @@ pub(super) fn expire_user_grants(
     let Some(account) = read_account(conn, user_id)? else {
         return Ok(false);
     };
-    let mut free = account.balance - account.held;
-    let mut expired = false;
-    for (grant_id, remaining) in due {
-        let amount = remaining.min(free);
-        if amount <= 0 {
-            break;
-        }
+    let parts = to_expire(due, account.held);
+    for (grant_id, amount) in &parts {
         conn.prepare_cached(
             "UPDATE credit_grants SET remaining = remaining - ?2,
                  expired_at = CASE WHEN remaining = ?2 THEN ?3 END
@@ -89,49 +76,59 @@ pub(super) fn expire_user_grants(
             request_id: None,
         };
         record(conn, entry, balance)?;
-        free -= amount;
-        expired = true;
     }
-    Ok(expired)
+    Ok(!parts.is_empty())
 }
 
-/// Takes `amount` from the account's grant rows and base in spending order: the grant rows and
-/// `granted`. The caller has checked the balance covers it, takes the balance down after this,
-/// and records the parts ([`record_spends`]) once the ledger row has its id.
+/// The account's grant rows with credits left, as sources; only those past their end date at
+/// `due_at` when it is given.
+fn grant_sources(
+    conn: &Connection,
+    user_id: Uuid,
+    due_at: Option<DateTime<Utc>>,
+) -> Result<Vec<Source>, StoreError> {
+    conn.prepare_cached(
+        "SELECT id, priority, expires_at, seq, remaining FROM credit_grants
+         WHERE user_id = ?1 AND remaining > 0 AND (?2 IS NULL OR expires_at <= ?2)",
+    )?
+    .query_map(params![user_id.to_string(), due_at.map(timestamp)], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, i32>(1)?,
+            row.get::<_, Option<String>>(2)?,
+            row.get::<_, i64>(3)?,
+            row.get::<_, i64>(4)?,
+        ))
+    })?
+    .collect::<rusqlite::Result<Vec<_>>>()?
+    .into_iter()
+    .map(|(id, priority, expires_at, seq, remaining)| {
+        Ok(Source {
+            grant_id: Some(id),
+            priority,
+            expires_at: expires_at.as_deref().map(parse_time).transpose()?,
+            seq,
+            remaining,
+        })
+    })
+    .collect()
+}
+
+/// Takes `amount` from the account's grant rows and base as `taker` takes at `now`
+/// ([`allocate`]): the grant rows and `granted`. The caller has checked the balance covers it,
+/// takes the balance down after this, and records the parts ([`record_spends`]) once the ledger
+/// row has its id.
 pub(super) fn take_from_grants(
     conn: &Connection,
     account: &Account,
     user_id: Uuid,
     amount: i64,
+    taker: Taker,
+    now: DateTime<Utc>,
 ) -> Result<Vec<(Option<String>, i64)>, StoreError> {
-    let mut sources: Vec<Source> = conn
-        .prepare_cached(
-            "SELECT id, priority, expires_at, seq, remaining FROM credit_grants
-             WHERE user_id = ?1 AND remaining > 0",
-        )?
-        .query_map(params![user_id.to_string()], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, i32>(1)?,
-                row.get::<_, Option<String>>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, i64>(4)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .into_iter()
-        .map(|(id, priority, expires_at, seq, remaining)| {
-            Ok(Source {
-                grant_id: Some(id),
-                priority,
-                expires_at: expires_at.as_deref().map(parse_time).transpose()?,
-                seq,
-                remaining,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
+    let mut sources = grant_sources(conn, user_id, None)?;
     sources.push(Source::base(account.balance - account.granted));
-    let taken = allocate(sources, amount);
+    let taken = allocate(sources, amount, now, taker);
     let mut from_grants = 0;
     for (grant_id, part) in &taken {
         if let Some(grant_id) = grant_id {
@@ -210,7 +207,7 @@ impl Take<'_> {
                 available: account.balance - account.held,
             });
         }
-        let taken = take_from_grants(conn, &account, user_id, amount)?;
+        let taken = take_from_grants(conn, &account, user_id, amount, Taker::Debit, now)?;
         let balance: i64 = conn
             .prepare_cached(
                 "UPDATE credit_accounts SET balance = balance - ?2, updated_at = ?3

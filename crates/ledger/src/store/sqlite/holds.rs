@@ -1,6 +1,7 @@
 //! The writes of credit holds: reserve, capture and release, and freeing the expired.
 
 use super::*;
+use crate::grants::Taker;
 
 pub(super) const HOLD_COLUMNS: &str = "id, user_id, service, amount, status, captured, transaction_id, \
                             created_at, expires_at, settled_at, metadata";
@@ -192,7 +193,13 @@ pub(super) fn reserve(
     })
 }
 
-pub(super) fn settle(conn: &Connection, settle: &Settle) -> Result<SettleOutcome, StoreError> {
+/// Settles a hold under the one writer. `now_by_clock` is the store clock's reading (what
+/// decides which grants are past their end date).
+pub(super) fn settle(
+    conn: &Connection,
+    settle: &Settle,
+    now_by_clock: DateTime<Utc>,
+) -> Result<SettleOutcome, StoreError> {
     let Some((current, metadata)) = find_hold(conn, &settle.reservation_id)? else {
         return Ok(SettleOutcome::UnknownReservation);
     };
@@ -241,8 +248,9 @@ pub(super) fn settle(conn: &Connection, settle: &Settle) -> Result<SettleOutcome
             return Ok(SettleOutcome::AccountDisabled);
         }
         if account.granted > 0 {
-            // A capture is a debit: taken from the grants in spending order, as it is now.
-            taken = take_from_grants(conn, &account, current.user_id, captured)?;
+            // What live holds kept from expiry first, then the spending order.
+            let (user_id, taker) = (current.user_id, Taker::Capture);
+            taken = take_from_grants(conn, &account, user_id, captured, taker, now_by_clock)?;
         }
     }
     let outcome = write_settlement(conn, settle, current, captured, metadata.as_deref(), at)?;

@@ -36,7 +36,7 @@ impl LedgerStore for SqliteStore {
     async fn balance(&self, user_id: Uuid) -> Result<Option<i64>, StoreError> {
         // Credits past their end date are not shown, swept or not (computed on read).
         Ok(sqlx::query_scalar(&format!(
-            "SELECT a.balance - min({DUE_SQL}, a.balance - a.held)
+            "SELECT a.balance - max({DUE_SQL} - a.held, 0)
              FROM credit_accounts a WHERE a.user_id = ?1"
         ))
         .bind(user_id.to_string())
@@ -124,7 +124,7 @@ impl LedgerStore for SqliteStore {
     async fn holdings(&self, user_id: Uuid) -> Result<Option<Holdings>, StoreError> {
         // Credits past their end date are not shown, swept or not (computed on read).
         let row = sqlx::query(&format!(
-            "SELECT h.balance - min(h.due, h.balance - h.held) AS balance, h.held, h.frozen
+            "SELECT h.balance - max(h.due - h.held, 0) AS balance, h.held, h.frozen
              FROM (SELECT a.balance, a.frozen, {DUE_SQL} AS due,
                           COALESCE((SELECT sum(h.amount) FROM credit_holds h
                             WHERE h.user_id = a.user_id AND h.status = 'held'
@@ -164,8 +164,9 @@ impl LedgerStore for SqliteStore {
 
     async fn settle(&self, operation: &Settle) -> Result<SettleOutcome, StoreError> {
         let operation = operation.clone();
+        let clock = self.clock.clone();
         self.writer
-            .write(move |conn| settle(conn, &operation))
+            .write(move |conn| settle(conn, &operation, clock.now()))
             .await
     }
 
