@@ -11,6 +11,7 @@ use hub_ledger::Holdings;
 use hub_ledger::grants::CreditGrant;
 use hub_ledger::oauth::OAuthGrant;
 use hub_ledger::payments::PaymentRecord;
+use hub_ledger::webhooks::AlertState;
 use hub_payments::Pack;
 use hub_sessions::SessionRecord;
 
@@ -116,6 +117,8 @@ struct Found {
     sessions: Vec<SessionRecord>,
     grants: Vec<OAuthGrant>,
     payments: Vec<PaymentRecord>,
+    /// The alert setting; the page shows the default when it cannot be read.
+    alert: Option<AlertState>,
 }
 
 /// `GET /account`.
@@ -138,21 +141,7 @@ pub(crate) async fn show(
     match find(&state, &session, &filter, cursor).await {
         Ok(Some(found)) => {
             let paid = query.contains_key("paid");
-            let alert = state
-                .users
-                .alert_setting(session.user_id)
-                .await
-                .ok()
-                .flatten();
-            let alert = super::alerts::AlertView::new(lang, alert);
-            render(
-                &state,
-                lang,
-                &session,
-                (&filter, cursor, paid),
-                found,
-                alert,
-            )
+            render(&state, lang, &session, (&filter, cursor, paid), found)
         }
         // The user is gone (deleted): there is nothing to show but the sign-in.
         Ok(None) => web::sign_in_page(&state, &headers, PATH),
@@ -169,26 +158,28 @@ async fn find(
     let user = session.user_id;
     let store = &*state.users;
     let now = state.sessions.clock().now();
-    let (holdings, history, usage, sessions, grants, payments) = tokio::join!(
+    let (holdings, history, usage, sessions, grants, payments, promotions, alert) = tokio::join!(
         store.holdings(user),
         history::page(store, user, filter, cursor),
         chart::usage(store, user, now),
         state.sessions.list(user),
         store.list_grants(user),
         store.payments_of(user, PAYMENTS_SHOWN),
+        store.grants(user),
+        store.alert_setting(user),
     );
     let (Some(holdings), Some(history)) = (holdings?, history?) else {
         return Ok(None);
     };
-    let promotions = store.grants(user).await?.unwrap_or_default();
     Ok(Some(Found {
         holdings,
-        promotions,
+        promotions: promotions?.unwrap_or_default(),
         history,
         usage: usage?,
         sessions: sessions?,
         grants: grants?,
         payments: payments?,
+        alert: alert.ok().flatten(),
     }))
 }
 
@@ -198,7 +189,6 @@ fn render(
     session: &SessionRecord,
     (filter, cursor, paid): (&Filter, Option<&str>, bool),
     found: Found,
-    alert: super::alerts::AlertView,
 ) -> Response {
     let w = Words::of(lang);
     let style_nonce = crate::pages::nonce();
@@ -233,7 +223,7 @@ fn render(
         packs: packs(state),
         payments: payments(&found.payments),
         paid,
-        alert,
+        alert: super::alerts::AlertView::new(lang, found.alert),
     };
     // A "buy" form is answered with a redirect to Stripe's payment page, which the browser
     // follows only if the form may go there.

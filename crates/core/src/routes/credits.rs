@@ -75,14 +75,7 @@ pub async fn check(
     ServiceName::parse(&body.service)?;
     let cost = validate_amount("cost", body.cost, 0)?;
     // What may be spent: the balance less live holds.
-    let holdings = state
-        .store
-        .holdings(user_id)
-        .await?
-        .ok_or(CoreError::UnknownUser)?;
-    if holdings.frozen {
-        return Err(CoreError::AccountDisabled);
-    }
+    let holdings = super::live_holdings(&state, user_id).await?;
     let balance = holdings.available();
     if balance >= cost {
         return Ok(Json(CheckOk {

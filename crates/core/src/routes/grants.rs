@@ -41,14 +41,8 @@ pub struct GrantsOk {
 )]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, CoreError> {
     let user_id = caller.acting_user(Scope::Check)?;
-    let holdings = state
-        .store
-        .holdings(user_id)
-        .await?
-        .ok_or(CoreError::UnknownUser)?;
-    if holdings.frozen {
-        return Err(CoreError::AccountDisabled);
-    }
+    // Refused for an unknown or disabled account, as the balance is.
+    super::live_holdings(&state, user_id).await?;
     let grants = state
         .store
         .grants(user_id)

@@ -24,6 +24,23 @@ use crate::AppState;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The public API: each route registered with its OpenAPI operation, so the two cannot differ.
+/// What an account holds, if it exists and an operator has not disabled it: the first step of
+/// every read of a user's credits.
+async fn live_holdings(
+    state: &AppState,
+    user_id: uuid::Uuid,
+) -> Result<crate::ledger::Holdings, crate::error::CoreError> {
+    let holdings = state
+        .store
+        .holdings(user_id)
+        .await?
+        .ok_or(crate::error::CoreError::UnknownUser)?;
+    if holdings.frozen {
+        return Err(crate::error::CoreError::AccountDisabled);
+    }
+    Ok(holdings)
+}
+
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(credits::check))

@@ -47,14 +47,7 @@ pub struct BalanceOk {
 )]
 pub async fn balance(State(state): State<AppState>, caller: Caller) -> Result<Response, CoreError> {
     let user_id = caller.acting_user(Scope::Check)?;
-    let holdings = state
-        .store
-        .holdings(user_id)
-        .await?
-        .ok_or(CoreError::UnknownUser)?;
-    if holdings.frozen {
-        return Err(CoreError::AccountDisabled);
-    }
+    let holdings = super::live_holdings(&state, user_id).await?;
     Ok(Json(BalanceOk {
         user_id,
         balance: holdings.balance,

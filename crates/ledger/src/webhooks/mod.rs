@@ -14,6 +14,12 @@ use uuid::Uuid;
 
 use crate::{InvalidInput, StoreError};
 
+mod alerts;
+mod schedule;
+
+pub use alerts::{AlertSetting, AlertState, Threshold, validate_threshold};
+pub use schedule::{RETRY_STEPS, RETRY_WINDOW_STEPS, next_attempt, random_jitter};
+
 /// Every event type an endpoint may subscribe to.
 pub const EVENT_TYPES: [&str; 5] = [
     "credits.low",
@@ -249,50 +255,6 @@ pub struct DeliveryFilter {
     pub limit: u32,
 }
 
-/// A user's low-balance threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Threshold {
-    /// The operator's default percent of the last grant or top-up (`LOW_BALANCE_PERCENT`).
-    Default,
-    /// This percent (1–100) of the last grant or top-up.
-    Percent(i64),
-    /// This many credits.
-    Credits(i64),
-}
-
-/// A user's low-balance alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct AlertSetting {
-    /// Whether to send an email when the balance runs low or out.
-    pub email: bool,
-    /// The threshold (also the one credits.low webhooks use for this user).
-    pub threshold: Threshold,
-}
-
-/// A user's alert setting with the threshold it comes to now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct AlertState {
-    /// What the user chose.
-    pub setting: AlertSetting,
-    /// The threshold in credits now in force.
-    pub low_at: i64,
-}
-
-/// Checks a threshold: a percent of 1 to 100, or 0 to 10^12 credits.
-pub fn validate_threshold(threshold: Threshold) -> Result<Threshold, InvalidInput> {
-    match threshold {
-        Threshold::Percent(p) if !(1..=100).contains(&p) => Err(InvalidInput::new(
-            "invalid_threshold",
-            "a percent threshold is 1 to 100",
-        )),
-        Threshold::Credits(c) if !(0..=crate::MAX_AMOUNT).contains(&c) => Err(InvalidInput::new(
-            "invalid_threshold",
-            format!("a threshold in credits is 0 to {}", crate::MAX_AMOUNT),
-        )),
-        other => Ok(other),
-    }
-}
-
 /// Storage of endpoints, the outbox and its deliveries, and alert settings.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
@@ -331,26 +293,6 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Records `LOW_BALANCE_PERCENT`, which grants from now on use.
     async fn set_default_low_percent(&self, percent: u8) -> Result<(), StoreError>;
-}
-
-impl Threshold {
-    /// The stored columns: (alert_credits, alert_percent).
-    pub fn columns(self) -> (Option<i64>, Option<i64>) {
-        match self {
-            Self::Default => (None, None),
-            Self::Percent(p) => (None, Some(p)),
-            Self::Credits(c) => (Some(c), None),
-        }
-    }
-
-    /// From the stored columns.
-    pub fn from_columns(credits: Option<i64>, percent: Option<i64>) -> Self {
-        match (credits, percent) {
-            (Some(c), _) => Self::Credits(c),
-            (None, Some(p)) => Self::Percent(p),
-            (None, None) => Self::Default,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -401,94 +343,5 @@ mod tests {
             parse_events_column(&events_column(&made.endpoint.events)),
             made.endpoint.events
         );
-    }
-
-    #[test]
-    fn thresholds_are_bounded() {
-        assert!(validate_threshold(Threshold::Percent(0)).is_err());
-        assert!(validate_threshold(Threshold::Percent(101)).is_err());
-        assert!(validate_threshold(Threshold::Credits(-1)).is_err());
-        assert!(validate_threshold(Threshold::Credits(50)).is_ok());
-        assert_eq!(
-            Threshold::from_columns(None, Some(30)),
-            Threshold::Percent(30)
-        );
-    }
-}
-
-/// The retry schedule, in multiples of the first delay (5 s by default): 5 s, 5 min, 30 min,
-/// 2 h, 5 h, then every 10 h (after Svix's), each with ±10 % jitter, until three days (as many
-/// first delays as three days are to 5 s) after the event; then the delivery has failed.
-pub const RETRY_STEPS: [u32; 6] = [1, 60, 360, 1440, 3600, 7200];
-
-/// How many first delays the retries go on for: three days of 5 s.
-pub const RETRY_WINDOW_STEPS: u32 = 3 * 24 * 3600 / 5;
-
-/// When to try again after failed attempt number `attempt` (1 for the first), or `None` when
-/// that would pass the window (three days at the default `base` of 5 s). `jitter` is in
-/// `[-1, 1]`; the delay moves by a tenth of that.
-pub fn next_attempt(
-    attempt: u32,
-    event_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-    base: std::time::Duration,
-    jitter: f64,
-) -> Option<DateTime<Utc>> {
-    let index = (attempt.max(1) as usize - 1).min(RETRY_STEPS.len() - 1);
-    let step = base.as_secs_f64() * f64::from(RETRY_STEPS[index]);
-    let delay = step * (1.0 + 0.1 * jitter.clamp(-1.0, 1.0));
-    let at = now + chrono::Duration::milliseconds((delay * 1000.0) as i64);
-    let window = base.as_secs_f64() * f64::from(RETRY_WINDOW_STEPS);
-    let deadline = event_at + chrono::Duration::milliseconds((window * 1000.0) as i64);
-    (at <= deadline).then_some(at)
-}
-
-/// A jitter in `[-1, 1]` from the system's random source (0 if it fails).
-pub fn random_jitter() -> f64 {
-    let mut bytes = [0u8; 4];
-    match getrandom::fill(&mut bytes) {
-        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX) * 2.0 - 1.0,
-        Err(_) => 0.0,
-    }
-}
-
-#[cfg(test)]
-mod schedule {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn the_schedule_is_svixs_and_ends_after_three_days() {
-        let start = Utc::now();
-        let base = Duration::from_secs(5);
-        let mut now = start;
-        let mut delays = Vec::new();
-        let mut attempt = 1;
-        while let Some(at) = next_attempt(attempt, start, now, base, 0.0) {
-            delays.push((at - now).num_seconds());
-            now = at;
-            attempt += 1;
-        }
-        assert_eq!(
-            &delays[..7],
-            &[5, 300, 1800, 7200, 18000, 36000, 36000],
-            "5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h"
-        );
-        assert!(now - start <= chrono::Duration::days(3));
-        assert!(now - start > chrono::Duration::days(3) - chrono::Duration::hours(10));
-        assert_eq!(attempt, 12, "eleven retries after the first attempt");
-    }
-
-    #[test]
-    fn jitter_moves_a_delay_by_at_most_a_tenth_and_the_base_scales_it_all() {
-        let start = Utc::now();
-        for jitter in [-1.0, -0.3, 0.0, 0.7, 1.0, 5.0] {
-            let at = next_attempt(2, start, start, Duration::from_secs(5), jitter).unwrap();
-            let secs = (at - start).num_milliseconds() as f64 / 1000.0;
-            assert!((270.0..=330.0).contains(&secs), "{jitter}: {secs}");
-        }
-        let at = next_attempt(1, start, start, Duration::from_millis(100), 0.0).unwrap();
-        assert_eq!((at - start).num_milliseconds(), 100);
-        assert!(random_jitter().abs() <= 1.0);
     }
 }
