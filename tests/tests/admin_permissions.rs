@@ -84,6 +84,19 @@ fn operations(customer: Uuid) -> Vec<Operation> {
             None,
             "keys:manage",
         ),
+        op(
+            Method::POST,
+            "/api/admin/credits/grant".into(),
+            Some(json!({ "user_id": customer, "amount": 5, "reason": "promo",
+                         "expires_at": "2099-01-01T00:00:00Z", "priority": 10 })),
+            "credits:grant",
+        ),
+        op(
+            Method::GET,
+            "/api/admin/webhooks/deliveries".into(),
+            None,
+            "keys:manage",
+        ),
         op(Method::GET, "/api/admin/audit".into(), None, "audit:read"),
         op(Method::GET, "/api/admin/usage".into(), None, "usage:read"),
     ]
@@ -141,8 +154,8 @@ async fn each_role_is_refused_every_operation_it_lacks_by_name() {
         let balance = hub.store.balance(customer).await.unwrap();
         assert_eq!(
             balance,
-            Some(60),
-            "{engine:?}: only finance's grant and adjustment of 5 each"
+            Some(65),
+            "{engine:?}: only finance's grant, promotional grant and adjustment of 5 each"
         );
     }
 }

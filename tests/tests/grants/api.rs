@@ -54,6 +54,33 @@ async fn an_expiring_grant_is_listed_and_replayed_once_per_key() {
     }
 }
 
+/// A user reads only their own grants, whoever they name; a key without `credits:check` reads none.
+#[tokio::test]
+async fn nobody_reads_another_users_grants() {
+    for engine in engines() {
+        let core = spawn_core(engine).await;
+        let (alice, bob) = (core.user_with(0).await, core.user_with(0).await);
+        let body = json!({ "user_id": bob, "amount": 40, "reason": "promo", "priority": 5 });
+        let granted = core.post(GRANT, &As::System(None), body).await;
+        assert_eq!(granted.status, StatusCode::OK, "{:?}", granted.json);
+        let bob_id = bob.to_string();
+        let naming_bob = [("x-user-id", bob_id.as_str())];
+        let as_alice = core
+            .call(Method::GET, GRANTS, &As::User(alice), None, &naming_bob)
+            .await;
+        assert_eq!(as_alice.status, StatusCode::OK, "{engine:?}");
+        assert_eq!(as_alice.json["user_id"], alice.to_string());
+        assert_eq!(as_alice.json["grants"], json!([]), "{engine:?}: not Bob's");
+        let spender = As::Service {
+            scopes: "credits:deduct",
+            user: Some(bob),
+        };
+        let refused = core.get(GRANTS, &spender).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{engine:?}");
+        assert!(refused.json.get("grants").is_none());
+    }
+}
+
 #[tokio::test]
 async fn a_bad_end_date_or_priority_is_refused_and_grants_nothing() {
     for engine in engines() {
