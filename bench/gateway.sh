@@ -11,6 +11,7 @@
 # session codes, the pgbench script and the fixed upstream. BENCHMARKS.md records the figures.
 #
 #   bench/gateway.sh [seconds per run, default 10]
+#   BENCH_ONLY=proxy,verify,deduct   (a comma-separated subset of the three; all by default)
 #
 # Needs: nginx (installed with apt-get if missing), Redis at 127.0.0.1:6379 (uses database 9 and
 # flushes it), PostgreSQL (BENCH_PG_SERVER, default postgres://postgres@127.0.0.1:5432; creates and
@@ -67,6 +68,7 @@ export HUB_INTERNAL_TOKEN="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'
 export RATE_LIMIT_DEFAULT_PER_MINUTE=60000000 RATE_LIMIT_VERIFY_PER_MINUTE=60000000 \
   RATE_LIMIT_CREDITS_PER_MINUTE=60000000
 
+want() { [ -z "${BENCH_ONLY:-}" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 start() { # name url-to-wait-for command...
@@ -89,6 +91,7 @@ echo "machine: $(nproc) cores; $("$NGINX" -v 2>&1 | cut -d' ' -f3); $(redis-serv
 echo "each run: ${RUN_SECONDS}s; load generator: $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), -t2"
 
 # --- 1. plain proxying: nginx and the gateway in front of the same upstream ---
+if want proxy; then
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx/nginx.conf" <<CONF
 worker_processes auto;
@@ -122,10 +125,12 @@ load "$WORK/proxy-nginx.json" -c "$PROXY_CONCURRENCY" -s bench/wrk/report.lua \
 load "$WORK/proxy-gateway.json" -c "$PROXY_CONCURRENCY" -s bench/wrk/report.lua \
   "http://127.0.0.1:$GATEWAY_PORT$PROXIED"
 stop_all
+fi
 
 # --- 2. verify-session through the gateway, Redis ---
-redis-cli -n 9 flushdb >/dev/null
 export REDIS_URL=redis://127.0.0.1:6379/9
+if want verify; then
+redis-cli -n 9 flushdb >/dev/null
 export HUB_DATA_DIR="$WORK/verify-data"
 "$BENCH" setup --users 1000 >/dev/null
 "$BENCH" sessions --users 1000 >"$WORK/codes.txt"
@@ -136,8 +141,10 @@ WRK_CODES="$WORK/codes.txt" load "$WORK/verify-gateway.json" -c "$VERIFY_CONCURR
   -s bench/wrk/verify.lua "http://127.0.0.1:$GATEWAY_PORT"
 stop_all
 unset HUB_DATA_DIR
+fi
 
 # --- 3. deduct through the gateway with a service key, PostgreSQL, against pgbench ---
+if want deduct; then
 psql "$SERVER/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 export DATABASE_URL="$SERVER/$DB" DATABASE_MAX_CONNECTIONS="$DEDUCT_CONCURRENCY"
 "$BENCH" setup --users "$USERS" >/dev/null
@@ -153,19 +160,25 @@ stop_all
 pgbench -n -M prepared -c "$DEDUCT_CONCURRENCY" -j 2 -T "$RUN_SECONDS" -f "$WORK/pgbench.sql" "$SERVER/$DB" \
   >"$WORK/pgbench.txt" 2>&1 || { cat "$WORK/pgbench.txt"; exit 1; }
 pg_rate=$(grep -E '^tps' "$WORK/pgbench.txt" | head -n 1 | sed -E 's/^tps = ([0-9.]+).*/\1/')
-
-nginx_rate=$(field "$WORK/proxy-nginx.json" requests_per_second)
-gateway_rate=$(field "$WORK/proxy-gateway.json" requests_per_second)
-verify_rate=$(field "$WORK/verify-gateway.json" requests_per_second)
-verify_p99=$(field "$WORK/verify-gateway.json" p99_ms)
-deduct_rate=$(field "$WORK/deduct-gateway.json" requests_per_second)
+fi
 
 printf '\n%-52s %10s %11s %7s %s\n' "workload" "req/s" "baseline/s" "ratio" "target"
-printf '%-52s %10.0f %11.0f %7s %s\n' "proxy fixed body, c=$PROXY_CONCURRENCY (vs nginx keep-alive)" \
-  "$gateway_rate" "$nginx_rate" "$(ratio "$gateway_rate" "$nginx_rate")" ">= 1.0"
-printf '%-52s %10.0f %11s %7s %s\n' "verify-session via gateway (Redis), c=$VERIFY_CONCURRENCY" \
-  "$verify_rate" "15000" "$(ratio "$verify_rate" 15000)" ">= 1.0, p99 ${verify_p99} ms < 10"
-printf '%-52s %10.0f %11.0f %7s %s\n' "deduct via gateway, key, PG $USERS users (vs pgbench)" \
-  "$deduct_rate" "$pg_rate" "$(ratio "$deduct_rate" "$pg_rate")" ">= 0.6"
+if want proxy; then
+  nginx_rate=$(field "$WORK/proxy-nginx.json" requests_per_second)
+  gateway_rate=$(field "$WORK/proxy-gateway.json" requests_per_second)
+  printf '%-52s %10.0f %11.0f %7s %s\n' "proxy fixed body, c=$PROXY_CONCURRENCY (vs nginx keep-alive)" \
+    "$gateway_rate" "$nginx_rate" "$(ratio "$gateway_rate" "$nginx_rate")" ">= 1.0"
+fi
+if want verify; then
+  verify_rate=$(field "$WORK/verify-gateway.json" requests_per_second)
+  verify_p99=$(field "$WORK/verify-gateway.json" p99_ms)
+  printf '%-52s %10.0f %11s %7s %s\n' "verify-session via gateway (Redis), c=$VERIFY_CONCURRENCY" \
+    "$verify_rate" "15000" "$(ratio "$verify_rate" 15000)" ">= 1.0, p99 ${verify_p99} ms < 10"
+fi
+if want deduct; then
+  deduct_rate=$(field "$WORK/deduct-gateway.json" requests_per_second)
+  printf '%-52s %10.0f %11.0f %7s %s\n' "deduct via gateway, key, PG $USERS users (vs pgbench)" \
+    "$deduct_rate" "$pg_rate" "$(ratio "$deduct_rate" "$pg_rate")" ">= 0.6"
+fi
 echo
 for f in "$WORK"/*.json; do echo "$(basename "$f"): $(cat "$f")"; done

@@ -65,6 +65,7 @@ pub struct HubBuilder {
     database: Option<Database>,
     clock: Arc<dyn Clock>,
     listeners: Option<Listeners>,
+    mcp_core_over_http: bool,
 }
 
 impl HubBuilder {
@@ -72,6 +73,14 @@ impl HubBuilder {
     #[must_use]
     pub fn database(mut self, database: Database) -> Self {
         self.database = Some(database);
+        self
+    }
+
+    /// The MCP service reaching core over HTTP at its `CORE_URL`, as when they run apart,
+    /// instead of through core's routes in this process.
+    #[must_use]
+    pub fn mcp_core_over_http(mut self) -> Self {
+        self.mcp_core_over_http = true;
         self
     }
 
@@ -119,8 +128,10 @@ impl HubBuilder {
             listener: auth_listener,
         };
         let auth = hub_auth::App::build(auth, auth_deps).await?;
+        // The MCP service reaches the ledger through core's routes in this process.
         let mcp_deps = hub_mcp::Deps {
             listener: mcp_listener,
+            core: (!self.mcp_core_over_http).then(|| core.routes()),
         };
         let mcp = hub_mcp::App::build(mcp, mcp_deps).await?;
         let gateway_deps = hub_gateway::Deps {
@@ -177,6 +188,7 @@ impl Hub {
             database: None,
             clock: Arc::new(SystemClock),
             listeners: None,
+            mcp_core_over_http: false,
         }
     }
 

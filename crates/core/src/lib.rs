@@ -102,6 +102,8 @@ impl AppState {
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    /// Its routes, built once: served on the listener and handed to services in the same process.
+    router: axum::Router,
     database: Database,
     webhooks: webhooks::WebhookConfig,
 }
@@ -138,12 +140,14 @@ impl App {
                 .await
                 .map_err(|e| anyhow::anyhow!("CORE_ADDR {}: cannot listen: {e}", config.addr))?,
         };
+        let state = AppState {
+            payments: payments::Payments::new(config.payments.clone()),
+            ..AppState::new(deps.store, &config.internal_token)
+        };
         Ok(Self {
             listener,
-            state: AppState {
-                payments: payments::Payments::new(config.payments.clone()),
-                ..AppState::new(deps.store, &config.internal_token)
-            },
+            router: router(state.clone()),
+            state,
             database: deps.database,
             webhooks: config.webhooks,
         })
@@ -161,6 +165,12 @@ impl App {
         &self.state
     }
 
+    /// Its routes with their layers (request ids, errors, metrics), for a service in the same
+    /// process to call without a socket; the caller's headers are checked as on the listener.
+    pub fn routes(&self) -> axum::Router {
+        self.router.clone()
+    }
+
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
     pub async fn run_until(
         self,
@@ -173,7 +183,7 @@ impl App {
             axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
                 let _ = tcp.set_nodelay(true);
             }),
-            router(self.state),
+            self.router,
         )
         .with_graceful_shutdown(shutdown)
         .await;

@@ -1,5 +1,7 @@
 //! Calls to core, as the caller the gateway vouched for: balances and credit holds.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -22,17 +24,41 @@ impl Answer {
     }
 }
 
-/// The ledger over HTTP.
+/// The ledger: core's HTTP API, over the network or, when core runs in the same process
+/// (`hub up`), by calling its routes directly. Either way core sees the same request (the
+/// internal credential and the identity headers) and applies the same rules.
 pub struct Core {
-    http: reqwest::Client,
-    base: String,
+    transport: Transport,
 }
 
+enum Transport {
+    /// Core at `base`, over a pooled HTTP client.
+    Http { http: reqwest::Client, base: String },
+    /// Core's own router in this process: no socket, no HTTP encoding, the same layers.
+    Local(axum::Router),
+}
+
+/// How long a call to core may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest answer read from core in process (its answers are small JSON objects).
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
 impl Core {
+    /// Core over HTTP at `base`.
     pub fn new(http: reqwest::Client, base: &str) -> Self {
         Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
+            transport: Transport::Http {
+                http,
+                base: base.trim_end_matches('/').to_owned(),
+            },
+        }
+    }
+
+    /// Core's routes, served in this process.
+    pub fn local(router: axum::Router) -> Self {
+        Self {
+            transport: Transport::Local(router),
         }
     }
 
@@ -43,21 +69,56 @@ impl Core {
         path: &str,
         body: Option<Value>,
     ) -> Result<Answer, String> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        for (name, value) in identity.headers() {
-            request = request.header(name, value);
+        let not_answering = |e: &dyn std::fmt::Display| format!("the ledger is not answering: {e}");
+        match &self.transport {
+            Transport::Http { http, base } => {
+                let mut request = http.request(method, format!("{base}{path}"));
+                for (name, value) in identity.headers() {
+                    request = request.header(name, value);
+                }
+                if let Some(body) = body {
+                    request = request.json(&body);
+                }
+                let response = request
+                    .timeout(CALL_TIMEOUT)
+                    .send()
+                    .await
+                    .map_err(|e| not_answering(&e))?;
+                let status = response.status();
+                let body = response.json().await.unwrap_or(Value::Null);
+                Ok(Answer { status, body })
+            }
+            Transport::Local(router) => {
+                let mut request = http::Request::builder().method(method).uri(path);
+                for (name, value) in identity.headers() {
+                    request = request.header(name, value);
+                }
+                let body = match body {
+                    Some(body) => {
+                        request = request.header(http::header::CONTENT_TYPE, "application/json");
+                        axum::body::Body::from(body.to_string())
+                    }
+                    None => axum::body::Body::empty(),
+                };
+                let request = request.body(body).map_err(|e| not_answering(&e))?;
+                let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, async {
+                    let response = match tower::ServiceExt::oneshot(router.clone(), request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    };
+                    let status = response.status();
+                    let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES).await;
+                    (status, bytes)
+                })
+                .await
+                .map_err(|e| not_answering(&e))?;
+                let body = bytes
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .unwrap_or(Value::Null);
+                Ok(Answer { status, body })
+            }
         }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .timeout(std::time::Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| format!("the ledger is not answering: {e}"))?;
-        let status = response.status();
-        let body = response.json().await.unwrap_or(Value::Null);
-        Ok(Answer { status, body })
     }
 
     /// The caller's balance.
@@ -112,11 +173,24 @@ impl Core {
 
     /// Whether core is ready.
     pub async fn ready(&self) -> bool {
-        self.http
-            .get(format!("{}/ready", self.base))
-            .timeout(std::time::Duration::from_secs(2))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+        match &self.transport {
+            Transport::Http { http, base } => http
+                .get(format!("{base}/ready"))
+                .timeout(std::time::Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success()),
+            Transport::Local(router) => {
+                let Ok(request) = http::Request::get("/ready").body(axum::body::Body::empty())
+                else {
+                    return false;
+                };
+                let answered = tower::ServiceExt::oneshot(router.clone(), request);
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(2), answered).await,
+                    Ok(Ok(response)) if response.status().is_success()
+                )
+            }
+        }
     }
 }

@@ -97,17 +97,22 @@ pub struct App {
     shared: Arc<Shared>,
 }
 
-/// What the MCP service runs on besides its configuration. It shares nothing in `hub up`: it
-/// reaches the core over HTTP.
+/// What the MCP service runs on besides its configuration.
 pub struct Deps {
     /// A listener bound beforehand; without one, `App::build` binds `MCP_ADDR`.
     pub listener: Option<TcpListener>,
+    /// Core's routes when core runs in this process (`hub up`): tool calls reach the ledger
+    /// through them instead of over HTTP at `CORE_URL`.
+    pub core: Option<axum::Router>,
 }
 
 impl Deps {
     /// Nothing to open: the listener is bound by `App::build`.
     pub async fn open(_config: &Config) -> anyhow::Result<Self> {
-        Ok(Self { listener: None })
+        Ok(Self {
+            listener: None,
+            core: None,
+        })
     }
 }
 
@@ -133,7 +138,10 @@ impl App {
                 config.video_link_ttl_seconds,
             ),
             credential: hub_http::caller::credential_digest(config.internal_token.expose_secret()),
-            core: core_client::Core::new(http.clone(), &config.core_url),
+            core: match deps.core {
+                Some(router) => core_client::Core::local(router),
+                None => core_client::Core::new(http.clone(), &config.core_url),
+            },
             http,
             config,
         });

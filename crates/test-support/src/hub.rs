@@ -83,6 +83,7 @@ pub struct HubBuilder<'a> {
     mcp: Configure<'a, hub_mcp::Config>,
     auth: Configure<'a, hub_auth::Config>,
     core: Configure<'a, hub_core::Config>,
+    mcp_core_over_http: bool,
 }
 
 impl SpawnedHub {
@@ -97,6 +98,7 @@ impl SpawnedHub {
             mcp: Box::new(|_| {}),
             auth: Box::new(|_| {}),
             core: Box::new(|_| {}),
+            mcp_core_over_http: false,
         }
     }
 }
@@ -124,6 +126,14 @@ impl<'a> HubBuilder<'a> {
         self
     }
 
+    /// The MCP service reaching core over HTTP, as when they run apart, instead of through
+    /// core's routes in the same process as `hub up` does.
+    #[must_use]
+    pub fn mcp_core_over_http(mut self, over_http: bool) -> Self {
+        self.mcp_core_over_http = over_http;
+        self
+    }
+
     /// The auth service's configuration changed by `configure` (the authorization server's
     /// settings, for one).
     #[must_use]
@@ -145,6 +155,7 @@ impl<'a> HubBuilder<'a> {
         let listeners = bind_listeners().await;
         let urls = Urls::of(&listeners);
         let keys = tempfile::tempdir().expect("temporary directory");
+        let over_http = self.mcp_core_over_http;
         let configs = self.configs(&db, &keys, &urls);
         let gateway_url = match configs.gateway.tls {
             Some(_) => urls
@@ -152,9 +163,13 @@ impl<'a> HubBuilder<'a> {
                 .replace("http://127.0.0.1", "https://localhost"),
             None => urls.gateway,
         };
-        let hub = hub_compose::Hub::builder(configs)
+        let mut hub = hub_compose::Hub::builder(configs)
             .database(db.database.clone())
-            .listeners(listeners)
+            .listeners(listeners);
+        if over_http {
+            hub = hub.mcp_core_over_http();
+        }
+        let hub = hub
             .build()
             .await
             .expect("start the hub");

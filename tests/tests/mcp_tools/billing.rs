@@ -9,14 +9,18 @@ async fn tools_over_both_transports_bill_with_holds() {
         for transport in [Transport::WebSocket, Transport::Http] {
             let google = FakeGoogle::start().await;
             let openai = FakeOpenAi::start().await;
+            // MCP reaches core through its routes in process (`hub up`) on one transport and
+            // over HTTP (the services apart) on the other.
+            let core_over_http = transport == Transport::Http;
             let hub = SpawnedHub::builder(engine, &google)
                 .openai(&openai)
+                .mcp_core_over_http(core_over_http)
                 .start()
                 .await;
             let user = hub.user_with(100).await.to_string();
             let key = hub.service_key(&["credits:check", "credits:deduct"]).await;
             let client = connect(&hub, transport, &key, &user).await;
-            let what = format!("{engine:?} over {transport:?}");
+            let what = format!("{engine:?} over {transport:?}, core over HTTP: {core_over_http}");
 
             let tools = client.list_all_tools().await.unwrap();
             let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
