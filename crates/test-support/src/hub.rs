@@ -169,10 +169,7 @@ impl<'a> HubBuilder<'a> {
         if over_http {
             hub = hub.mcp_core_over_http();
         }
-        let hub = hub
-            .build()
-            .await
-            .expect("start the hub");
+        let hub = hub.build().await.expect("start the hub");
         SpawnedHub {
             gateway_url,
             core_url: urls.core,

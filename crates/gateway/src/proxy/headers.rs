@@ -26,6 +26,10 @@ pub(super) const HOP_BY_HOP: [&str; 9] = [
 /// body's length). Run before the gateway writes its own headers, so that naming them in
 /// `Connection` cannot take them off.
 pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one look at each name instead of a removal of each of nine.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -46,13 +50,24 @@ pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether `name` is one of [`HOP_BY_HOP`].
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.iter().any(|hop| name == *hop)
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 /// `X-Forwarded-For`: the client's address, appended to what a trusted proxy in front said.
 pub(super) fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut HeaderMap) {
     let trusted = hub_http::is_trusted(&state.config.trusted_proxies, peer.ip());
     let mut before = String::new();
     if trusted {
         // Every line, in order, as one list.
-        for line in headers.get_all("x-forwarded-for") {
+        for line in headers.get_all(&X_FORWARDED_FOR) {
             if let Ok(line) = line.to_str() {
                 before.push_str(line);
                 before.push_str(", ");
@@ -65,19 +80,16 @@ pub(super) fn forwarded_for(state: &AppState, peer: SocketAddr, headers: &mut He
         format!("{before}{}", peer.ip())
     };
     if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert("x-forwarded-for", value);
+        headers.insert(X_FORWARDED_FOR, value);
     }
     let proto = if state.config.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    let kept_proto = headers
-        .get("x-forwarded-proto")
-        .filter(|_| trusted)
-        .cloned();
+    let kept_proto = headers.get(&X_FORWARDED_PROTO).filter(|_| trusted).cloned();
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         kept_proto.unwrap_or(HeaderValue::from_static(proto)),
     );
 }
@@ -94,7 +106,7 @@ pub(super) fn client_address(state: &AppState, peer: SocketAddr, headers: &Heade
 /// `RateLimit-Limit`, `-Remaining` and `-Reset` of a decision.
 pub(super) fn rate_limit_headers(headers: &mut HeaderMap, limit: PerMinute, decision: Decision) {
     let reset = decision.reset.as_secs() + u64::from(decision.reset.subsec_nanos() > 0);
-    headers.insert("ratelimit-limit", HeaderValue::from(limit.0));
-    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
-    headers.insert("ratelimit-reset", HeaderValue::from(reset));
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit.0));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(reset));
 }

@@ -7,6 +7,7 @@ mod body;
 mod headers;
 mod limit;
 mod phases;
+mod pool;
 mod upgrade;
 
 use std::net::SocketAddr;
@@ -17,25 +18,17 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hub_http::ApiError;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
 use crate::AppState;
 use crate::routes::{self, Route};
 
-/// The pooled HTTP/1.1 client to the services.
-pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+/// A serving thread's connections to the services.
+pub type Client = pool::Client;
 
 /// A new pool of connections to the services.
 pub fn client() -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    connector.set_nodelay(true);
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector)
+    Client::default()
 }
 
 /// Everything that is not the gateway's own: to its service (the router's fallback).

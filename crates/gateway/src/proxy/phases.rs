@@ -293,12 +293,6 @@ pub(super) fn rewrite_request(
             "The request path cannot be forwarded.",
         ));
     };
-    if let Some(authority) = uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        request.headers_mut().insert(header::HOST, authority);
-    }
     *request.uri_mut() = uri;
     *request.version_mut() = http::Version::HTTP_11;
     Ok(joining)
