@@ -142,7 +142,13 @@ impl Local {
         let tat = keys.get(key).copied().unwrap_or(0);
         let (decision, new_tat) = decide(tat, now_us, limit, spend);
         if let Some(new_tat) = new_tat {
-            keys.insert(key.to_owned(), new_tat);
+            // A key seen before is updated in place, without a copy of it.
+            match keys.get_mut(key) {
+                Some(kept) => *kept = new_tat,
+                None => {
+                    keys.insert(key.to_owned(), new_tat);
+                }
+            }
         }
         decision
     }

@@ -136,7 +136,9 @@ async fn answer(
     if state.config.cors_allowed_origins.is_empty() {
         let route = routes::find(request.uri().path());
         if !route.is_some_and(routes::Route::is_own) {
-            return proxy::forward_direct(state, peer, route, request).await;
+            // Boxed: the proxy's future is large, and would otherwise be moved whole into
+            // hyper's slot for the request's future.
+            return Box::pin(proxy::forward_direct(state, peer, route, request)).await;
         }
     }
     request
