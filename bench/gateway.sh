@@ -120,10 +120,19 @@ start gateway "http://127.0.0.1:$GATEWAY_PORT/health" env HUB_DATA_DIR="$WORK/pr
   GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" AUTH_URL="http://$UPSTREAM" CORE_URL="http://$UPSTREAM" \
   target/release/gateway
 PROXIED=/.well-known/jwks.json
+NGINX_PIDS="$(pgrep -P "${PIDS[1]}" | tr '\n' ' ')"
+GATEWAY_PID="${PIDS[2]}"
+# CPU per request (user + system, from /proc) of the proxy alone: steadier across runs than the
+# rates, which move with everything else the two cores do.
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+before=$(cpu_ticks $NGINX_PIDS)
 load "$WORK/proxy-nginx.json" -c "$PROXY_CONCURRENCY" -s bench/wrk/report.lua \
   "http://127.0.0.1:$NGINX_PORT$PROXIED"
+nginx_ticks=$(( $(cpu_ticks $NGINX_PIDS) - before ))
+before=$(cpu_ticks "$GATEWAY_PID")
 load "$WORK/proxy-gateway.json" -c "$PROXY_CONCURRENCY" -s bench/wrk/report.lua \
   "http://127.0.0.1:$GATEWAY_PORT$PROXIED"
+gateway_ticks=$(( $(cpu_ticks "$GATEWAY_PID") - before ))
 stop_all
 fi
 
@@ -168,6 +177,10 @@ if want proxy; then
   gateway_rate=$(field "$WORK/proxy-gateway.json" requests_per_second)
   printf '%-52s %10.0f %11.0f %7s %s\n' "proxy fixed body, c=$PROXY_CONCURRENCY (vs nginx keep-alive)" \
     "$gateway_rate" "$nginx_rate" "$(ratio "$gateway_rate" "$nginx_rate")" ">= 1.0"
+  per_request() { python3 -c "import sys; print(f'{int(sys.argv[1]) * 1e6 / $(getconf CLK_TCK) / float(sys.argv[2]):.1f}')" "$1" "$2"; }
+  printf '%-52s gateway %s us, nginx %s us\n' "  CPU per proxied request (the proxy process only)" \
+    "$(per_request "$gateway_ticks" "$(field "$WORK/proxy-gateway.json" requests)")" \
+    "$(per_request "$nginx_ticks" "$(field "$WORK/proxy-nginx.json" requests)")"
 fi
 if want verify; then
   verify_rate=$(field "$WORK/verify-gateway.json" requests_per_second)
