@@ -69,55 +69,11 @@ impl Core {
         path: &str,
         body: Option<Value>,
     ) -> Result<Answer, String> {
-        let not_answering = |e: &dyn std::fmt::Display| format!("the ledger is not answering: {e}");
         match &self.transport {
             Transport::Http { http, base } => {
-                let mut request = http.request(method, format!("{base}{path}"));
-                for (name, value) in identity.headers() {
-                    request = request.header(name, value);
-                }
-                if let Some(body) = body {
-                    request = request.json(&body);
-                }
-                let response = request
-                    .timeout(CALL_TIMEOUT)
-                    .send()
-                    .await
-                    .map_err(|e| not_answering(&e))?;
-                let status = response.status();
-                let body = response.json().await.unwrap_or(Value::Null);
-                Ok(Answer { status, body })
+                call_over_http(http, base, identity, method, path, body).await
             }
-            Transport::Local(router) => {
-                let mut request = http::Request::builder().method(method).uri(path);
-                for (name, value) in identity.headers() {
-                    request = request.header(name, value);
-                }
-                let body = match body {
-                    Some(body) => {
-                        request = request.header(http::header::CONTENT_TYPE, "application/json");
-                        axum::body::Body::from(body.to_string())
-                    }
-                    None => axum::body::Body::empty(),
-                };
-                let request = request.body(body).map_err(|e| not_answering(&e))?;
-                let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, async {
-                    let response = match tower::ServiceExt::oneshot(router.clone(), request).await {
-                        Ok(response) => response,
-                        Err(never) => match never {},
-                    };
-                    let status = response.status();
-                    let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES).await;
-                    (status, bytes)
-                })
-                .await
-                .map_err(|e| not_answering(&e))?;
-                let body = bytes
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                    .unwrap_or(Value::Null);
-                Ok(Answer { status, body })
-            }
+            Transport::Local(router) => call_in_process(router, identity, method, path, body).await,
         }
     }
 
@@ -193,4 +149,70 @@ impl Core {
             }
         }
     }
+}
+
+fn not_answering(e: &dyn std::fmt::Display) -> String {
+    format!("the ledger is not answering: {e}")
+}
+
+async fn call_over_http(
+    http: &reqwest::Client,
+    base: &str,
+    identity: &Identity,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Answer, String> {
+    let mut request = http.request(method, format!("{base}{path}"));
+    for (name, value) in identity.headers() {
+        request = request.header(name, value);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .timeout(CALL_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| not_answering(&e))?;
+    let status = response.status();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Ok(Answer { status, body })
+}
+
+async fn call_in_process(
+    router: &axum::Router,
+    identity: &Identity,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Answer, String> {
+    let mut request = http::Request::builder().method(method).uri(path);
+    for (name, value) in identity.headers() {
+        request = request.header(name, value);
+    }
+    let body = match body {
+        Some(body) => {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+            axum::body::Body::from(body.to_string())
+        }
+        None => axum::body::Body::empty(),
+    };
+    let request = request.body(body).map_err(|e| not_answering(&e))?;
+    let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, async {
+        let response = match tower::ServiceExt::oneshot(router.clone(), request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES).await;
+        (status, bytes)
+    })
+    .await
+    .map_err(|e| not_answering(&e))?;
+    let body = bytes
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .unwrap_or(Value::Null);
+    Ok(Answer { status, body })
 }
