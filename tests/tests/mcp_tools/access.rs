@@ -1,5 +1,5 @@
-//! Who reaches the MCP service: no credential, a browser's code as a subprotocol, and
-//! revocations that end a WebSocket and stop the calls after them.
+//! Who reaches the MCP service: no credential, a browser's code as a subprotocol, revocations
+//! that end a WebSocket and stop the calls after them, and a key's scopes held by core.
 
 use super::*;
 
@@ -198,4 +198,39 @@ async fn a_call_after_a_revocation_is_not_passed_on() {
     assert_eq!(u16::from(close.expect("a code").code), 1008);
     assert_eq!(balance(&hub, &user).await, before, "nothing held or spent");
     assert_eq!(openai.submitted(), 0, "nothing reached the provider");
+}
+
+#[tokio::test]
+async fn a_key_that_may_only_look_gets_no_video_however_mcp_reaches_core() {
+    // Core's scope check is what stops it, whether MCP calls core's routes in process (`hub up`)
+    // or over HTTP: the key's scopes travel with the gateway's vouching either way.
+    for core_over_http in [false, true] {
+        let google = FakeGoogle::start().await;
+        let openai = FakeOpenAi::start().await;
+        let hub = SpawnedHub::builder(Engine::Sqlite, &google)
+            .openai(&openai)
+            .mcp_core_over_http(core_over_http)
+            .start()
+            .await;
+        let user = hub.user_with(100).await.to_string();
+        let key = hub.service_key(&["credits:check"]).await;
+        let client = connect(&hub, Transport::WebSocket, &key, &user).await;
+        let what = format!("core over HTTP: {core_over_http}");
+
+        let (error, body) = call(&client, "get_balance", json!({})).await;
+        assert!(!error, "{what}: looking is allowed: {body}");
+        let (error, body) = call(&client, "generate_video", json!({ "prompt": "free" })).await;
+        assert!(error, "{what}: {body}");
+        assert!(
+            body.as_str().is_some_and(|m| m.contains("credits:deduct")),
+            "{what}: refused for the missing scope: {body}"
+        );
+        assert_eq!(openai.submitted(), 0, "{what}: no job reached the provider");
+        assert_eq!(
+            balance(&hub, &user).await,
+            json!({ "balance": 100, "held": 0 }),
+            "{what}: nothing held or spent"
+        );
+        client.cancel().await.unwrap();
+    }
 }
