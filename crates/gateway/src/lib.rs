@@ -115,6 +115,7 @@ impl App {
             key_cache: identity::KeyCache::new(config.service_key_cache),
             connections: admission::Connections::new(config.max_connections),
             documents: tokio::sync::OnceCell::new(),
+            bases: proxy::Bases::new(&config),
             sessions,
             store,
             internal_token: config.internal_token.expose_secret().to_owned(),

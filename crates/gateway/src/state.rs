@@ -76,6 +76,8 @@ pub struct Shared {
     pub(crate) connections: Arc<admission::Connections>,
     /// The API documents, once the services have described themselves.
     pub(crate) documents: tokio::sync::OnceCell<crate::openapi::Documents>,
+    /// The services' base URLs, parsed once.
+    pub(crate) bases: proxy::Bases,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -73,11 +73,6 @@ pub async fn run(env: &Env, command: WebhookCommand) -> anyhow::Result<()> {
                     store.list_deliveries(&filter).await?,
                 )?);
             }
-            WebhookCommand::Disable { id } | WebhookCommand::Enable { id }
-                if !id.starts_with("ep_") =>
-            {
-                anyhow::bail!("no endpoint has the id {id}");
-            }
             WebhookCommand::Disable { id } => toggle(&store, &id, false).await?,
             WebhookCommand::Enable { id } => toggle(&store, &id, true).await?,
             WebhookCommand::Delete { id } => {

@@ -141,14 +141,31 @@ impl Core {
                 else {
                     return false;
                 };
-                let answered = tower::ServiceExt::oneshot(router.clone(), request);
-                matches!(
-                    tokio::time::timeout(Duration::from_secs(2), answered).await,
-                    Ok(Ok(response)) if response.status().is_success()
-                )
+                ask(router, request, Duration::from_secs(2))
+                    .await
+                    .is_some_and(|(status, _)| status.is_success())
             }
         }
     }
+}
+
+/// `request` through core's router in this process: its status and body, if it answered
+/// within `limit`.
+async fn ask(
+    router: &axum::Router,
+    request: http::Request<axum::body::Body>,
+    limit: Duration,
+) -> Option<(StatusCode, Option<axum::body::Bytes>)> {
+    let answered = async {
+        let response = match tower::ServiceExt::oneshot(router.clone(), request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES).await;
+        (status, bytes.ok())
+    };
+    tokio::time::timeout(limit, answered).await.ok()
 }
 
 fn not_answering(e: &dyn std::fmt::Display) -> String {
@@ -199,19 +216,10 @@ async fn call_in_process(
         None => axum::body::Body::empty(),
     };
     let request = request.body(body).map_err(|e| not_answering(&e))?;
-    let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, async {
-        let response = match tower::ServiceExt::oneshot(router.clone(), request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), MAX_ANSWER_BYTES).await;
-        (status, bytes)
-    })
-    .await
-    .map_err(|e| not_answering(&e))?;
+    let (status, bytes) = ask(router, request, CALL_TIMEOUT)
+        .await
+        .ok_or_else(|| not_answering(&"deadline has elapsed"))?;
     let body = bytes
-        .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
         .unwrap_or(Value::Null);
     Ok(Answer { status, body })

@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use hub_ledger::admin::AuditEntry;
 use hub_ledger::users::Permission;
-use hub_ledger::webhooks::{Delivery, DeliveryFilter, EVENT_TYPES, Endpoint, new_endpoint};
+use hub_ledger::webhooks::{
+    Delivery, DeliveryFilter, EVENT_TYPES, Endpoint, is_endpoint_id, new_endpoint,
+};
 
 use super::actions::request_id;
 use super::operator::Operator;
@@ -170,8 +172,12 @@ pub(crate) async fn create(
     let mut entry = audit(&operator, &headers, "webhook.create", &made.endpoint.id);
     entry.after =
         Some(serde_json::json!({ "url": made.endpoint.url, "events": made.endpoint.events }));
-    let stored = state.users.insert_endpoint(&made).await;
-    if let Err(e) = stored.and(state.users.record_audit(&entry).await) {
+    // The audit entry only once the endpoint is stored.
+    let stored = match state.users.insert_endpoint(&made).await {
+        Ok(()) => state.users.record_audit(&entry).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
         return view::unavailable(&e);
     }
     page(&state, &operator, Some(made.secret), false).await
@@ -199,10 +205,7 @@ pub(crate) async fn delete(
             "Tick the confirmation box to delete the endpoint.",
         );
     }
-    let well_formed = id.len() <= 64
-        && id.starts_with("ep_")
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !well_formed {
+    if !is_endpoint_id(&id) {
         return refused(StatusCode::NOT_FOUND, "No endpoint has this id.");
     }
     match state.users.delete_endpoint(&id).await {

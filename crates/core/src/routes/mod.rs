@@ -23,7 +23,6 @@ use crate::AppState;
 /// The largest request body any endpoint takes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The public API: each route registered with its OpenAPI operation, so the two cannot differ.
 /// What an account holds, if it exists and an operator has not disabled it: the first step of
 /// every read of a user's credits.
 async fn live_holdings(
@@ -41,6 +40,7 @@ async fn live_holdings(
     Ok(holdings)
 }
 
+/// The public API: each route registered with its OpenAPI operation, so the two cannot differ.
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(credits::check))

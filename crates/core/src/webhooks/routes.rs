@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use hub_http::ApiQuery;
-use hub_ledger::webhooks::{Delivery, DeliveryFilter, MAX_DELIVERY_PAGE};
+use hub_ledger::webhooks::{Delivery, DeliveryFilter, MAX_DELIVERY_PAGE, is_endpoint_id};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -88,15 +88,7 @@ pub async fn deliveries(
 ) -> Result<Json<DeliveryPage>, CoreError> {
     caller.authorize(&state, Scope::KeysManage).await?;
     let limit = query.limit.unwrap_or(100);
-    let endpoint_ok = query.endpoint_id.as_deref().is_none_or(|id| {
-        id.len() <= 64
-            && id.strip_prefix("ep_").is_some_and(|hex| {
-                !hex.is_empty()
-                    && hex
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            })
-    });
+    let endpoint_ok = query.endpoint_id.as_deref().is_none_or(is_endpoint_id);
     if !(1..=MAX_DELIVERY_PAGE).contains(&limit)
         || query.before.is_some_and(|b| b < 1)
         || !endpoint_ok

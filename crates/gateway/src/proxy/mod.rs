@@ -3,6 +3,7 @@
 //! slow answered quickly with 502 or 504 in the shared error shape. A request walks through the
 //! [`phases`], whichever server path it came in on.
 
+mod base;
 mod body;
 mod headers;
 mod limit;
@@ -22,6 +23,8 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::routes::{self, Route};
+
+pub(crate) use base::Bases;
 
 /// A serving thread's connections to the services.
 pub type Client = pool::Client;

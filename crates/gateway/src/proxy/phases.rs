@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hub_http::ApiError;
 
@@ -281,13 +281,10 @@ pub(super) fn rewrite_request(
         headers.insert(header::UPGRADE, protocol.clone());
     }
     forwarded_for(state, peer, headers);
-    let base = match visit.upstream {
-        Upstream::Auth => &state.config.auth_url,
-        Upstream::Core => &state.config.core_url,
-        Upstream::Mcp => &state.config.mcp_url,
-    };
-    let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let Ok(uri) = format!("{base}{path_and_query}").parse::<Uri>() else {
+    let target = state
+        .bases
+        .target(visit.upstream, request.uri().path_and_query());
+    let Some(uri) = target else {
         return Err(ApiError::bad_request(
             "bad_request",
             "The request path cannot be forwarded.",

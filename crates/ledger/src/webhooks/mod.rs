@@ -59,6 +59,18 @@ pub struct NewEndpoint {
     pub secret: String,
 }
 
+/// Whether `id` has the shape of an endpoint's id: `ep_` and lower-case hex, as
+/// [`new_endpoint`] makes them, at most 64 characters.
+pub fn is_endpoint_id(id: &str) -> bool {
+    id.len() <= 64
+        && id.strip_prefix("ep_").is_some_and(|hex| {
+            !hex.is_empty()
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
 /// Checks an endpoint's URL (http or https, at most 2000 characters) and event types, and makes
 /// its id and secret.
 pub fn new_endpoint(url: &str, events: &[String]) -> Result<NewEndpoint, InvalidInput> {
