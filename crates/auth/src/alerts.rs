@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hub_ledger::Store;
-use hub_ledger::webhooks::{Attempt, Channel, ClaimedDelivery, next_attempt, random_jitter};
+use hub_ledger::webhooks::{Attempt, Channel, ClaimedDelivery};
 
 use crate::mail::{Mail, Mailer, SMTP_TIMEOUT};
 
@@ -35,22 +35,8 @@ pub async fn send_alerts(store: Arc<dyn Store>, mailer: Arc<dyn Mailer>, account
         };
         for delivery in due {
             let outcome = match mailer.send(&alert_mail(&delivery, &account_url)).await {
-                Ok(()) => Attempt {
-                    status: None,
-                    error: None,
-                    retry: None,
-                },
-                Err(e) => Attempt {
-                    status: None,
-                    error: Some(e.to_string()),
-                    retry: Some(next_attempt(
-                        delivery.attempt,
-                        delivery.created_at,
-                        chrono::Utc::now(),
-                        RETRY_BASE,
-                        random_jitter(),
-                    )),
-                },
+                Ok(()) => Attempt::delivered(None),
+                Err(e) => Attempt::failed(&delivery, None, e.to_string(), RETRY_BASE),
             };
             if let Err(e) = store.record_attempt(delivery.id, &outcome).await {
                 tracing::warn!(error = %e, "could not record an alert mail");

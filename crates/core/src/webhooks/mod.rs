@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hub_config::{ConfigError, Env};
-use hub_ledger::webhooks::{Attempt, Channel, ClaimedDelivery, next_attempt, random_jitter};
+use hub_ledger::webhooks::{Attempt, Channel, ClaimedDelivery};
 
 use crate::Store;
 
@@ -148,7 +148,7 @@ async fn deliver(
     let timestamp = chrono::Utc::now().timestamp();
     let signature = match sign::sign(&delivery.secret, &delivery.event_id, timestamp, &body) {
         Ok(signature) => signature,
-        Err(e) => return failed(config, delivery, None, e.to_string()),
+        Err(e) => return Attempt::failed(delivery, None, e.to_string(), config.retry_base),
     };
     let sent = http
         .post(&delivery.target)
@@ -161,37 +161,19 @@ async fn deliver(
         .send()
         .await;
     match sent {
-        Ok(response) if response.status().is_success() => Attempt {
-            status: Some(response.status().as_u16()),
-            error: None,
-            retry: None,
-        },
+        Ok(response) if response.status().is_success() => {
+            Attempt::delivered(Some(response.status().as_u16()))
+        }
         Ok(response) => {
             let status = response.status().as_u16();
-            failed(config, delivery, Some(status), format!("answered {status}"))
+            Attempt::failed(
+                delivery,
+                Some(status),
+                format!("answered {status}"),
+                config.retry_base,
+            )
         }
-        Err(e) => failed(config, delivery, None, error_text(e)),
-    }
-}
-
-fn failed(
-    config: &WebhookConfig,
-    delivery: &ClaimedDelivery,
-    status: Option<u16>,
-    error: String,
-) -> Attempt {
-    let now = chrono::Utc::now();
-    let jitter = random_jitter();
-    Attempt {
-        status,
-        error: Some(error),
-        retry: Some(next_attempt(
-            delivery.attempt,
-            delivery.created_at,
-            now,
-            config.retry_base,
-            jitter,
-        )),
+        Err(e) => Attempt::failed(delivery, None, error_text(e), config.retry_base),
     }
 }
 

@@ -221,6 +221,49 @@ pub struct Attempt {
     pub retry: Option<Option<DateTime<Utc>>>,
 }
 
+impl Attempt {
+    /// Delivered (`status`: what the endpoint answered, `None` for a mail).
+    pub fn delivered(status: Option<u16>) -> Self {
+        Self {
+            status,
+            error: None,
+            retry: None,
+        }
+    }
+
+    /// Failed now: tried again by the schedule ([`next_attempt`] from `base`, with jitter), or
+    /// given up once the schedule's window has passed.
+    pub fn failed(
+        delivery: &ClaimedDelivery,
+        status: Option<u16>,
+        error: String,
+        base: std::time::Duration,
+    ) -> Self {
+        let retry = next_attempt(
+            delivery.attempt,
+            delivery.created_at,
+            Utc::now(),
+            base,
+            random_jitter(),
+        );
+        Self {
+            status,
+            error: Some(error),
+            retry: Some(retry),
+        }
+    }
+
+    /// The delivery's status after this attempt (`succeeded`, `pending` or `failed`), and when
+    /// it is due again.
+    pub fn state(&self) -> (&'static str, Option<DateTime<Utc>>) {
+        match self.retry {
+            None => ("succeeded", None),
+            Some(Some(at)) => ("pending", Some(at)),
+            Some(None) => ("failed", None),
+        }
+    }
+}
+
 /// A delivery and its outcome, as operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Delivery {

@@ -176,11 +176,7 @@ impl WebhookStore for PgStore {
     }
 
     async fn record_attempt(&self, id: i64, attempt: &Attempt) -> Result<(), StoreError> {
-        let (status, next) = match attempt.retry {
-            None => ("succeeded", None),
-            Some(Some(at)) => ("pending", Some(at)),
-            Some(None) => ("failed", None),
-        };
+        let (status, next) = attempt.state();
         sqlx::query(
             "UPDATE webhook_deliveries SET status = $2,
                  next_attempt_at = coalesce($3, next_attempt_at), last_status = $4, last_error = $5

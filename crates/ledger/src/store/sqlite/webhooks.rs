@@ -247,11 +247,8 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn record_attempt(&self, id: i64, attempt: &Attempt) -> Result<(), StoreError> {
-        let (status, next) = match attempt.retry {
-            None => ("succeeded", None),
-            Some(Some(at)) => ("pending", Some(timestamp(at))),
-            Some(None) => ("failed", None),
-        };
+        let (status, next) = attempt.state();
+        let next = next.map(timestamp);
         let (code, error) = (attempt.status, attempt.error.clone());
         self.writer
             .write(move |conn| {
