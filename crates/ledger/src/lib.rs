@@ -18,6 +18,7 @@ mod holds;
 mod idempotency;
 pub mod oauth;
 mod operations;
+pub mod paging;
 pub mod payments;
 pub mod service_keys;
 pub mod store;

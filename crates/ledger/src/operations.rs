@@ -218,13 +218,7 @@ pub(crate) fn decide_refund(
 
 /// Cuts a fetch of `limit + 1` rows into a page and the cursor of the next.
 pub(crate) fn page(mut transactions: Vec<Transaction>, limit: u32) -> TransactionPage {
-    let more = transactions.len() > limit as usize;
-    transactions.truncate(limit as usize);
-    let next_cursor = if more {
-        transactions.last().map(|t| t.id.clone())
-    } else {
-        None
-    };
+    let next_cursor = crate::paging::cut_page(&mut transactions, limit, |t| t.id.clone());
     TransactionPage {
         transactions,
         next_cursor,

@@ -117,12 +117,10 @@ pub async fn list(
         limit: limit + 1,
     };
     let mut entries = state.store.audit_log(&filter).await?;
-    let more = entries.len() > limit as usize;
-    entries.truncate(limit as usize);
+    let next_cursor = crate::ledger::paging::cut_page(&mut entries, limit, |e| e.seq);
     if query.format == Some(Format::Csv) {
         return Ok(csv(&entries).into_response());
     }
-    let next_cursor = more.then(|| entries.last().map(|e| e.seq)).flatten();
     Ok(Json(AuditPage {
         entries,
         next_cursor,

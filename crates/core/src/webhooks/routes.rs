@@ -109,9 +109,7 @@ pub async fn deliveries(
         limit: limit + 1,
     };
     let mut deliveries = state.store.list_deliveries(&filter).await?;
-    let more = deliveries.len() > limit as usize;
-    deliveries.truncate(limit as usize);
-    let next_before = more.then(|| deliveries.last().map(|d| d.id)).flatten();
+    let next_before = hub_ledger::paging::cut_page(&mut deliveries, limit, |d| d.id);
     Ok(Json(DeliveryPage {
         deliveries,
         next_before,
