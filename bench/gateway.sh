@@ -162,13 +162,19 @@ KEY=$("$HUB" service-key create --name bench --scopes credits:deduct \
 start core "http://127.0.0.1:$CORE_PORT/ready" env CORE_ADDR="127.0.0.1:$CORE_PORT" target/release/core
 start gateway "http://127.0.0.1:$GATEWAY_PORT/health" env GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" \
   CORE_URL="http://127.0.0.1:$CORE_PORT" target/release/gateway
+bench/cpu.py snapshot "$WORK/cpu-before"
 WRK_KEY="$KEY" WRK_USERS="$USERS" load "$WORK/deduct-gateway.json" -c "$DEDUCT_CONCURRENCY" \
   -s bench/wrk/deduct.lua "http://127.0.0.1:$GATEWAY_PORT"
+deduct_cpu=$(bench/cpu.py per-request "$WORK/cpu-before" "$(field "$WORK/deduct-gateway.json" requests)" \
+  machine postgres gateway core redis-server)
 stop_all
 "$BENCH" pgbench-script --users "$USERS" >"$WORK/pgbench.sql"
+bench/cpu.py snapshot "$WORK/cpu-before"
 pgbench -n -M prepared -c "$DEDUCT_CONCURRENCY" -j 2 -T "$RUN_SECONDS" -f "$WORK/pgbench.sql" "$SERVER/$DB" \
   >"$WORK/pgbench.txt" 2>&1 || { cat "$WORK/pgbench.txt"; exit 1; }
 pg_rate=$(grep -E '^tps' "$WORK/pgbench.txt" | head -n 1 | sed -E 's/^tps = ([0-9.]+).*/\1/')
+pg_transactions=$(grep -E '^number of transactions actually processed' "$WORK/pgbench.txt" | sed -E 's/.*: ([0-9]+).*/\1/')
+pgbench_cpu=$(bench/cpu.py per-request "$WORK/cpu-before" "$pg_transactions" machine)
 fi
 
 printf '\n%-52s %10s %11s %7s %s\n' "workload" "req/s" "baseline/s" "ratio" "target"
@@ -192,6 +198,8 @@ if want deduct; then
   deduct_rate=$(field "$WORK/deduct-gateway.json" requests_per_second)
   printf '%-52s %10.0f %11.0f %7s %s\n' "deduct via gateway, key, PG $USERS users (vs pgbench)" \
     "$deduct_rate" "$pg_rate" "$(ratio "$deduct_rate" "$pg_rate")" ">= 0.6"
+  printf '%-52s %s\n' "  CPU per deduct (machine = all cores, wrk too)" "$deduct_cpu"
+  printf '%-52s %s\n' "  CPU per pgbench transaction (all cores)" "$pgbench_cpu"
 fi
 echo
 for f in "$WORK"/*.json; do echo "$(basename "$f"): $(cat "$f")"; done
