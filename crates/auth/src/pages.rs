@@ -143,6 +143,11 @@ pub(crate) fn secure(
     response
 }
 
+/// A moment as every page of the hub shows it: UTC, to the minute.
+pub(crate) fn minute(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
 /// The success page showing the verification code.
 pub fn success(
     name: &str,
@@ -151,7 +156,7 @@ pub fn success(
     expires_at: chrono::DateTime<chrono::Utc>,
 ) -> Response {
     let (script_nonce, style_nonce) = (nonce(), nonce());
-    let expires_at = expires_at.format("%Y-%m-%d %H:%M UTC").to_string();
+    let expires_at = minute(expires_at);
     let page = SuccessPage {
         name,
         code,

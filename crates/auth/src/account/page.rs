@@ -6,7 +6,6 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use hub_ledger::Holdings;
 use hub_ledger::grants::CreditGrant;
 use hub_ledger::oauth::OAuthGrant;
@@ -21,6 +20,7 @@ use super::words::Words;
 use super::{PATH, unavailable};
 use crate::AppState;
 use crate::oauth::pages::Lang;
+use crate::pages::minute as day;
 use crate::web::chart::{self, Chart};
 use crate::web::csrf;
 use crate::web::{self, NotSignedIn};
@@ -272,10 +272,6 @@ fn payments(payments: &[PaymentRecord]) -> Vec<PaymentRow> {
             .price(),
         })
         .collect()
-}
-
-fn day(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// The page with these filters, from the newest or after `cursor`.

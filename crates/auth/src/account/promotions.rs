@@ -62,9 +62,7 @@ pub(super) fn rows(grants: &[CreditGrant]) -> Vec<GrantRow> {
             remaining: g.remaining,
             amount: g.amount,
             priority: g.priority,
-            ends: g
-                .expires_at
-                .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string()),
+            ends: g.expires_at.map(crate::pages::minute),
         })
         .collect()
 }

@@ -5,7 +5,6 @@
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 
 use super::operator::Operator;
 
@@ -118,9 +117,7 @@ pub(crate) fn unavailable(error: &dyn std::fmt::Display) -> Response {
 }
 
 /// A time as the console shows it.
-pub(crate) fn when(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
-}
+pub(crate) use crate::pages::minute as when;
 
 /// A fresh idempotency key for a form: a double submit of the same form acts once.
 pub(crate) fn form_key() -> String {
