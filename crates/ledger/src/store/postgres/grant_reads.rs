@@ -79,8 +79,8 @@ impl GrantStore for PgStore {
             let mut tx = self.pool.begin().await?;
             // Hold rows before the account row, as everywhere: expired holds keep nothing.
             expire_user_holds(&mut tx, user_id).await?;
-            if lock_account(&mut tx, user_id).await?.is_some()
-                && expire_user_grants(&mut tx, user_id, now).await?
+            if let Some(account) = lock_account(&mut tx, user_id).await?
+                && expire_user_grants(&mut tx, user_id, account.held, now).await?
             {
                 accounts += 1;
             }

@@ -40,21 +40,20 @@ pub(super) async fn lock_account(
 
 /// Expires what is left of the account's grants past their end date, each part as an `expire`
 /// transaction, except what live holds set aside ([`to_expire`]). The caller has freed the
-/// account's expired holds ([`expire_user_holds`]) before it took the account's row lock, so
-/// `held` counts live holds only, as on SQLite. Whether anything expired.
+/// account's expired holds ([`expire_user_holds`]) and then taken the account's row lock
+/// ([`lock_account`]), which gave it `held`: live holds only, as on SQLite. Whether anything
+/// expired.
 pub(super) async fn expire_user_grants(
     conn: &mut PgConnection,
     user_id: Uuid,
+    held: i64,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let due = grant_sources(&mut *conn, user_id, Some(now)).await?;
     if due.is_empty() {
         return Ok(false);
     }
-    let Some(account) = lock_account(&mut *conn, user_id).await? else {
-        return Ok(false);
-    };
-    let parts = to_expire(due, account.held);
+    let parts = to_expire(due, held);
     for (grant_id, amount) in &parts {
         sqlx::query(
             "UPDATE credit_grants SET remaining = remaining - $2,
@@ -220,7 +219,7 @@ impl Take<'_> {
         let Some(mut account) = lock_account(&mut tx, self.user_id).await? else {
             return Ok(Taken::UnknownUser);
         };
-        if expire_user_grants(&mut tx, self.user_id, now).await? {
+        if expire_user_grants(&mut tx, self.user_id, account.held, now).await? {
             account = lock_account(&mut tx, self.user_id)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("a locked account vanished".into()))?;

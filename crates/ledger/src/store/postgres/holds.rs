@@ -132,7 +132,7 @@ impl Reserve {
             let freed = expire_user_holds(&mut *conn, self.user_id).await?;
             grants_expired = match lock_account(&mut *conn, self.user_id).await? {
                 Some(account) if account.granted > 0 => {
-                    expire_user_grants(&mut *conn, self.user_id, now).await?;
+                    expire_user_grants(&mut *conn, self.user_id, account.held, now).await?;
                     true
                 }
                 _ => false,
