@@ -3,6 +3,7 @@
 
 use clap::Subcommand;
 use hub_config::Env;
+use hub_ledger::admin::AuditEntry;
 use hub_ledger::webhooks::{EVENT_TYPES, new_endpoint};
 use serde_json::json;
 
@@ -52,7 +53,10 @@ pub async fn run(env: &Env, command: WebhookCommand) -> anyhow::Result<()> {
                 let made = new_endpoint(&url, &events).map_err(|e| {
                     anyhow::anyhow!("{e} (event types: {})", EVENT_TYPES.join(", "))
                 })?;
-                store.insert_endpoint(&made).await?;
+                let mut audit = AuditEntry::on_webhook("cli", "webhook.create", &made.endpoint.id);
+                audit.after =
+                    Some(json!({ "url": made.endpoint.url, "events": made.endpoint.events }));
+                store.insert_endpoint(&made, &audit).await?;
                 super::print(&json!({
                     "id": made.endpoint.id,
                     "url": made.endpoint.url,
@@ -76,7 +80,8 @@ pub async fn run(env: &Env, command: WebhookCommand) -> anyhow::Result<()> {
             WebhookCommand::Disable { id } => toggle(&store, &id, false).await?,
             WebhookCommand::Enable { id } => toggle(&store, &id, true).await?,
             WebhookCommand::Delete { id } => {
-                if !store.delete_endpoint(&id).await? {
+                let audit = AuditEntry::on_webhook("cli", "webhook.delete", &id);
+                if !store.delete_endpoint(&id, &audit).await? {
                     anyhow::bail!("no endpoint has the id {id}");
                 }
                 super::print(&json!({ "id": id, "deleted": true }));

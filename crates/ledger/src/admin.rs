@@ -38,10 +38,19 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// An entry for `action` by `actor` on the user `target`.
     pub fn on_user(actor: &str, action: &'static str, target: Uuid) -> Self {
+        Self::on(actor, action, format!("user:{target}"))
+    }
+
+    /// An entry for `action` by `actor` on the webhook endpoint `id`.
+    pub fn on_webhook(actor: &str, action: &'static str, id: &str) -> Self {
+        Self::on(actor, action, format!("webhook:{id}"))
+    }
+
+    fn on(actor: &str, action: &'static str, target: String) -> Self {
         Self {
             actor: actor.to_owned(),
             action,
-            target: format!("user:{target}"),
+            target,
             before: None,
             after: None,
             reason: None,

@@ -1,6 +1,6 @@
 //! The console's webhooks page, on every engine: an admin registers an endpoint (its `whsec_`
 //! secret shown once), sees a delivery and its outcome after a grant, and deletes the endpoint
-//! (confirmed); a form without the CSRF token registers nothing.
+//! (confirmed), each change in the audit log; a form without the CSRF token registers nothing.
 
 use hub_core::users::Role;
 use hub_test_support::fake_google::FakeGoogle;
@@ -72,5 +72,14 @@ async fn an_admin_registers_an_endpoint_sees_its_deliveries_and_deletes_it() {
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{engine:?}");
         let page = person.page("/console/webhooks?deleted=1").await;
         assert!(page.contains("id=\"no-endpoints\"") && page.contains("id=\"no-deliveries\""));
+
+        // Each change is in the audit log, written with it; the refused forms left nothing.
+        let log = person
+            .page(&format!("/console/audit?target=webhook:{id}"))
+            .await;
+        assert_eq!(count(&log, "class=\"entry\""), 2, "{engine:?}: {log}");
+        let table = &log[log.find("id=\"audit\"").unwrap()..];
+        let deleted = table.find("webhook.delete").expect("the delete's entry");
+        assert!(deleted < table.find("webhook.create").unwrap(), "{log}");
     }
 }

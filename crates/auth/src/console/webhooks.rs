@@ -133,15 +133,7 @@ impl EndpointForm {
 }
 
 fn audit(operator: &Operator, headers: &HeaderMap, action: &'static str, id: &str) -> AuditEntry {
-    AuditEntry {
-        actor: operator.actor(),
-        action,
-        target: format!("webhook:{id}"),
-        before: None,
-        after: None,
-        reason: None,
-        request_id: request_id(headers),
-    }
+    AuditEntry::on_webhook(&operator.actor(), action, id).in_request(request_id(headers).as_deref())
 }
 
 /// `POST /console/webhooks`: registers an endpoint and shows its secret, once.
@@ -172,12 +164,7 @@ pub(crate) async fn create(
     let mut entry = audit(&operator, &headers, "webhook.create", &made.endpoint.id);
     entry.after =
         Some(serde_json::json!({ "url": made.endpoint.url, "events": made.endpoint.events }));
-    // The audit entry only once the endpoint is stored.
-    let stored = match state.users.insert_endpoint(&made).await {
-        Ok(()) => state.users.record_audit(&entry).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = stored {
+    if let Err(e) = state.users.insert_endpoint(&made, &entry).await {
         return view::unavailable(&e);
     }
     page(&state, &operator, Some(made.secret), false).await
@@ -208,15 +195,9 @@ pub(crate) async fn delete(
     if !is_endpoint_id(&id) {
         return refused(StatusCode::NOT_FOUND, "No endpoint has this id.");
     }
-    match state.users.delete_endpoint(&id).await {
-        Ok(true) => match state
-            .users
-            .record_audit(&audit(&operator, &headers, "webhook.delete", &id))
-            .await
-        {
-            Ok(()) => Redirect::to("/console/webhooks?deleted=1").into_response(),
-            Err(e) => view::unavailable(&e),
-        },
+    let entry = audit(&operator, &headers, "webhook.delete", &id);
+    match state.users.delete_endpoint(&id, &entry).await {
+        Ok(true) => Redirect::to("/console/webhooks?deleted=1").into_response(),
         Ok(false) => refused(StatusCode::NOT_FOUND, "No endpoint has this id."),
         Err(e) => view::unavailable(&e),
     }

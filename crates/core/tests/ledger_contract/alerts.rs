@@ -15,7 +15,9 @@ use super::*;
 async fn listen(store: &Arc<dyn Store>, events: &[&str]) -> String {
     let events: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
     let made = new_endpoint("http://127.0.0.1:9/hook", &events).unwrap();
-    store.insert_endpoint(&made).await.unwrap();
+    let audit =
+        hub_core::ledger::admin::AuditEntry::on_webhook("cli", "webhook.create", &made.endpoint.id);
+    store.insert_endpoint(&made, &audit).await.unwrap();
     made.endpoint.id
 }
 

@@ -313,14 +313,23 @@ pub struct DeliveryFilter {
 /// Storage of endpoints, the outbox and its deliveries, and alert settings.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
-    /// Stores a new endpoint with its secret.
-    async fn insert_endpoint(&self, endpoint: &NewEndpoint) -> Result<(), StoreError>;
+    /// Stores a new endpoint with its secret, and `audit` in the same transaction.
+    async fn insert_endpoint(
+        &self,
+        endpoint: &NewEndpoint,
+        audit: &crate::admin::AuditEntry,
+    ) -> Result<(), StoreError>;
     /// Every endpoint, newest first.
     async fn list_endpoints(&self) -> Result<Vec<Endpoint>, StoreError>;
     /// Turns deliveries to an endpoint on or off; whether it exists.
     async fn set_endpoint_enabled(&self, id: &str, enabled: bool) -> Result<bool, StoreError>;
-    /// Deletes an endpoint and its deliveries; whether it existed.
-    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError>;
+    /// Deletes an endpoint and its deliveries, with `audit` in the same transaction; whether it
+    /// existed (no entry when it did not).
+    async fn delete_endpoint(
+        &self,
+        id: &str,
+        audit: &crate::admin::AuditEntry,
+    ) -> Result<bool, StoreError>;
     /// Turns up to `limit` new events into deliveries (one per subscribed, enabled endpoint, and
     /// one email when the user asked for it); how many events.
     async fn fan_out(&self, limit: u32) -> Result<u64, StoreError>;

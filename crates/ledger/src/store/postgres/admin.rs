@@ -8,7 +8,10 @@ use crate::admin::{
 };
 
 /// Writes an audit entry on `conn` (inside the caller's transaction).
-async fn record_entry(conn: &mut PgConnection, entry: &AuditEntry) -> Result<(), StoreError> {
+pub(super) async fn record_entry(
+    conn: &mut PgConnection,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO admin_audit (id, actor, action, target, before, after, reason, request_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

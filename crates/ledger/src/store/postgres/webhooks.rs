@@ -3,6 +3,7 @@
 //! transactions; claims take rows with `FOR UPDATE SKIP LOCKED`, so core replicas share the work.
 
 use super::*;
+use crate::admin::AuditEntry;
 use crate::webhooks::{
     AlertSetting, AlertState, Attempt, Channel, ClaimedDelivery, Delivery, DeliveryFilter,
     Endpoint, NewEndpoint, Threshold, WebhookStore, events_column, parse_events_column,
@@ -87,7 +88,12 @@ SELECT count(*) FROM due";
 
 #[async_trait]
 impl WebhookStore for PgStore {
-    async fn insert_endpoint(&self, new: &NewEndpoint) -> Result<(), StoreError> {
+    async fn insert_endpoint(
+        &self,
+        new: &NewEndpoint,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO webhook_endpoints (id, url, events, secret, enabled, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -98,8 +104,10 @@ impl WebhookStore for PgStore {
         .bind(&new.secret)
         .bind(new.endpoint.enabled)
         .bind(new.endpoint.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        super::admin::record_entry(&mut tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -127,13 +135,19 @@ impl WebhookStore for PgStore {
         )
     }
 
-    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
+    async fn delete_endpoint(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected()
-            == 1)
+            == 1;
+        if deleted {
+            super::admin::record_entry(&mut tx, audit).await?;
+            tx.commit().await?;
+        }
+        Ok(deleted)
     }
 
     async fn fan_out(&self, limit: u32) -> Result<u64, StoreError> {

@@ -8,7 +8,7 @@ use crate::admin::{
 };
 
 /// Writes an audit entry under the writer (inside the operation's savepoint).
-fn record_entry(conn: &Connection, entry: &AuditEntry) -> Result<(), StoreError> {
+pub(super) fn record_entry(conn: &Connection, entry: &AuditEntry) -> Result<(), StoreError> {
     let json = |value: &Option<Value>| value.as_ref().map(Value::to_string);
     conn.prepare_cached(
         "INSERT INTO admin_audit

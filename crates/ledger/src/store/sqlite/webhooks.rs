@@ -3,6 +3,7 @@
 //! savepoints; the single writer makes each claim exclusive.
 
 use super::*;
+use crate::admin::AuditEntry;
 use crate::webhooks::{
     AlertSetting, AlertState, Attempt, Channel, ClaimedDelivery, Delivery, DeliveryFilter,
     Endpoint, NewEndpoint, Threshold, WebhookStore, events_column, parse_events_column,
@@ -171,9 +172,14 @@ const LOW_AT: &str = "coalesce(?3, last_grant * coalesce(?4,
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
-    async fn insert_endpoint(&self, new: &NewEndpoint) -> Result<(), StoreError> {
+    async fn insert_endpoint(
+        &self,
+        new: &NewEndpoint,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
         let e = new.endpoint.clone();
         let secret = new.secret.clone();
+        let audit = audit.clone();
         self.writer
             .write(move |conn| {
                 conn.prepare_cached(
@@ -188,7 +194,7 @@ impl WebhookStore for SqliteStore {
                     e.enabled,
                     timestamp(e.created_at)
                 ])?;
-                Ok(())
+                super::admin::record_entry(conn, &audit)
             })
             .await
     }
@@ -217,16 +223,20 @@ impl WebhookStore for SqliteStore {
             .await
     }
 
-    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
+    async fn delete_endpoint(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let (id, audit) = (id.to_owned(), audit.clone());
         self.writer
             .write(move |conn| {
                 conn.prepare_cached("DELETE FROM webhook_deliveries WHERE endpoint_id = ?1")?
                     .execute(params![id])?;
-                Ok(conn
+                let deleted = conn
                     .prepare_cached("DELETE FROM webhook_endpoints WHERE id = ?1")?
                     .execute(params![id])?
-                    == 1)
+                    == 1;
+                if deleted {
+                    super::admin::record_entry(conn, &audit)?;
+                }
+                Ok(deleted)
             })
             .await
     }
