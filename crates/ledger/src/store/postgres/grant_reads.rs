@@ -35,7 +35,13 @@ pub(super) const DUE_SQL: &str = "CASE WHEN a.granted > 0 THEN COALESCE((SELECT 
 #[async_trait]
 impl GrantStore for PgStore {
     async fn grants(&self, user_id: Uuid) -> Result<Option<Vec<CreditGrant>>, StoreError> {
-        if self.balance(user_id).await?.is_none() {
+        // Whether the account exists: a plain read, not the balance with its due credits.
+        let account: Option<bool> =
+            sqlx::query_scalar("SELECT true FROM credit_accounts WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if account.is_none() {
             return Ok(None);
         }
         let rows = sqlx::query(
