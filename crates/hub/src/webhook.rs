@@ -53,10 +53,9 @@ pub async fn run(env: &Env, command: WebhookCommand) -> anyhow::Result<()> {
                 let made = new_endpoint(&url, &events).map_err(|e| {
                     anyhow::anyhow!("{e} (event types: {})", EVENT_TYPES.join(", "))
                 })?;
-                let mut audit = AuditEntry::on_webhook("cli", "webhook.create", &made.endpoint.id);
-                audit.after =
-                    Some(json!({ "url": made.endpoint.url, "events": made.endpoint.events }));
-                store.insert_endpoint(&made, &audit).await?;
+                store
+                    .insert_endpoint(&made, &made.created_by("cli"))
+                    .await?;
                 super::print(&json!({
                     "id": made.endpoint.id,
                     "url": made.endpoint.url,

@@ -20,7 +20,7 @@ use super::words::Words;
 use super::{PATH, unavailable};
 use crate::AppState;
 use crate::oauth::pages::Lang;
-use crate::pages::minute as day;
+use crate::pages::minute;
 use crate::web::chart::{self, Chart};
 use crate::web::csrf;
 use crate::web::{self, NotSignedIn};
@@ -262,7 +262,7 @@ fn payments(payments: &[PaymentRecord]) -> Vec<PaymentRow> {
     payments
         .iter()
         .map(|p| PaymentRow {
-            when: day(p.created_at),
+            when: minute(p.created_at),
             credits: p.credits,
             price: Pack {
                 credits: p.credits,
@@ -324,7 +324,7 @@ fn rows(w: &Words, history: &HistoryPage) -> Vec<Row> {
         .rows
         .iter()
         .map(|t| Row {
-            when: day(t.created_at),
+            when: minute(t.created_at),
             kind: w.kind(t.kind),
             service: t.service.clone().unwrap_or_default(),
             amount: format!("{:+}", t.amount),
@@ -346,8 +346,8 @@ fn sessions(w: &Words, sessions: &[SessionRecord], current: &str) -> Vec<Session
                 w.code_session
             },
             this_browser: s.id == current,
-            started: day(s.created_at),
-            ends: day(s.expires_at),
+            started: minute(s.created_at),
+            ends: minute(s.expires_at),
         })
         .collect()
 }
@@ -360,8 +360,8 @@ fn apps(lang: Lang, grants: &[OAuthGrant]) -> Vec<AppRow> {
             name: g.client_name.clone(),
             scopes: g.scopes.iter().map(|s| lang.scope(s)).collect(),
             daily_cap: g.daily_cap,
-            connected: day(g.created_at),
-            last_used: g.last_used_at.map(day),
+            connected: minute(g.created_at),
+            last_used: g.last_used_at.map(minute),
         })
         .collect()
 }

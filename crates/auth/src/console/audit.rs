@@ -12,8 +12,9 @@ use hub_ledger::admin::{AuditFilter, AuditRecord, MAX_AUDIT_PAGE, audit_csv};
 use hub_ledger::users::Permission;
 
 use super::operator::Operator;
-use super::view::{self, Frame, when};
+use super::view::{self, Frame};
 use crate::AppState;
+use crate::pages::minute;
 
 /// Entries on one page.
 const PAGE: u32 = 50;
@@ -95,7 +96,7 @@ fn row(e: AuditRecord) -> EntryRow {
         (None, None) => String::new(),
     };
     EntryRow {
-        when: when(e.created_at),
+        when: minute(e.created_at),
         actor: e.actor,
         action: e.action,
         target: e.target,

@@ -12,8 +12,9 @@ use hub_ledger::users::Permission;
 
 use super::actions::request_id;
 use super::operator::Operator;
-use super::view::{self, Frame, when};
+use super::view::{self, Frame};
 use crate::AppState;
+use crate::pages::minute;
 
 const PATH: &str = "/console/keys";
 
@@ -39,9 +40,9 @@ struct KeysPage {
 fn key_row(key: ServiceKey) -> KeyRow {
     KeyRow {
         scopes: key.scopes.join(" "),
-        created: when(key.created_at),
-        last_used: key.last_used_at.map_or_else(|| "never".to_owned(), when),
-        revoked: key.revoked_at.map(when),
+        created: minute(key.created_at),
+        last_used: key.last_used_at.map_or_else(|| "never".to_owned(), minute),
+        revoked: key.revoked_at.map(minute),
         id: key.id,
         name: key.name,
     }

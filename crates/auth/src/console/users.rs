@@ -14,8 +14,9 @@ use hub_ledger::users::{Permission, User};
 use uuid::Uuid;
 
 use super::operator::Operator;
-use super::view::{self, Frame, when};
+use super::view::{self, Frame};
 use crate::AppState;
+use crate::pages::minute;
 
 /// Users on one page of results.
 const PAGE: u32 = 50;
@@ -83,7 +84,7 @@ fn found(user: User) -> Found {
         id: user.id,
         email: user.email,
         name: user.name,
-        created: when(user.created_at),
+        created: minute(user.created_at),
     }
 }
 
@@ -214,8 +215,8 @@ fn render(
     notice: Option<&'static str>,
 ) -> Response {
     let standing = match (read.standing.deleted_at, read.standing.disabled_at) {
-        (Some(at), _) => format!("deleted {}", when(at)),
-        (None, Some(at)) => format!("disabled {}", when(at)),
+        (Some(at), _) => format!("deleted {}", minute(at)),
+        (None, Some(at)) => format!("disabled {}", minute(at)),
         (None, None) => "active".to_owned(),
     };
     let page = DetailPage {
@@ -250,8 +251,8 @@ fn session_row(s: &hub_sessions::SessionRecord) -> SessionRow {
         } else {
             "session code"
         },
-        started: when(s.created_at),
-        ends: when(s.expires_at),
+        started: minute(s.created_at),
+        ends: minute(s.expires_at),
     }
 }
 
@@ -262,7 +263,7 @@ fn row(t: hub_ledger::Transaction) -> Row {
         amount: format!("{:+}", t.amount),
         balance_after: t.balance_after,
         reason: t.reason.unwrap_or_default(),
-        when: when(t.created_at),
+        when: minute(t.created_at),
         id: t.id,
     }
 }

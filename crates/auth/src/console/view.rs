@@ -116,9 +116,6 @@ pub(crate) fn unavailable(error: &dyn std::fmt::Display) -> Response {
     )
 }
 
-/// A time as the console shows it.
-pub(crate) use crate::pages::minute as when;
-
 /// A fresh idempotency key for a form: a double submit of the same form acts once.
 pub(crate) fn form_key() -> String {
     format!("form-{}", crate::pages::nonce())

@@ -15,8 +15,9 @@ use hub_ledger::webhooks::{
 
 use super::actions::request_id;
 use super::operator::Operator;
-use super::view::{self, Frame, when};
+use super::view::{self, Frame};
 use crate::AppState;
+use crate::pages::minute;
 
 const PATH: &str = "/console/webhooks";
 
@@ -39,7 +40,7 @@ fn delivery_row(d: Delivery) -> DeliveryRow {
     };
     DeliveryRow {
         next: if d.status == "pending" {
-            when(d.next_attempt_at)
+            minute(d.next_attempt_at)
         } else {
             "—".to_owned()
         },
@@ -132,10 +133,6 @@ impl EndpointForm {
     }
 }
 
-fn audit(operator: &Operator, headers: &HeaderMap, action: &'static str, id: &str) -> AuditEntry {
-    AuditEntry::on_webhook(&operator.actor(), action, id).in_request(request_id(headers).as_deref())
-}
-
 /// `POST /console/webhooks`: registers an endpoint and shows its secret, once.
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -161,9 +158,9 @@ pub(crate) async fn create(
             );
         }
     };
-    let mut entry = audit(&operator, &headers, "webhook.create", &made.endpoint.id);
-    entry.after =
-        Some(serde_json::json!({ "url": made.endpoint.url, "events": made.endpoint.events }));
+    let entry = made
+        .created_by(&operator.actor())
+        .in_request(request_id(&headers).as_deref());
     if let Err(e) = state.users.insert_endpoint(&made, &entry).await {
         return view::unavailable(&e);
     }
@@ -195,7 +192,8 @@ pub(crate) async fn delete(
     if !is_endpoint_id(&id) {
         return refused(StatusCode::NOT_FOUND, "No endpoint has this id.");
     }
-    let entry = audit(&operator, &headers, "webhook.delete", &id);
+    let entry = AuditEntry::on_webhook(&operator.actor(), "webhook.delete", &id)
+        .in_request(request_id(&headers).as_deref());
     match state.users.delete_endpoint(&id, &entry).await {
         Ok(true) => Redirect::to("/console/webhooks?deleted=1").into_response(),
         Ok(false) => refused(StatusCode::NOT_FOUND, "No endpoint has this id."),

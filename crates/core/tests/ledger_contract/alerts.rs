@@ -15,9 +15,10 @@ use super::*;
 async fn listen(store: &Arc<dyn Store>, events: &[&str]) -> String {
     let events: Vec<String> = events.iter().map(|e| (*e).to_owned()).collect();
     let made = new_endpoint("http://127.0.0.1:9/hook", &events).unwrap();
-    let audit =
-        hub_core::ledger::admin::AuditEntry::on_webhook("cli", "webhook.create", &made.endpoint.id);
-    store.insert_endpoint(&made, &audit).await.unwrap();
+    store
+        .insert_endpoint(&made, &made.created_by("cli"))
+        .await
+        .unwrap();
     made.endpoint.id
 }
 

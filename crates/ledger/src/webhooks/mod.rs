@@ -59,6 +59,19 @@ pub struct NewEndpoint {
     pub secret: String,
 }
 
+impl NewEndpoint {
+    /// The audit entry of its creation by `actor`: its URL and events (never its secret).
+    pub fn created_by(&self, actor: &str) -> crate::admin::AuditEntry {
+        let mut entry =
+            crate::admin::AuditEntry::on_webhook(actor, "webhook.create", &self.endpoint.id);
+        entry.after = Some(serde_json::json!({
+            "url": self.endpoint.url,
+            "events": self.endpoint.events,
+        }));
+        entry
+    }
+}
+
 /// Whether `id` has the shape of an endpoint's id: `ep_` and lower-case hex, as
 /// [`new_endpoint`] makes them, at most 64 characters.
 pub fn is_endpoint_id(id: &str) -> bool {
