@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The gateway's three benchmarks in one go, each beside its baseline, printing ratios:
 #   1. plain proxying of a fixed small body, against nginx proxying the same upstream with
-#      keep-alive (target: at least 1.0 of nginx's requests/s);
+#      keep-alive (target: at least 1.0 of nginx's requests/s), and beside both a bare hyper proxy
+#      (`hub-bench bare-proxy`: what hyper alone allows on the machine);
 #   2. verify-session through the gateway, sessions and rate limits in Redis
 #      (target: at least 15,000 requests/s, p99 under 10 ms);
 #   3. deduct through the gateway with a service key, PostgreSQL, spread over 10,000 users,
@@ -31,6 +32,7 @@ NGINX_PORT=39210
 GATEWAY_PORT=39211
 AUTH_PORT=39212
 CORE_PORT=39213
+BARE_PORT=39214
 WORK="$(mktemp -d)"
 PIDS=()
 
@@ -119,9 +121,11 @@ start nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX" -p "$WORK/nginx" -c "$WORK/
 start gateway "http://127.0.0.1:$GATEWAY_PORT/health" env HUB_DATA_DIR="$WORK/proxy-data" \
   GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" AUTH_URL="http://$UPSTREAM" CORE_URL="http://$UPSTREAM" \
   target/release/gateway
+start bare "http://127.0.0.1:$BARE_PORT/" "$BENCH" bare-proxy --addr "127.0.0.1:$BARE_PORT" --upstream "$UPSTREAM"
 PROXIED=/.well-known/jwks.json
 NGINX_PIDS="$(pgrep -P "${PIDS[1]}" | tr '\n' ' ')"
 GATEWAY_PID="${PIDS[2]}"
+BARE_PID="${PIDS[3]}"
 # CPU per request (user + system, from /proc) of the proxy alone: steadier across runs than the
 # rates, which move with everything else the two cores do.
 cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
@@ -133,6 +137,10 @@ before=$(cpu_ticks "$GATEWAY_PID")
 load "$WORK/proxy-gateway.json" -c "$PROXY_CONCURRENCY" -s bench/wrk/report.lua \
   "http://127.0.0.1:$GATEWAY_PORT$PROXIED"
 gateway_ticks=$(( $(cpu_ticks "$GATEWAY_PID") - before ))
+before=$(cpu_ticks "$BARE_PID")
+load "$WORK/proxy-bare.json" -c "$PROXY_CONCURRENCY" -s bench/wrk/report.lua \
+  "http://127.0.0.1:$BARE_PORT$PROXIED"
+bare_ticks=$(( $(cpu_ticks "$BARE_PID") - before ))
 stop_all
 fi
 
@@ -187,6 +195,10 @@ if want proxy; then
   printf '%-52s gateway %s us, nginx %s us\n' "  CPU per proxied request (the proxy process only)" \
     "$(per_request "$gateway_ticks" "$(field "$WORK/proxy-gateway.json" requests)")" \
     "$(per_request "$nginx_ticks" "$(field "$WORK/proxy-nginx.json" requests)")"
+  bare_rate=$(field "$WORK/proxy-bare.json" requests_per_second)
+  printf '%-52s %10.0f %11.0f %7s %s\n' "  a bare hyper proxy, same run (vs nginx)" \
+    "$bare_rate" "$nginx_rate" "$(ratio "$bare_rate" "$nginx_rate")" \
+    "gateway/bare $(ratio "$gateway_rate" "$bare_rate"); $(per_request "$bare_ticks" "$(field "$WORK/proxy-bare.json" requests)") us CPU per request"
 fi
 if want verify; then
   verify_rate=$(field "$WORK/verify-gateway.json" requests_per_second)

@@ -4,6 +4,7 @@
 //! comparisons the older scripts use.
 #![forbid(unsafe_code)]
 
+mod bare_proxy;
 mod load;
 mod mcp;
 

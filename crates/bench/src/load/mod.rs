@@ -88,6 +88,19 @@ pub enum BenchCommand {
         #[arg(long, default_value = "127.0.0.1:39200")]
         addr: std::net::SocketAddr,
     },
+    /// Forwards every request to `--upstream` and does nothing else: hyper's own cost, the
+    /// proxying benchmark's second baseline beside nginx.
+    BareProxy {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:39214")]
+        addr: std::net::SocketAddr,
+        /// Where every request goes.
+        #[arg(long, default_value = "127.0.0.1:39200")]
+        upstream: std::net::SocketAddr,
+        /// Serving threads (as the gateway's GATEWAY_THREADS: one per core by default).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Drives `GET` of one URL (the proxying benchmark).
     Get {
         #[command(flatten)]
@@ -163,6 +176,17 @@ pub async fn run(env: &Env, command: BenchCommand) -> anyhow::Result<()> {
             Ok(())
         }
         BenchCommand::Upstream { addr } => workloads::upstream(addr).await,
+        BenchCommand::BareProxy {
+            addr,
+            upstream,
+            threads,
+        } => {
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            tokio::task::spawn_blocking(move || crate::bare_proxy::serve(addr, upstream, threads))
+                .await?
+        }
         BenchCommand::Mcp { target, pace } => {
             let headers = parse_headers(&target.headers)?;
             crate::mcp::run(&target.url, &headers, pace.concurrency(), pace.duration()).await
