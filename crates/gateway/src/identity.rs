@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use hub_http::ApiError;
 use hub_http::caller::{
     CALLER_HEADER, INTERNAL_HEADER, SCOPES_HEADER, SERVICE_KEY_HEADER, USER_ID_HEADER,
@@ -15,6 +15,14 @@ use hub_sessions::{Verified, looks_like_token};
 use uuid::Uuid;
 
 use crate::AppState;
+
+/// The header a session code comes in.
+pub(crate) const X_SESSION_TOKEN: HeaderName = HeaderName::from_static("x-session-token");
+/// The header a service key comes in (or `Authorization: Bearer hub_sk_…`).
+pub(crate) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+/// Every header a credential comes in: names made once, not parsed again at every look.
+pub(crate) const CREDENTIAL_HEADERS: [HeaderName; 3] =
+    [X_SESSION_TOKEN, X_API_KEY, header::AUTHORIZATION];
 
 /// A caller the gateway recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +90,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -92,23 +100,22 @@ fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Whether the request presents a credential in a header (a session code, a service key, an
 /// access token, or anything else in `Authorization`).
 pub fn presents_credential(headers: &HeaderMap) -> bool {
-    ["x-session-token", "x-api-key"]
+    CREDENTIAL_HEADERS
         .iter()
-        .any(|name| headers.contains_key(*name))
-        || headers.contains_key(header::AUTHORIZATION)
+        .any(|name| headers.contains_key(name))
 }
 
 /// Whether the request presents a credential besides a service key (a session code, or an
 /// `Authorization` that is not the key): one the gateway or a service would look up.
 pub fn presents_more_than_a_key(headers: &HeaderMap) -> bool {
-    headers.contains_key("x-session-token")
+    headers.contains_key(&X_SESSION_TOKEN)
         || (headers.contains_key(header::AUTHORIZATION)
             && !bearer(headers).is_some_and(|b| b.starts_with(KEY_PREFIX)))
 }
 
 /// The service key a request presents: `X-API-Key`, or `Authorization: Bearer hub_sk_…`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    text(headers, "x-api-key").or(bearer(headers).filter(|b| b.starts_with(KEY_PREFIX)))
+    text(headers, &X_API_KEY).or(bearer(headers).filter(|b| b.starts_with(KEY_PREFIX)))
 }
 
 /// What the gateway knows of a presented service key without reading the database.
@@ -167,7 +174,7 @@ pub async fn look_up_key(state: &AppState, key: &str) -> Result<Option<Recognise
 /// Works out the caller from the request's credentials; `None` when it presented none.
 pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Recognised>, Refused> {
     let bearer = bearer(headers);
-    let session = text(headers, "x-session-token");
+    let session = text(headers, &X_SESSION_TOKEN);
 
     if let Some(token) = session.or(bearer.filter(|b| b.starts_with("VERIFIED-"))) {
         if !looks_like_token(token) {

@@ -86,8 +86,8 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
         .allow_headers([
             http::header::AUTHORIZATION,
             http::header::CONTENT_TYPE,
-            HeaderName::from_static("x-session-token"),
-            HeaderName::from_static("x-api-key"),
+            crate::identity::X_SESSION_TOKEN,
+            crate::identity::X_API_KEY,
             HeaderName::from_static("x-user-id"),
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-request-id"),

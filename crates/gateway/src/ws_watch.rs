@@ -23,8 +23,6 @@ use crate::identity;
 const POLICY_VIOLATION: u16 = 1008;
 /// How old the last check may be when the client sends something; older, it is checked first.
 const CHECK_BEFORE_SENDING_AFTER: Duration = Duration::from_secs(1);
-/// The credential headers kept for the checks.
-const CREDENTIALS: [&str; 3] = ["x-session-token", "x-api-key", "authorization"];
 
 /// The credential an upgraded connection was opened with, and how often to check it.
 pub(crate) struct Watch {
@@ -37,7 +35,7 @@ impl Watch {
     /// Keeps the request's credential headers (before they are taken off for the service).
     pub(crate) fn new(state: &AppState, headers: &HeaderMap) -> Self {
         let mut credentials = HeaderMap::new();
-        for name in CREDENTIALS {
+        for name in &identity::CREDENTIAL_HEADERS {
             if let Some(value) = headers.get(name) {
                 credentials.insert(name, value.clone());
             }

@@ -1,12 +1,12 @@
 //! Rate limits: the key and limit a request counts against, the failed-credential budget, and
 //! the 429 answer.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hub_http::ApiError;
 use sha2::{Digest, Sha256};
 
-use super::headers::rate_limit_headers;
+use super::headers::{address_key, rate_limit_headers};
 use super::phases::Visit;
 use crate::limits::{Decision, PerMinute};
 use crate::routes::LimitClass;
@@ -54,7 +54,7 @@ pub(super) fn limit_for(
 ) -> (String, PerMinute) {
     let limits = state.config.limits;
     let client = visit.client;
-    let text = |name: &str| {
+    let text = |name: &HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -64,9 +64,9 @@ pub(super) fn limit_for(
         LimitClass::Google => return (format!("google:{client}"), limits.google),
         LimitClass::Verify => {
             // The GPT form sends its service key as the bearer and the user's code in the body.
-            let token = text("x-session-token")
+            let token = text(&identity::X_SESSION_TOKEN)
                 .or_else(|| {
-                    text("authorization")
+                    text(&header::AUTHORIZATION)
                         .and_then(|v| v.strip_prefix("Bearer "))
                         .filter(|v| !v.starts_with(hub_ledger::service_keys::KEY_PREFIX))
                 })
@@ -79,9 +79,7 @@ pub(super) fn limit_for(
         LimitClass::Credits => limits.credits,
         LimitClass::Default => limits.default,
     };
-    let presented = text("x-session-token")
-        .or_else(|| text("authorization"))
-        .or_else(|| text("x-api-key"));
+    let presented = identity::CREDENTIAL_HEADERS.iter().find_map(text);
     match caller {
         Some(identity::Recognised::User(id) | identity::Recognised::App { user: id, .. }) => {
             (format!("caller:user:{id}"), class)
@@ -96,7 +94,7 @@ pub(super) fn limit_for(
         ),
         None => match presented {
             Some(credential) => (format!("caller:{}", digest(credential)), limits.default),
-            None => (format!("address:{client}"), limits.default),
+            None => (address_key(client), limits.default),
         },
     }
 }

@@ -6,17 +6,22 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hub_http::ApiError;
 
 use super::body::{body_too_large, payload_too_large, take_body_token};
-use super::headers::{client_address, forwarded_for, rate_limit_headers, remove_hop_by_hop};
+use super::headers::{
+    address_key, client_address, forwarded_for, rate_limit_headers, remove_hop_by_hop,
+};
 use super::limit::{failures_spent, limit_for, limited, spend_failure};
 use super::upgrade::{credential_from_subprotocol, join_upgraded, wants_upgrade};
 use crate::limits::{Decision, PerMinute};
 use crate::routes::{Route, Upstream};
 use crate::{AppState, admission, identity, ws_watch};
+
+/// The header a service key names the user it acts for in.
+const X_USER_ID: HeaderName = HeaderName::from_static(hub_http::caller::USER_ID_HEADER);
 
 /// What the phases learn about one forwarded request.
 pub(super) struct Visit {
@@ -62,7 +67,7 @@ pub(super) async fn admit(
     }
     let claimed_user = request
         .headers()
-        .get(hub_http::caller::USER_ID_HEADER)
+        .get(&X_USER_ID)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let client = client_address(state, peer, request.headers());
     // A WebSocket (or other) upgrade passes through: the client's half and the service's half are
@@ -123,7 +128,7 @@ async fn spend_address(
     client: std::net::IpAddr,
 ) -> Result<(String, Decision), Response> {
     let limit = state.config.limits.default;
-    let key = format!("address:{client}");
+    let key = address_key(client);
     let decision = state.limiter.check(&key, limit, true).await;
     if !decision.allowed {
         state.metrics.rate_limited(route.class);
@@ -171,7 +176,9 @@ pub(super) async fn identify(
                 ApiError::unauthenticated("The session_token is not valid.").into_response()
             );
         };
-        request.headers_mut().insert("x-session-token", value);
+        request
+            .headers_mut()
+            .insert(identity::X_SESSION_TOKEN, value);
     }
     let requirement = crate::resource::requirement(request.uri().path());
     match identity::resolve(state, request.headers()).await {
@@ -271,7 +278,7 @@ pub(super) fn rewrite_request(
     identity::strip_client_identity(headers);
     if vouched {
         // The services learn who calls from the gateway's headers; credentials stop here.
-        for credential in ["x-session-token", "x-api-key", "authorization"] {
+        for credential in &identity::CREDENTIAL_HEADERS {
             headers.remove(credential);
         }
         identity::vouch(state, caller, visit.claimed_user.as_deref(), headers)?;
@@ -304,7 +311,14 @@ pub(super) async fn send(
     request: Request,
 ) -> Result<http::Response<hyper::body::Incoming>, Response> {
     let body_limit = usize::try_from(state.config.max_body_bytes).unwrap_or(usize::MAX);
-    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, body_limit)));
+    // A request with no body (hyper knows: no length and no chunks) has nothing to hold back.
+    let request = request.map(|body| {
+        if axum::body::HttpBody::is_end_stream(&body) {
+            body
+        } else {
+            Body::new(http_body_util::Limited::new(body, body_limit))
+        }
+    });
     let started = std::time::Instant::now();
     let sent =
         tokio::time::timeout(state.config.upstream_timeout, state.client.request(request)).await;

@@ -60,7 +60,14 @@ impl std::error::Error for SendError {
 /// A serving thread's connections, by service.
 #[derive(Default)]
 pub struct Client {
-    services: Mutex<Vec<(Authority, Vec<SendRequest<Body>>)>>,
+    services: Mutex<Vec<Service>>,
+}
+
+/// One service's address, its `Host` header (made once), and its idle connections.
+struct Service {
+    authority: Authority,
+    host: Option<HeaderValue>,
+    idle: Vec<SendRequest<Body>>,
 }
 
 impl Client {
@@ -80,10 +87,11 @@ impl Client {
             .path_and_query
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *request.uri_mut() = Uri::from(path);
-        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+        let (idle, host) = self.checkout(&authority);
+        if let Some(host) = host {
             request.headers_mut().insert(header::HOST, host);
         }
-        let reused = match self.checkout(&authority) {
+        let reused = match idle {
             Some(mut sender) => match sender.try_send_request(request).await {
                 Ok(response) => {
                     self.put_back(&authority, sender);
@@ -103,21 +111,34 @@ impl Client {
         Ok(response)
     }
 
-    /// The most recently used connection to `authority` that is ready for a request; closed
-    /// ones met on the way are dropped.
-    fn checkout(&self, authority: &Authority) -> Option<SendRequest<Body>> {
-        let mut services = self.services.lock().ok()?;
-        let (_, idle) = services.iter_mut().find(|(a, _)| a == authority)?;
+    /// The most recently used connection to `authority` that is ready for a request (closed
+    /// ones met on the way are dropped), and the service's `Host`.
+    fn checkout(&self, authority: &Authority) -> (Option<SendRequest<Body>>, Option<HeaderValue>) {
+        let Ok(mut services) = self.services.lock() else {
+            return (None, HeaderValue::from_str(authority.as_str()).ok());
+        };
+        let service = match services.iter().position(|s| s.is(authority)) {
+            Some(at) => &mut services[at],
+            None => {
+                services.push(Service {
+                    authority: authority.clone(),
+                    host: HeaderValue::from_str(authority.as_str()).ok(),
+                    idle: Vec::new(),
+                });
+                services.last_mut().expect("just pushed")
+            }
+        };
+        let idle = &mut service.idle;
         let mut i = idle.len();
         while i > 0 {
             i -= 1;
             if idle[i].is_closed() {
                 idle.swap_remove(i);
             } else if idle[i].is_ready() {
-                return Some(idle.swap_remove(i));
+                return (Some(idle.swap_remove(i)), service.host.clone());
             }
         }
-        None
+        (None, service.host.clone())
     }
 
     /// Keeps `sender` for the next request to `authority` (it becomes ready when the response
@@ -129,11 +150,19 @@ impl Client {
         let Ok(mut services) = self.services.lock() else {
             return;
         };
-        match services.iter_mut().find(|(a, _)| a == authority) {
-            Some((_, idle)) if idle.len() < MAX_IDLE_PER_SERVICE => idle.push(sender),
-            Some(_) => {}
-            None => services.push((authority.clone(), vec![sender])),
+        if let Some(service) = services.iter_mut().find(|s| s.is(authority))
+            && service.idle.len() < MAX_IDLE_PER_SERVICE
+        {
+            service.idle.push(sender);
         }
+    }
+}
+
+impl Service {
+    /// Whether this is the service at `authority` (the same text: every request to a service
+    /// is addressed from its one configured URL, so no case folding is needed).
+    fn is(&self, authority: &Authority) -> bool {
+        self.authority.as_str() == authority.as_str()
     }
 }
 

@@ -7,10 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 /// entry `bearer.<session code or access token>` beside `mcp`. Without a credential header, that
 /// entry becomes `Authorization: Bearer …` and is taken out of the list the service sees.
 pub(super) fn credential_from_subprotocol(headers: &mut HeaderMap) {
-    let has_credential = ["authorization", "x-session-token", "x-api-key"]
-        .iter()
-        .any(|name| headers.contains_key(*name));
-    if has_credential {
+    if crate::identity::presents_credential(headers) {
         return;
     }
     let offered: Vec<String> = headers
