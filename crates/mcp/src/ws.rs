@@ -17,6 +17,12 @@ use tokio::sync::mpsc;
 use crate::identity::{Identity, identify};
 use crate::{McpServer, Shared};
 
+/// How much one read from the connection takes at most. tungstenite zero-fills this much of its
+/// buffer before every read (readiness polls that find nothing included); at its default of
+/// 128 KiB that was more than half of the instructions of a `get_balance` call. MCP messages are
+/// a few hundred bytes; a larger one takes more reads.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// How often the server pings an idle connection.
 const PING_EVERY: Duration = Duration::from_secs(20);
 
@@ -33,6 +39,7 @@ pub async fn upgrade(
     let limit = shared.config.max_message_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .protocols(["mcp"])
         .on_upgrade(move |socket| serve(shared, identity, socket))
 }

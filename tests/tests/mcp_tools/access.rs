@@ -234,3 +234,27 @@ async fn a_key_that_may_only_look_gets_no_video_however_mcp_reaches_core() {
         client.cancel().await.unwrap();
     }
 }
+
+/// The MCP service reads at most 8 KiB from a WebSocket at a time: a message of 200 KiB (a tool
+/// call padded with JSON whitespace) arrives whole over many reads, and is answered.
+#[tokio::test]
+async fn a_message_larger_than_one_read_arrives_whole() {
+    let google = FakeGoogle::start().await;
+    let hub = SpawnedHub::builder(Engine::Sqlite, &google).start().await;
+    let key = hub.service_key(&["credits:check"]).await;
+    let user = hub.user_with(42).await.to_string();
+    let mut socket = raw_session(
+        &hub,
+        &[("x-api-key", key.as_str()), ("x-user-id", user.as_str())],
+    )
+    .await;
+    let padding = " ".repeat(200 * 1024);
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":5,{padding}"method":"tools/call","params":{{"name":"get_balance","arguments":{{}}}}}}"#
+    );
+    socket.send(Message::text(call)).await.unwrap();
+    let reply = next_text(&mut socket).await;
+    assert_eq!(reply["id"], 5, "{reply}");
+    assert_ne!(reply["result"]["isError"], true, "{reply}");
+    assert!(reply["result"].to_string().contains("42"), "{reply}");
+}
