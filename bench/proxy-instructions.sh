@@ -60,11 +60,11 @@ count() {
     sleep 0.5
   done
   wrk -t1 -c8 -d5s "http://127.0.0.1:$PORT$PATH_PROXIED" >/dev/null
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   local requests
   requests=$(wrk -t1 -c8 -d"${SECONDS_UNDER_LOAD}s" "http://127.0.0.1:$PORT$PATH_PROXIED" \
     | awk '/requests in/ {print $1}')
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 1
   local total
   total=$(callgrind_annotate "$WORK/$name.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
