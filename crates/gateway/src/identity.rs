@@ -115,7 +115,7 @@ pub fn presents_more_than_a_key(headers: &HeaderMap) -> bool {
 
 /// The service key a request presents: `X-API-Key`, or `Authorization: Bearer hub_sk_…`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    text(headers, &X_API_KEY).or(bearer(headers).filter(|b| b.starts_with(KEY_PREFIX)))
+    text(headers, &X_API_KEY).or_else(|| bearer(headers).filter(|b| b.starts_with(KEY_PREFIX)))
 }
 
 /// What the gateway knows of a presented service key without reading the database.

@@ -78,11 +78,9 @@ impl Caller {
     /// Reads the caller from the headers, given the digest of the internal credential: 401 without
     /// the credential or a caller, 400 `invalid_user_id` for an `X-User-ID` that is not a UUID.
     pub fn from_headers(headers: &HeaderMap, credential: &[u8; 32]) -> Result<Self, ApiError> {
-        let presented = headers
-            .get(INTERNAL_HEADER)
-            .ok_or(ApiError::unauthenticated(
-                "This service is internal: call it through the gateway.",
-            ))?;
+        let presented = headers.get(INTERNAL_HEADER).ok_or_else(|| {
+            ApiError::unauthenticated("This service is internal: call it through the gateway.")
+        })?;
         let digest = credential_digest(presented.to_str().unwrap_or_default());
         if !bool::from(digest.ct_eq(credential)) {
             return Err(ApiError::unauthenticated(
@@ -106,14 +104,12 @@ impl Caller {
         };
         let principal = match text(CALLER_HEADER) {
             Some("user") => Principal::User(
-                user_id.ok_or(bad_user_id("X-User-ID is required for an end user."))?,
+                user_id.ok_or_else(|| bad_user_id("X-User-ID is required for an end user."))?,
             ),
             Some("service") => Principal::ServiceKey {
                 id: text(SERVICE_KEY_HEADER)
                     .filter(|id| !id.is_empty())
-                    .ok_or(ApiError::unauthenticated(
-                        "A service caller needs its key id.",
-                    ))?
+                    .ok_or_else(|| ApiError::unauthenticated("A service caller needs its key id."))?
                     .to_owned(),
                 scopes: text(SCOPES_HEADER)
                     .unwrap_or_default()

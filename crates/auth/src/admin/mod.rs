@@ -39,9 +39,11 @@ impl FromRequestParts<AppState> for Vouched {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let credential = state.credential.as_ref().ok_or(ApiError::unauthenticated(
-            "The operators' endpoints are off: this auth service has no HUB_INTERNAL_TOKEN.",
-        ))?;
+        let credential = state.credential.as_ref().ok_or_else(|| {
+            ApiError::unauthenticated(
+                "The operators' endpoints are off: this auth service has no HUB_INTERNAL_TOKEN.",
+            )
+        })?;
         Caller::from_headers(&parts.headers, credential).map(Self)
     }
 }
