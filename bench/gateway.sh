@@ -95,27 +95,7 @@ echo "each run: ${RUN_SECONDS}s; load generator: $(wrk -v 2>&1 | head -n 1 | cut
 # --- 1. plain proxying: nginx and the gateway in front of the same upstream ---
 if want proxy; then
 mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes auto;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  upstream fixed { server $UPSTREAM; keepalive 128; keepalive_requests 100000000; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / {
-      proxy_pass http://fixed;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-    }
-  }
-}
-CONF
+bench/nginx-conf.sh "$WORK/nginx" "$NGINX_PORT" "$UPSTREAM" >"$WORK/nginx/nginx.conf"
 start upstream "http://$UPSTREAM/" "$BENCH" upstream --addr "$UPSTREAM"
 start nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g "daemon off;"
 start gateway "http://127.0.0.1:$GATEWAY_PORT/health" env HUB_DATA_DIR="$WORK/proxy-data" \

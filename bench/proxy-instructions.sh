@@ -77,30 +77,9 @@ count() {
 echo "instructions per proxied request (callgrind; wrk -t1 -c8, ${SECONDS_UNDER_LOAD}s under load)"
 if want nginx; then
   mkdir -p "$WORK/nginx"
-  cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-master_process off;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  upstream fixed { server $UPSTREAM; keepalive 128; keepalive_requests 100000000; }
-  server {
-    listen 127.0.0.1:$PORT;
-    location / {
-      proxy_pass http://fixed;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-    }
-  }
-}
-CONF
-  count "nginx ($("$NGINX" -v 2>&1 | cut -d/ -f2))" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
+  bench/nginx-conf.sh "$WORK/nginx" "$PORT" "$UPSTREAM" 1 >"$WORK/nginx/nginx.conf"
+  count "nginx ($("$NGINX" -v 2>&1 | cut -d/ -f2))" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
+    -g "daemon off; master_process off;"
 fi
 if want bare; then
   count "bare hyper proxy" target/release/hub-bench bare-proxy --addr "127.0.0.1:$PORT" \
