@@ -60,16 +60,21 @@ count() {
     sleep 0.5
   done
   wrk -t1 -c8 -d5s "http://127.0.0.1:$PORT$PATH_PROXIED" >/dev/null
-  callgrind_control -z "$pid" >/dev/null 2>&1
+  callgrind_control -z "$pid" >/dev/null 2>&1 || { echo "$name: callgrind did not answer"; cat "$WORK/$name.log"; exit 1; }
   local requests
   requests=$(wrk -t1 -c8 -d"${SECONDS_UNDER_LOAD}s" "http://127.0.0.1:$PORT$PATH_PROXIED" \
-    | awk '/requests in/ {print $1}')
+    | awk '/requests in/ {print $1}') || true
   callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 1
   local total
-  total=$(callgrind_annotate "$WORK/$name.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  total=$(callgrind_annotate "$WORK/$name.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}') || true
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  if [ -z "${requests:-}" ] || [ "${requests:-0}" -eq 0 ] || [ -z "${total:-}" ]; then
+    echo "$name: no count (requests '${requests:-}', instructions '${total:-}'):"
+    cat "$WORK/$name.log"
+    exit 1
+  fi
   printf '%-30s %8d requests %14d instructions %8d per request\n' "$name" "$requests" "$total" \
     $((total / requests))
 }

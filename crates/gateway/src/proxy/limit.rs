@@ -79,7 +79,9 @@ pub(super) fn limit_for(
         LimitClass::Credits => limits.credits,
         LimitClass::Default => limits.default,
     };
-    let presented = identity::CREDENTIAL_HEADERS.iter().find_map(text);
+    let presented = text(&identity::X_SESSION_TOKEN)
+        .or_else(|| text(&header::AUTHORIZATION))
+        .or_else(|| text(&identity::X_API_KEY));
     match caller {
         Some(identity::Recognised::User(id) | identity::Recognised::App { user: id, .. }) => {
             (format!("caller:user:{id}"), class)
